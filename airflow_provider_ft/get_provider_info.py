@@ -1,14 +1,102 @@
-"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point."""
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
+
+Kept free of imports beyond the package version: Airflow calls it in every process that lists providers.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from airflow_provider_ft import __version__
+
+_COMMON_FIELDS: dict[str, Any] = {
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 30},
+        "description": "Connect and read timeout of each request.",
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "schema": {"type": ["integer", "null"], "default": 4, "minimum": 0, "maximum": 10},
+        "description": "Retries on connection errors, timeouts, 408, 429 and 5xx answers.",
+    },
+}
+
+
+def _behaviour(default_base_url: str) -> dict[str, Any]:
+    return {
+        "hidden-fields": ["schema", "port", "login"],
+        "relabeling": {"host": "Base URL", "password": "API Key"},
+        "placeholders": {"host": default_base_url, "password": "sk-..."},
+    }
 
 
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-ft",
         "name": "Fine-tuning jobs (DashScope, OpenAI)",
-        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs.",
-        "versions": ["0.1.0"],
+        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs on DashScope and OpenAI.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "DashScope fine-tuning",
+                "external-doc-url": "https://www.alibabacloud.com/help/en/model-studio/",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "OpenAI fine-tuning",
+                "external-doc-url": "https://platform.openai.com/docs/api-reference/fine-tuning",
+                "tags": ["software"],
+            },
+        ],
+        "hooks": [
+            {
+                "integration-name": "DashScope fine-tuning",
+                "python-modules": ["airflow_provider_ft.hooks.fine_tuning"],
+            },
+            {
+                "integration-name": "OpenAI fine-tuning",
+                "python-modules": ["airflow_provider_ft.hooks.fine_tuning"],
+            },
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
+                "hook-name": "DashScope fine-tuning",
+                "connection-type": "dashscope",
+                "conn-fields": {
+                    "workspace": {
+                        "label": "Workspace ID",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Sent as X-DashScope-WorkSpace to act inside a sub-workspace.",
+                    },
+                    "timezone": {
+                        "label": "Time zone of job times",
+                        "schema": {"type": ["string", "null"], "default": "Asia/Shanghai"},
+                        "description": "DashScope sends times without a zone; they are read in this zone.",
+                    },
+                    **_COMMON_FIELDS,
+                },
+                "ui-field-behaviour": _behaviour("https://dashscope-intl.aliyuncs.com/api/v1"),
+            },
+            {
+                "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
+                "hook-name": "OpenAI fine-tuning",
+                "connection-type": "openai_fine_tuning",
+                "conn-fields": {
+                    "organization": {
+                        "label": "Organization ID",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Sent as OpenAI-Organization.",
+                    },
+                    "project": {
+                        "label": "Project ID",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Sent as OpenAI-Project.",
+                    },
+                    **_COMMON_FIELDS,
+                },
+                "ui-field-behaviour": _behaviour("https://api.openai.com/v1"),
+            },
+        ],
     }

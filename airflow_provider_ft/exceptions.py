@@ -1,0 +1,93 @@
+"""Every error this provider raises. All derive from Airflow's ``AirflowException``."""
+
+from __future__ import annotations
+
+from airflow_provider_ft._compat import AirflowException
+
+
+class FineTuningError(AirflowException):
+    """Base class of this provider's errors."""
+
+
+class FineTuningConfigError(FineTuningError):
+    """A connection or argument is unusable; raised before any request is sent."""
+
+
+class InvalidJobIdError(FineTuningError, ValueError):
+    """A job id that is not a safe, non-empty id; raised before any request is sent."""
+
+
+class UnsupportedOperationError(FineTuningError):
+    """The vendor's API has no such operation (for example deleting an OpenAI fine-tuning job)."""
+
+
+class FineTuningApiError(FineTuningError):
+    """The vendor answered with an error, or with a body that is not the JSON it promised.
+
+    :param message: what went wrong, in words (never contains the API key)
+    :param http_status: HTTP status of the answer (0 when no answer arrived)
+    :param vendor_code: the vendor's error code, e.g. ``NotFound`` or ``rate_limit_exceeded``
+    :param request_id: the vendor's request id, for support tickets
+    :param retryable: whether sending the same request again may succeed
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int = 0,
+        vendor_code: str | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.http_status = http_status
+        self.vendor_code = vendor_code
+        self.request_id = request_id
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = 1
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        details = [f"HTTP {self.http_status}" if self.http_status else "no HTTP answer"]
+        if self.vendor_code:
+            details.append(f"code {self.vendor_code}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        return f"{self.message} ({', '.join(details)})"
+
+
+class JobNotFoundError(FineTuningApiError):
+    """The vendor has no job with that id (HTTP 404)."""
+
+
+class FineTuningTimeout(FineTuningError):
+    """A job did not reach a terminal state in the time allowed."""
+
+
+class FineTuningJobFailed(FineTuningError):
+    """A job ended ``FAILED`` or ``CANCELLED`` while the caller needed it to succeed.
+
+    :param job: the job's final state as a dict (``FineTuningJob.to_dict()``)
+    """
+
+    def __init__(self, message: str, job: dict[str, object] | None = None) -> None:
+        self.job = job
+        super().__init__(message)
+
+
+class FineTuningTransportError(FineTuningApiError):
+    """No usable HTTP answer arrived: the host could not be reached, timed out, or dropped the connection.
+
+    Always retryable: the request may not have reached the server, or its answer was lost.
+    """
+
+    reason: str = "no answer"
+
+    @classmethod
+    def because(cls, reason: str, message: str) -> FineTuningTransportError:
+        error = cls(message, retryable=True)
+        error.reason = reason
+        return error

@@ -1,0 +1,118 @@
+"""The normalized fine-tuning job that every vendor's answer is turned into."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobStatus(enum.StrEnum):
+    """A job's state, the same words for every vendor."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @classmethod
+    def parse(cls, value: str | JobStatus) -> JobStatus:
+        """``JobStatus`` from a member or its name in any case; a clear ``ValueError`` otherwise."""
+        if isinstance(value, JobStatus):
+            return value
+        try:
+            return cls[str(value).strip().upper()]
+        except KeyError:
+            known = ", ".join(member.name for member in cls)
+            raise ValueError(f"Unknown job status {value!r}; expected one of: {known}") from None
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class FineTuningJob:
+    """One fine-tuning job as a vendor reported it, in vendor-neutral terms.
+
+    :param id: the vendor's job id
+    :param vendor: name of the API it came from (``dashscope`` or ``openai``)
+    :param status: normalized state
+    :param vendor_status: the vendor's own word for the state, as sent
+    :param model: base model being fine-tuned
+    :param fine_tuned_model: the produced model, once there is one
+    :param created_at: when the job was created (timezone-aware)
+    :param finished_at: when it reached a terminal state (timezone-aware), if it has
+    :param error: the vendor's failure message, if any
+    :param name: a human name for the job where the vendor has one
+    :param trained_tokens: tokens trained so far or in total, where reported
+    :param estimated_finish: the vendor's estimate of when it will finish, where reported
+    :param metadata: the job's key-value metadata (OpenAI)
+    :param raw: the vendor's job object, untouched
+    """
+
+    id: str
+    vendor: str
+    status: JobStatus
+    vendor_status: str
+    model: str | None = None
+    fine_tuned_model: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    name: str | None = None
+    trained_tokens: int | None = None
+    estimated_finish: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (for XCom): datetimes as ISO 8601 strings, the status as its name."""
+        return {
+            "id": self.id,
+            "vendor": self.vendor,
+            "status": self.status.value,
+            "vendor_status": self.vendor_status,
+            "is_terminal": self.is_terminal,
+            "model": self.model,
+            "fine_tuned_model": self.fine_tuned_model,
+            "created_at": _isoformat(self.created_at),
+            "finished_at": _isoformat(self.finished_at),
+            "error": self.error,
+            "name": self.name,
+            "trained_tokens": self.trained_tokens,
+            "estimated_finish": _isoformat(self.estimated_finish),
+            "metadata": dict(self.metadata),
+            "raw": self.raw,
+        }
+
+    def describe_progress(self) -> str:
+        """One readable line: status, and whatever progress the vendor gives."""
+        parts = [f"job {self.id}: {self.status.value}"]
+        if self.vendor_status.upper() != self.status.value:
+            parts[0] += f" ({self.vendor_status})"
+        if self.trained_tokens is not None:
+            parts.append(f"trained tokens {self.trained_tokens}")
+        if self.estimated_finish is not None:
+            parts.append(f"estimated finish {self.estimated_finish.isoformat()}")
+        if self.fine_tuned_model:
+            parts.append(f"fine-tuned model {self.fine_tuned_model}")
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return ", ".join(parts)
+
+
+def _isoformat(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
