@@ -1,0 +1,132 @@
+"""Shared fixtures: a throwaway AIRFLOW_HOME, the emulator over loopback, and connections pointing at it.
+
+AIRFLOW_HOME is set here, at import time, because Airflow reads its configuration when first imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ft-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+(_AIRFLOW_HOME / "dags").mkdir()
+
+from airflow_provider_ft.emulator import FineTuningEmulator  # noqa: E402
+
+API_KEY = "sk-test-0123456789abcdef"
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
+# Fast but real retry settings: the retry tests count attempts, they do not wait for production backoffs.
+FAST_RETRIES = {"timeout": 2, "max_retries": 3, "backoff_base": 0.01}
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One API under test: its name in the emulator and the Airflow connection type that selects it."""
+
+    name: str
+    conn_type: str
+
+    @property
+    def conn_id(self) -> str:
+        return f"ft_{self.name}"
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[FineTuningEmulator]:
+    with FineTuningEmulator(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: FineTuningEmulator) -> Iterator[FineTuningEmulator]:
+    """The session's emulator, emptied before each test."""
+    emulator_server.reset()
+    yield emulator_server
+    emulator_server.reset()
+
+
+@pytest.fixture(params=sorted(CONN_TYPES), ids=lambda name: name)
+def vendor(request: pytest.FixtureRequest) -> Vendor:
+    """Runs a test once per vendor."""
+    return Vendor(request.param, CONN_TYPES[request.param])
+
+
+ConnectionFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
+    """Define an Airflow connection through an ``AIRFLOW_CONN_*`` variable; returns its conn id."""
+
+    def make(
+        conn_id: str,
+        conn_type: str,
+        *,
+        host: str | None = None,
+        password: str | None = API_KEY,
+        **extra: Any,
+    ) -> str:
+        definition: dict[str, Any] = {"conn_type": conn_type, "extra": extra}
+        if host is not None:
+            definition["host"] = host
+        if password is not None:
+            definition["password"] = password
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
+        return conn_id
+
+    return make
+
+
+@pytest.fixture
+def connection(emulator: FineTuningEmulator, vendor: Vendor, make_connection: ConnectionFactory) -> str:
+    """A connection of the parametrized vendor pointing at the emulator, with fast retries."""
+    return make_connection(vendor.conn_id, vendor.conn_type, host=emulator.url(vendor.name), **FAST_RETRIES)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_home: Path) -> Path:
+    """An initialized SQLite metadata database in the throwaway AIRFLOW_HOME (migrated once per session)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300)
+    return airflow_home
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path) -> Callable[..., Any]:
+    """Copy a DAG file into the dags folder, load it from there and run it with ``dag.test()``.
+
+    Returns the DagRun. Each call loads the file afresh, so connections set by the test apply.
+    """
+
+    def run(dag_file: Path, dag_id: str, **test_kwargs: Any) -> Any:
+        target = airflow_db / "dags" / dag_file.name
+        shutil.copyfile(dag_file, target)
+        module_name = f"_dag_{dag_file.stem}_{uuid.uuid4().hex}"
+        spec = importlib.util.spec_from_file_location(module_name, target)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)
+        return dag.test(**test_kwargs)
+
+    return run
