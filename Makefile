@@ -43,7 +43,7 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_ft.demo
+	$(BIN)/python scripts/demo.py
 
 emulator: $(STAMP)
 	$(BIN)/python -m airflow_provider_ft.emulator --port 8089 --seed demo

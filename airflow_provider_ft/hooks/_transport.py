@@ -12,7 +12,6 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
 import tenacity
 
 from airflow_provider_ft import __version__
@@ -131,8 +130,11 @@ class SyncTransport(_Transport):
     """Blocking transport over one keep-alive ``requests.Session``."""
 
     def __init__(self, settings: ClientSettings) -> None:
+        import requests  # on first use: DAG files that only build operators never pay for it
+
         super().__init__(settings)
-        self.session = requests.Session()
+        self._request_error: type[Exception] = requests.RequestException
+        self.session: requests.Session = requests.Session()
         self.session.headers.update(settings.headers())
 
     def close(self) -> None:
@@ -172,7 +174,7 @@ class SyncTransport(_Transport):
                 allow_redirects=False,
             )
             response = _api_response(answer.status_code, answer.headers.items(), answer.content)
-        except requests.RequestException as error:
+        except self._request_error as error:
             raise self._transport_error(request, error) from None
         return self.dialect.decode(request, response)
 
@@ -184,8 +186,8 @@ class AsyncTransport(_Transport):
         import httpx
 
         super().__init__(settings)
-        self._httpx = httpx
-        self.client = httpx.AsyncClient(
+        self._request_error: type[Exception] = httpx.HTTPError
+        self.client: httpx.AsyncClient = httpx.AsyncClient(
             headers=settings.headers(),
             timeout=httpx.Timeout(settings.timeout),
             follow_redirects=False,
@@ -224,7 +226,7 @@ class AsyncTransport(_Transport):
                 json=request.json_body,
             )
             response = _api_response(answer.status_code, answer.headers.items(), answer.content)
-        except self._httpx.HTTPError as error:
+        except self._request_error as error:
             raise self._transport_error(request, error) from None
         return self.dialect.decode(request, response)
 

@@ -1,0 +1,95 @@
+"""A connection that cannot work fails before any request, with an error naming it and what to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningTransportError
+from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from tests.conftest import ConnectionFactory, Vendor
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"password": None}, "has no API key"),
+        ({"password": ""}, "has no API key"),
+        ({"password": "sk-abc def"}, "whitespace"),
+        ({"password": "sk-abcdef\n"}, "whitespace"),
+        ({"password": "sk-abc\x00def"}, "whitespace"),
+        ({"host": "api.example.com/v1"}, "full http(s) URL"),
+        ({"host": "ftp://api.example.com"}, "full http(s) URL"),
+        ({"host": "https://api.example.com:99999/v1"}, "invalid port"),
+        ({"timeout": -1}, "'timeout' must be a positive number"),
+        ({"timeout": "soon"}, "'timeout' must be a positive number"),
+        ({"max_retries": 99}, "'max_retries' must be a whole number"),
+        ({"max_retries": "many"}, "'max_retries' must be a whole number"),
+    ],
+    ids=lambda value: str(value)[:30],
+)
+def test_unusable_connection_is_refused_before_any_request(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    make_connection: ConnectionFactory,
+    overrides: dict[str, object],
+    expected: str,
+) -> None:
+    settings: dict[str, object] = {"host": emulator.url(vendor.name), **overrides}
+    conn_id = make_connection("broken_conn", vendor.conn_type, **settings)
+    with pytest.raises(FineTuningConfigError) as raised:
+        FineTuningHook(conn_id).get_job("ft-1")
+    assert "'broken_conn'" in str(raised.value)
+    assert expected in str(raised.value)
+    assert emulator.requests == []
+    password = overrides.get("password")
+    if isinstance(password, str) and password.strip():
+        assert password.strip() not in str(raised.value)
+
+
+def test_unknown_conn_type_names_the_supported_ones(make_connection: ConnectionFactory) -> None:
+    conn_id = make_connection("wrong_type", "http", host="https://example.com")
+    with pytest.raises(FineTuningConfigError, match=r"'wrong_type'.*dashscope, openai, openai_fine_tuning"):
+        FineTuningHook(conn_id).get_job("ft-1")
+
+
+def test_dashscope_timezone_extra_is_validated(make_connection: ConnectionFactory) -> None:
+    conn_id = make_connection("tz_conn", "dashscope", timezone="Atlantis/Capital")
+    with pytest.raises(FineTuningConfigError, match=r"'tz_conn'.*timezone"):
+        FineTuningHook(conn_id).get_job("ft-1")
+
+
+def test_default_base_urls(make_connection: ConnectionFactory) -> None:
+    ds = make_connection("ds_defaults", "dashscope")
+    oa = make_connection("oa_defaults", "openai_fine_tuning")
+    assert FineTuningHook(ds).settings.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
+    assert FineTuningHook(oa).settings.base_url == "https://api.openai.com/v1"
+
+
+def test_any_base_url_shape_is_kept(make_connection: ConnectionFactory) -> None:
+    conn_id = make_connection("gateway", "openai_fine_tuning", host="http://10.0.0.1:8443/proxy/openai/v1/")
+    assert FineTuningHook(conn_id).settings.base_url == "http://10.0.0.1:8443/proxy/openai/v1"
+
+
+def test_airflow2_style_prefixed_extras_are_read(make_connection: ConnectionFactory) -> None:
+    conn_id = make_connection("prefixed", "dashscope", **{"extra__dashscope__workspace": "ws-1"})
+    assert FineTuningHook(conn_id).settings.dialect.extra_headers() == {"X-DashScope-WorkSpace": "ws-1"}
+
+
+def test_page_size_is_validated() -> None:
+    with pytest.raises(FineTuningConfigError, match="page_size"):
+        FineTuningHook("any", page_size=0)
+    with pytest.raises(FineTuningConfigError, match="page_size"):
+        FineTuningHook("any", page_size=101)
+
+
+def test_unreachable_host_is_a_transport_error_after_bounded_retries(
+    vendor: Vendor, make_connection: ConnectionFactory, unused_tcp_port: int
+) -> None:
+    conn_id = make_connection(
+        "nowhere", vendor.conn_type, host=f"http://127.0.0.1:{unused_tcp_port}/v1", max_retries=2, backoff_base=0.01
+    )
+    with pytest.raises(FineTuningTransportError) as raised:
+        FineTuningHook(conn_id).get_job("ft-1")
+    assert raised.value.attempts == 3
+    assert "'nowhere'" in str(raised.value)
