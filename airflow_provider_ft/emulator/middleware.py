@@ -1,0 +1,125 @@
+"""Raw ASGI front door: records each request, checks the bearer key, and acts out injected faults."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from airflow_provider_ft.emulator.errors import error_body, unauthorized
+from airflow_provider_ft.emulator.exchange import ASGIApp, Exchange, Receive, Scope, Send
+from airflow_provider_ft.emulator.faults import FaultBook, act_out
+from airflow_provider_ft.emulator.recording import LogEntry, RequestLog
+from airflow_provider_ft.emulator.state import Vendor
+from airflow_provider_ft.emulator.transport import Connections
+
+MOUNTS: dict[str, Vendor] = {"/dashscope/api/v1": "dashscope", "/openai/v1": "openai"}
+
+
+def split_path(path: str) -> tuple[Vendor | None, str]:
+    """The vendor whose mount serves ``path`` and the path relative to that mount."""
+    for prefix, vendor in MOUNTS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return vendor, path[len(prefix) :] or "/"
+    return None, path
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class EmulatorMiddleware:
+    """Wraps the FastAPI app; everything a test can observe about a request passes through here."""
+
+    def __init__(
+        self, app: ASGIApp, *, api_key: str, log: RequestLog, faults: FaultBook, connections: Connections
+    ) -> None:
+        self.app = app
+        self._api_key = api_key.encode()
+        self._log = log
+        self._faults = faults
+        self._connections = connections
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        vendor, path = split_path(scope["path"])
+        body = await _read_body(receive)
+        headers = _headers(scope)
+        presented = bearer_token(headers.pop("authorization", None))
+        authorized = presented is not None and hmac.compare_digest(presented.encode(), self._api_key)
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {}).update(request_id=request_id, vendor=vendor)
+        entry = self._log.start(
+            LogEntry(vendor, scope["method"], path, _query(scope), headers, _parse_json(body), authorized)
+        )
+        exchange = Exchange(
+            scope,
+            receive,
+            send,
+            body=body,
+            vendor=vendor,
+            request_id=request_id,
+            entry=entry,
+            connections=self._connections,
+        )
+
+        async def handle(ex: Exchange) -> None:
+            await self._serve(ex, authorized=authorized, presented=presented)
+
+        fault = self._faults.take(vendor, scope["method"], path)
+        if fault is None:
+            await handle(exchange)
+            return
+        entry.fault = fault.kind
+        await act_out(fault, exchange, handle)
+
+    async def _serve(self, exchange: Exchange, *, authorized: bool, presented: str | None) -> None:
+        vendor = exchange.vendor
+        if vendor is not None and not authorized:
+            error = unauthorized(vendor, presented)
+            await exchange.respond_json(401, error_body(vendor, exchange.request_id, error))
+            return
+        await self.app(exchange.scope, exchange.receive, exchange.send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,375 @@
+"""OpenAI fine-tuning jobs dialect: job, event and checkpoint objects and the routes under ``/openai/v1``.
+
+Every body validates against the OpenAI contract (``FineTuningJob``, ``ListPaginatedFineTuningJobsResponse``,
+``ListFineTuningJobEventsResponse``, ``ListFineTuningJobCheckpointsResponse``), except that ``status`` carries
+whatever word the job is in: ``paused`` (which the real pause endpoint answers) and seeded unknown words are
+not in the spec's enum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from airflow_provider_ft.emulator.errors import VendorError
+from airflow_provider_ft.emulator.routing import body_json, int_param, state_of
+from airflow_provider_ft.emulator.state import WORDS, EmulatorState, Job, Outcome, new_job, random_token
+
+PREFIX = "/openai/v1"
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+ORG_SLUG = "emulator"
+METHODS = ("supervised", "dpo", "reinforcement")
+AUTO_HYPERPARAMETERS = {"batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"}
+CHECKPOINT_STEPS = (100, 200, 300)
+WORDS_OA = WORDS["openai"]
+
+router = APIRouter()
+
+T = TypeVar("T")
+
+
+def new_job_id() -> str:
+    """``ftjob-`` followed by 24 letters and digits."""
+    return f"ftjob-{random_token(24)}"
+
+
+def _stable_token(*parts: str, length: int = 24) -> str:
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+def fine_tuned_model(job: Job) -> str:
+    """``ft:<base model>:<org>:<suffix>:<8 chars>``."""
+    suffix = job.spec.get("suffix") or ""
+    return f"ft:{job.model}:{ORG_SLUG}:{suffix}:{_stable_token(job.id, length=8)}"
+
+
+def supervised_method(hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"type": "supervised", "supervised": {"hyperparameters": ...}}`` with ``auto`` defaults."""
+    return {
+        "type": "supervised",
+        "supervised": {"hyperparameters": {**AUTO_HYPERPARAMETERS, **(hyperparameters or {})}},
+    }
+
+
+def default_spec(job_id: str, suffix: str | None = None) -> dict[str, Any]:
+    """Request-side fields of a job seeded without them."""
+    return {
+        "training_file": f"file-{_stable_token(job_id, 'train')}",
+        "validation_file": None,
+        "suffix": suffix,
+        "seed": zlib.crc32(job_id.encode()) % 2_147_483_647,
+        "method": supervised_method(),
+        "integrations": [],
+    }
+
+
+def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
+    """The ``fine_tuning.job`` object as retrieve/list/cancel return it."""
+    spec = job.spec
+    method = spec.get("method") or supervised_method()
+    succeeded = job.status == WORDS_OA.succeeded
+    return {
+        "object": "fine_tuning.job",
+        "id": job.id,
+        "model": job.model,
+        "created_at": int(job.created_at),
+        "finished_at": None if job.finished_at is None else int(job.finished_at),
+        "fine_tuned_model": fine_tuned_model(job) if succeeded else None,
+        "organization_id": state.settings.organization_id,
+        "result_files": [f"file-{_stable_token(job.id, 'result')}"] if succeeded else [],
+        "status": job.status,
+        "validation_file": spec.get("validation_file"),
+        "training_file": spec.get("training_file") or "file-emulator",
+        "hyperparameters": _hyperparameters(method),
+        "trained_tokens": zlib.crc32(job.id.encode()) % 90_000 + 10_000 if succeeded else None,
+        "error": _error(job),
+        "seed": int(spec.get("seed") or 0),
+        "estimated_finish": _estimated_finish(job),
+        "integrations": list(spec.get("integrations") or []),
+        "metadata": job.metadata,
+        "method": method,
+        "user_provided_suffix": spec.get("suffix"),
+    }
+
+
+def _hyperparameters(method: dict[str, Any]) -> dict[str, Any]:
+    chosen = method.get(method.get("type", "supervised")) or {}
+    hyper = chosen.get("hyperparameters") if isinstance(chosen, dict) else None
+    return {**AUTO_HYPERPARAMETERS, **(hyper or {})}
+
+
+def _error(job: Job) -> dict[str, Any] | None:
+    if job.status != WORDS_OA.failed:
+        return None
+    return {"code": "job_failed", "message": job.error or "The fine-tuning job failed.", "param": None}
+
+
+def _estimated_finish(job: Job) -> int | None:
+    if job.status != WORDS_OA.running or job.runs_for is None:
+        return None
+    return int(job.status_since + job.runs_for)
+
+
+def seed(
+    state: EmulatorState,
+    *,
+    job_id: str | None,
+    status: str | None,
+    model: str | None,
+    name: str | None,
+    metadata: dict[str, str] | None,
+    **kwargs: Any,
+) -> Job:
+    """Create a job directly in the store; ``name`` becomes the suffix and ``metadata["name"]``."""
+    job_id = job_id or new_job_id()  # 62**24 ids: collisions are not a concern
+    merged = dict(metadata or {})
+    if name is not None:
+        merged.setdefault("name", name)
+    return new_job(
+        state.store,
+        "openai",
+        job_id,
+        status=status or WORDS_OA.running,
+        model=model or DEFAULT_MODEL,
+        name=name,
+        metadata=merged or None,
+        spec=default_spec(job_id, name),
+        **kwargs,
+    )
+
+
+def events(job: Job) -> list[dict[str, Any]]:
+    """``fine_tuning.job.event`` objects for the job's history, newest first."""
+    lines: list[tuple[float, str, str]] = [(job.created_at, "info", f"Created fine-tuning job: {job.id}")]
+    for at, status in job.history:
+        lines.append((at, "error" if status == WORDS_OA.failed else "info", _event_message(job, status)))
+    if job.status == WORDS_OA.succeeded and job.finished_at is not None:
+        lines.append((job.finished_at, "info", f"New fine-tuned model created: {fine_tuned_model(job)}"))
+        lines.append((job.finished_at, "info", "The job has successfully completed"))
+    return [_event(job, index, *line) for index, line in reversed(list(enumerate(lines)))]
+
+
+def _event(job: Job, index: int, at: float, level: str, message: str) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job.event",
+        "id": f"ftevent-{_stable_token(job.id, 'event', str(index))}",
+        "created_at": int(at),
+        "level": level,
+        "message": message,
+        "data": {},
+        "type": "message",
+    }
+
+
+def _event_message(job: Job, status: str) -> str:
+    messages = {
+        "validating_files": f"Validating training file: {job.spec.get('training_file')}",
+        "queued": "Files validated, moving job to queued state",
+        "running": "Fine-tuning job started",
+        "succeeded": "Fine-tuning job succeeded",
+        "failed": job.error or "The fine-tuning job failed.",
+        "cancelled": "Fine-tuning job cancelled",
+        "paused": "Fine-tuning job paused",
+    }
+    return messages.get(status, f"Fine-tuning job status: {status}")
+
+
+def checkpoints(job: Job) -> list[dict[str, Any]]:
+    """Checkpoints of a succeeded job (none otherwise), newest first."""
+    if job.status != WORDS_OA.succeeded or job.finished_at is None:
+        return []
+    model = fine_tuned_model(job)
+    span = job.finished_at - job.created_at
+    items = []
+    for index, step in enumerate(CHECKPOINT_STEPS, start=1):
+        loss = round(1.0 / (index + 1), 4)
+        items.append(
+            {
+                "object": "fine_tuning.job.checkpoint",
+                "id": f"ftckpt_{_stable_token(job.id, 'ckpt', str(step))}",
+                "created_at": int(job.created_at + span * index / len(CHECKPOINT_STEPS)),
+                "fine_tuned_model_checkpoint": f"{model}:ckpt-step-{step}",
+                "step_number": step,
+                "metrics": {"step": float(step), "train_loss": loss, "train_mean_token_accuracy": 1.0 - loss},
+                "fine_tuning_job_id": job.id,
+            }
+        )
+    return list(reversed(items))
+
+
+def _not_found(job_id: str) -> VendorError:
+    return VendorError(404, "fine_tune_not_found", f"Could not find fine tune: {job_id}", param="fine_tuning_job_id")
+
+
+def _invalid(message: str, param: str | None = None, code: str | None = None) -> VendorError:
+    return VendorError(400, code, message, param=param)
+
+
+def _job_or_404(state: EmulatorState, job_id: str) -> Job:
+    job = state.store.get("openai", job_id)
+    if job is None:
+        raise _not_found(job_id)
+    return job
+
+
+def _page(items: Sequence[T], after: str | None, limit: int, key: Callable[[T], str]) -> tuple[list[T], bool]:
+    """Items strictly after the one whose id is ``after``, at most ``limit``, and whether more remain."""
+    start = 0
+    if after:
+        ids = [key(item) for item in items]
+        start = ids.index(after) + 1 if after in ids else len(ids)
+    rest = list(items[start:])
+    return rest[:limit], len(rest) > limit
+
+
+def _metadata_filter(request: Request) -> Callable[[Job], bool]:
+    wanted: dict[str, str] = {}
+    want_none = False
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata[") and key.endswith("]"):
+            wanted[key[len("metadata[") : -1]] = value
+        elif key == "metadata" and value == "null":
+            want_none = True
+    if want_none:
+        return lambda job: not job.metadata
+    return lambda job: all((job.metadata or {}).get(k) == v for k, v in wanted.items())
+
+
+def _require_str(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        return None
+    if not isinstance(value, str) or not value:
+        raise _invalid(f"Invalid type for '{name}': expected a string.", name, "invalid_type")
+    return value
+
+
+def _check_metadata(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and len(value) <= 16
+    if not ok or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _invalid("Invalid 'metadata': expected an object of at most 16 string values.", "metadata")
+    return dict(value)
+
+
+def _check_method(body: dict[str, Any]) -> dict[str, Any]:
+    method = body.get("method")
+    if method is None:
+        hyper = body.get("hyperparameters")
+        return supervised_method(hyper if isinstance(hyper, dict) else None)
+    if not isinstance(method, dict) or method.get("type") not in METHODS:
+        raise _invalid("Invalid 'method.type': expected one of supervised, dpo, reinforcement.", "method.type")
+    return method
+
+
+def _create_spec(body: dict[str, Any], job_id: str) -> dict[str, Any]:
+    suffix = _require_str(body, "suffix", required=False)
+    if suffix is not None and len(suffix) > 64:
+        raise _invalid("Invalid 'suffix': string too long. Expected at most 64 characters.", "suffix")
+    seed_value = body.get("seed")
+    if seed_value is not None and (not isinstance(seed_value, int) or isinstance(seed_value, bool)):
+        raise _invalid("Invalid type for 'seed': expected an integer.", "seed", "invalid_type")
+    return {
+        "training_file": _require_str(body, "training_file", required=True),
+        "validation_file": _require_str(body, "validation_file", required=False),
+        "suffix": suffix,
+        "seed": seed_value if seed_value is not None else zlib.crc32(job_id.encode()) % 2_147_483_647,
+        "method": _check_method(body),
+        "integrations": body.get("integrations") or [],
+    }
+
+
+@router.post("/fine_tuning/jobs")
+async def create_job(request: Request) -> JSONResponse:
+    """``POST /fine_tuning/jobs``: the new job starts in ``validating_files``."""
+    state = state_of(request)
+    body = body_json(await request.body(), "openai")
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object.")
+    model = _require_str(body, "model", required=True) or DEFAULT_MODEL
+    job_id = new_job_id()
+    spec = _create_spec(body, job_id)
+    metadata = _check_metadata(body.get("metadata"))
+    job = new_job(state.store, "openai", job_id, status="validating_files", model=model, metadata=metadata, spec=spec)
+    return JSONResponse(serialize(job, state))
+
+
+@router.get("/fine_tuning/jobs")
+async def list_jobs(request: Request) -> JSONResponse:
+    """``GET /fine_tuning/jobs?after=&limit=&metadata[k]=v``: newest first."""
+    state = state_of(request)
+    limit = int_param(request, "limit", 20, 1, 100, "openai")
+    keep = _metadata_filter(request)
+    jobs = [job for job in state.store.all("openai") if keep(job)]
+    page, has_more = _page(jobs, request.query_params.get("after"), limit, lambda job: job.id)
+    data = [serialize(job, state) for job in page]
+    return JSONResponse({"object": "list", "data": data, "has_more": has_more})
+
+
+@router.get("/fine_tuning/jobs/{job_id}")
+async def retrieve_job(request: Request, job_id: str) -> JSONResponse:
+    """``GET /fine_tuning/jobs/{id}``."""
+    state = state_of(request)
+    return JSONResponse(serialize(_job_or_404(state, job_id), state))
+
+
+@router.post("/fine_tuning/jobs/{job_id}/cancel")
+async def cancel_job(request: Request, job_id: str) -> JSONResponse:
+    """``POST /fine_tuning/jobs/{id}/cancel``: a job still in flight becomes ``cancelled`` at once."""
+    state = state_of(request)
+    outcome, job = state.store.cancel("openai", job_id)
+    return _transition_answer(state, job_id, outcome, job, "cancel")
+
+
+@router.post("/fine_tuning/jobs/{job_id}/pause")
+async def pause_job(request: Request, job_id: str) -> JSONResponse:
+    """``POST /fine_tuning/jobs/{id}/pause``: a queued or running job becomes ``paused``."""
+    state = state_of(request)
+    outcome, job = state.store.pause("openai", job_id)
+    return _transition_answer(state, job_id, outcome, job, "pause")
+
+
+@router.post("/fine_tuning/jobs/{job_id}/resume")
+async def resume_job(request: Request, job_id: str) -> JSONResponse:
+    """``POST /fine_tuning/jobs/{id}/resume``: a paused job goes back to ``queued``."""
+    state = state_of(request)
+    outcome, job = state.store.resume("openai", job_id, "queued")
+    return _transition_answer(state, job_id, outcome, job, "resume")
+
+
+def _transition_answer(state: EmulatorState, job_id: str, outcome: Outcome, job: Job | None, verb: str) -> JSONResponse:
+    if outcome is Outcome.NOT_FOUND or job is None:
+        raise _not_found(job_id)
+    if outcome is not Outcome.OK:
+        raise _invalid(f"Cannot {verb} fine-tuning job {job_id}: its status is {job.status}.", None, "invalid_state")
+    return JSONResponse(serialize(job, state))
+
+
+@router.get("/fine_tuning/jobs/{job_id}/events")
+async def list_events(request: Request, job_id: str) -> JSONResponse:
+    """``GET /fine_tuning/jobs/{id}/events?after=&limit=``."""
+    limit = int_param(request, "limit", 20, 1, 100, "openai")
+    job = _job_or_404(state_of(request), job_id)
+    data, has_more = _page(events(job), request.query_params.get("after"), limit, lambda item: str(item["id"]))
+    return JSONResponse({"object": "list", "data": data, "has_more": has_more})
+
+
+@router.get("/fine_tuning/jobs/{job_id}/checkpoints")
+async def list_checkpoints(request: Request, job_id: str) -> JSONResponse:
+    """``GET /fine_tuning/jobs/{id}/checkpoints?after=&limit=``."""
+    limit = int_param(request, "limit", 10, 1, 100, "openai")
+    job = _job_or_404(state_of(request), job_id)
+    data, has_more = _page(checkpoints(job), request.query_params.get("after"), limit, lambda item: str(item["id"]))
+    first = data[0]["id"] if data else None
+    last = data[-1]["id"] if data else None
+    return JSONResponse({"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": has_more})

@@ -1,0 +1,140 @@
+"""Server plumbing: addresses, start/stop, isolation of imports, the demo seed and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_ft.emulator import FineTuningEmulator, seed_demo
+
+
+def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
+    assert emulator.port > 0
+    assert emulator.url("dashscope") == f"http://127.0.0.1:{emulator.port}/dashscope/api/v1"
+    assert emulator.url("openai") == f"http://127.0.0.1:{emulator.port}/openai/v1"
+    with pytest.raises(ValueError, match="unknown vendor"):
+        emulator.url("azure")
+
+
+def test_default_key_and_start_stop_methods() -> None:
+    emu = FineTuningEmulator()
+    emu.start()
+    try:
+        assert emu.api_key == "emulator-key"
+        headers = {"Authorization": "Bearer emulator-key"}
+        assert requests.get(f"{emu.url('openai')}/fine_tuning/jobs", headers=headers, timeout=5).status_code == 200
+        with pytest.raises(RuntimeError, match="already running"):
+            emu.start()
+        port = emu.port
+    finally:
+        emu.stop()
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/openai/v1/fine_tuning/jobs", timeout=2)
+
+
+def test_two_emulators_are_independent(emulator: FineTuningEmulator) -> None:
+    with FineTuningEmulator(api_key="other-key-123456") as other:
+        assert other.port != emulator.port
+        other.seed_job("dashscope")
+        assert other.jobs("dashscope")
+        assert emulator.jobs("dashscope") == []
+
+
+def test_busy_port_is_an_error(emulator: FineTuningEmulator) -> None:
+    with pytest.raises(OSError):  # noqa: PT011 - the errno depends on the platform
+        FineTuningEmulator(port=emulator.port).start()
+
+
+def test_explicit_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FineTuningEmulator(port=port) as emu:
+        assert emu.port == port
+
+
+def test_package_imports_stay_isolated() -> None:
+    code = (
+        "import sys, airflow_provider_ft; assert 'fastapi' not in sys.modules, 'provider imported fastapi'; "
+        "import airflow_provider_ft.emulator; assert 'airflow' not in sys.modules, 'emulator imported airflow'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_seed_demo_is_realistic(emulator: FineTuningEmulator) -> None:
+    ids = seed_demo(emulator)
+    assert set(ids) == {"dashscope", "openai"}
+    day = timedelta(days=1).total_seconds()
+    for vendor, in_flight in (("dashscope", {"RUNNING", "QUEUING", "PENDING"}), ("openai", {"running", "queued"})):
+        jobs = {job.get("job_id") or job.get("id"): job for job in emulator.jobs(vendor)}
+        assert set(jobs) == set(ids[vendor])
+        ages = {job_id: _age(emulator, job) for job_id, job in jobs.items()}
+        stale = [i for i, job in jobs.items() if job["status"] in in_flight and ages[i] > day]
+        recent = [i for i in jobs if ages[i] < 3600]
+        finished_old = [i for i, job in jobs.items() if job["status"] not in in_flight and ages[i] > day]
+        assert len(stale) >= 2
+        assert len(recent) >= 2
+        assert len(finished_old) >= 3
+
+
+def _age(emu: FineTuningEmulator, job: dict[str, object]) -> float:
+    if "created_at" in job:
+        return emu.now() - float(job["created_at"])  # type: ignore[arg-type]
+    created = datetime.strptime(str(job["create_time"]), "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return emu.now() - created.timestamp()
+
+
+def test_cli_serves_demo_until_interrupted() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "airflow_provider_ft.emulator", "--port", "0", "--seed", "demo"]
+    command += ["--api-key", "cli-key-1234567890", "--time-scale", "60"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        urls = dict(re.findall(r"^(DashScope|OpenAI):\s+(\S+)$", "".join(lines), re.MULTILINE))
+        assert "cli-key-1234567890" in lines[2]
+        headers = {"Authorization": "Bearer cli-key-1234567890"}
+        listed = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs", headers=headers, timeout=5).json()
+        assert len(listed["data"]) >= 5
+        total = requests.get(f"{urls['DashScope']}/fine-tunes", headers=headers, timeout=5).json()["output"]["total"]
+        assert total >= 5
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=0, max_value=30), limit=st.integers(min_value=1, max_value=12))
+def test_openai_paging_visits_each_job_once(shared_emulator: FineTuningEmulator, n: int, limit: int) -> None:
+    shared_emulator.reset()
+    ids = [shared_emulator.seed_job("openai", age=n - i) for i in range(n)]
+    headers = {"Authorization": f"Bearer {shared_emulator.api_key}"}
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": limit}
+    with requests.Session() as session:
+        while True:
+            page = session.get(
+                f"{shared_emulator.url('openai')}/fine_tuning/jobs", params=params, headers=headers
+            ).json()
+            seen += [job["id"] for job in page["data"]]
+            if not page["has_more"]:
+                break
+            params["after"] = page["data"][-1]["id"]
+    assert seen == list(reversed(ids))
+    shared_emulator.reset()
