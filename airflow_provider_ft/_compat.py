@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
+from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
+    from airflow.sdk.execution_time.xcom import XCom
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 else:
 
@@ -23,6 +24,10 @@ else:
             from airflow.triggers import base
 
             return getattr(base, name)
+        if name == "XCom":
+            from airflow.sdk.execution_time.xcom import XCom
+
+            return XCom
         if name in ("Connection", "Context"):
             import airflow.sdk
 
@@ -32,6 +37,7 @@ else:
 
 __all__ = [
     "AirflowException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
@@ -40,8 +46,10 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
+    "XCom",
     "default_deferrable",
     "mask_secret",
 ]

@@ -29,6 +29,8 @@ class FineTuningApiError(FineTuningError):
     :param vendor_code: the vendor's error code, e.g. ``NotFound`` or ``rate_limit_exceeded``
     :param request_id: the vendor's request id, for support tickets
     :param retryable: whether sending the same request again may succeed
+    :param retry_after: seconds the vendor asked to wait before trying again, if it said
+    :param rate_limited: the vendor refused because of a rate or quota limit (HTTP 429, DashScope ``Throttling``)
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class FineTuningApiError(FineTuningError):
         request_id: str | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
+        rate_limited: bool = False,
     ) -> None:
         self.message = message
         self.http_status = http_status
@@ -47,6 +50,7 @@ class FineTuningApiError(FineTuningError):
         self.request_id = request_id
         self.retryable = retryable
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
         self.attempts = 1
         super().__init__(self._describe())
 

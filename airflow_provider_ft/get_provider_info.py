@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_provider_ft import __version__
 
+_INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning")
 _COMMON_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Timeout (seconds)",
@@ -31,6 +32,10 @@ def _behaviour(default_base_url: str) -> dict[str, Any]:
     }
 
 
+def _per_integration(module: str) -> list[dict[str, Any]]:
+    return [{"integration-name": name, "python-modules": [module]} for name in _INTEGRATIONS]
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-ft",
@@ -49,16 +54,11 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             },
         ],
-        "hooks": [
-            {
-                "integration-name": "DashScope fine-tuning",
-                "python-modules": ["airflow_provider_ft.hooks.fine_tuning"],
-            },
-            {
-                "integration-name": "OpenAI fine-tuning",
-                "python-modules": ["airflow_provider_ft.hooks.fine_tuning"],
-            },
-        ],
+        "operators": _per_integration("airflow_provider_ft.operators.fine_tuning"),
+        "sensors": _per_integration("airflow_provider_ft.sensors.fine_tuning"),
+        "triggers": _per_integration("airflow_provider_ft.triggers.fine_tuning"),
+        "hooks": _per_integration("airflow_provider_ft.hooks.fine_tuning"),
+        "extra-links": ["airflow_provider_ft.links.FineTuningJobLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",

@@ -155,6 +155,7 @@ class Dialect(ABC):
     default_base_url: ClassVar[str]
     max_page_size: ClassVar[int] = 100
     list_filters: ClassVar[tuple[str, ...]] = ()
+    supports_delete: ClassVar[bool] = False
     status_words: ClassVar[Mapping[str, JobStatus]]
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -184,10 +185,16 @@ class Dialect(ABC):
 
     def delete_job(self, job_id: object) -> ApiRequest:
         validate_job_id(job_id)
-        raise UnsupportedOperationError(
-            f"The {self.display_name} API has no way to delete a fine-tuning job; "
-            "cancel it instead (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
-        )
+        self.ensure_can_delete()
+        raise NotImplementedError(f"{type(self).__name__} says it supports delete but builds no request")
+
+    def ensure_can_delete(self) -> None:
+        """Raise ``UnsupportedOperationError`` (no I/O) if this API cannot delete fine-tuning jobs."""
+        if not self.supports_delete:
+            raise UnsupportedOperationError(
+                f"The {self.display_name} API has no way to delete a fine-tuning job; "
+                "cancel it instead (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
+            )
 
     @abstractmethod
     def console_url(self, job_id: str) -> str:
@@ -252,10 +259,15 @@ class Dialect(ABC):
             request_id=failure.request_id or self.request_id(response, None),
             retryable=is_retryable_status(response.status) or self.is_retryable_code(failure.code),
             retry_after=parse_retry_after(response.headers),
+            rate_limited=response.status == 429 or self.is_rate_limit_code(failure.code),
         )
 
     def is_retryable_code(self, code: str | None) -> bool:
         """Whether an error code in a 2xx body means a passing condition (throttling, server error)."""
+        return False
+
+    def is_rate_limit_code(self, code: str | None) -> bool:
+        """Whether an error code means a rate or quota limit, whatever the HTTP status."""
         return False
 
 

@@ -39,6 +39,7 @@ class DashScopeDialect(Dialect):
     default_conn_id = "dashscope_default"
     default_base_url = "https://dashscope-intl.aliyuncs.com/api/v1"
     list_filters = ("model",)
+    supports_delete = True
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "PENDING": JobStatus.QUEUED,
         "QUEUING": JobStatus.QUEUED,
@@ -125,6 +126,9 @@ class DashScopeDialect(Dialect):
 
     def is_retryable_code(self, code: str | None) -> bool:
         return code is not None and code.startswith(_RETRYABLE_CODES)
+
+    def is_rate_limit_code(self, code: str | None) -> bool:
+        return code is not None and code.startswith("Throttling")
 
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         return error.vendor_code == "UnsupportedOperation"

@@ -1,0 +1,43 @@
+"""Extra links from a task to its fine-tuning job in the vendor's web console.
+
+An operator stores the job's console URL in XCom while it runs (``FineTuningJobLink.persist``); Airflow calls
+``get_link`` when the task finishes and shows the stored URL as a button on the task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_ft._compat import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow_provider_ft._compat import BaseOperator, Context
+
+#: XCom key under which operators store the console URL of the job they work on.
+JOB_URL_XCOM_KEY = "fine_tuning_job_url"
+
+
+class FineTuningJobLink(BaseOperatorLink):
+    """ "Fine-tuning job": the job's page in the vendor's console (OpenAI platform, DashScope Model Studio)."""
+
+    name = "Fine-tuning job"
+
+    @staticmethod
+    def persist(context: Context, url: str) -> None:
+        """Store ``url`` for this task instance, to be shown as the link.
+
+        :param context: the running task's context
+        :param url: the console URL of the job (``FineTuningHook.console_url``)
+        """
+        context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=url)
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        """The URL stored by ``persist`` for the task instance ``ti_key``; empty when none was stored.
+
+        :param operator: the task the link belongs to
+        :param ti_key: the task instance (its ``dag_id``, ``task_id``, ``run_id`` and ``map_index``)
+        """
+        from airflow_provider_ft._compat import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=JOB_URL_XCOM_KEY)
+        return url if isinstance(url, str) else ""

@@ -1,0 +1,83 @@
+"""Helpers for the operator tests: running an operator's ``execute`` with a recording task instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
+from tests.conftest import API_KEY
+
+RUNNING = {"dashscope": "RUNNING", "openai": "running"}
+QUEUED = {"dashscope": "PENDING", "openai": "queued"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
+FAILED = {"dashscope": "FAILED", "openai": "failed"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
+CANCELLING = {"dashscope": "CANCELING"}
+
+
+@dataclass
+class RecordingTaskInstance:
+    """Stands in for ``context["ti"]``: keeps what the operator pushes to XCom."""
+
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+@dataclass
+class Run:
+    """One call of ``operator.execute`` and what it pushed."""
+
+    ti: RecordingTaskInstance = field(default_factory=RecordingTaskInstance)
+
+    @property
+    def context(self) -> Any:
+        return {"ti": self.ti}
+
+    def execute(self, operator: Any) -> Any:
+        return operator.execute(self.context)
+
+
+@pytest.fixture
+def run() -> Run:
+    return Run()
+
+
+def mutating(requests: list[RecordedRequest]) -> list[RecordedRequest]:
+    """The requests that could change a job (anything but GET/HEAD)."""
+    return [request for request in requests if request.method not in ("GET", "HEAD")]
+
+
+def acted_ids(requests: list[RecordedRequest]) -> set[str]:
+    """Job ids of cancel (``POST .../<id>/cancel``) and delete (``DELETE .../<id>``) requests."""
+    ids = set()
+    for request in mutating(requests):
+        parts = request.path.rstrip("/").split("/")
+        ids.add(parts[-2] if parts[-1] == "cancel" else parts[-1])
+    return ids
+
+
+def status_of(emulator: FineTuningEmulator, vendor: str, job_id: str) -> str | None:
+    job = emulator.job(vendor, job_id)
+    if job is None:
+        return None
+    return str(job["status"])
+
+
+@pytest.fixture(scope="module")
+def slow_cancel_emulator() -> Iterator[FineTuningEmulator]:
+    """An emulator where DashScope stays CANCELING for 1.5 s after a cancel (OpenAI cancels at once)."""
+    with FineTuningEmulator(api_key=API_KEY, cancel_delay=1.5) as server:
+        yield server
+
+
+@pytest.fixture
+def slow_emulator(slow_cancel_emulator: FineTuningEmulator) -> Iterator[FineTuningEmulator]:
+    slow_cancel_emulator.reset()
+    yield slow_cancel_emulator
+    slow_cancel_emulator.reset()

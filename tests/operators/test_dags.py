@@ -1,0 +1,137 @@
+"""DAGs end to end with ``dag.test()`` against the emulator: templated ids, teardown, the example DAGs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_ft.emulator import FineTuningEmulator
+from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
+from tests.operators.conftest import CANCELLED, RUNNING, acted_ids, status_of
+
+pytestmark = pytest.mark.dag
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "example_dags"
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
+DAYS = timedelta(days=1)
+HOURS = timedelta(hours=1)
+
+
+@pytest.fixture
+def default_connections(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> None:
+    """``dashscope_default`` and ``openai_default``, as the example DAGs use them, pointing at the emulator."""
+    make_connection("dashscope_default", "dashscope", host=emulator.url("dashscope"), **FAST_RETRIES)
+    make_connection("openai_default", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run: Any, task_id: str, key: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def test_cancel_takes_its_job_id_from_xcom(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    run_dag: Callable[..., Any],
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name])
+    other = emulator.seed_job(vendor.name, status=RUNNING[vendor.name])
+    dag_run = run_dag(
+        TEST_DAGS / "ft_cancel_from_xcom.py",
+        "ft_test_cancel_from_xcom",
+        run_conf={"job_id": job_id, "conn_id": connection},
+    )
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert status_of(emulator, vendor.name, job_id) == CANCELLED[vendor.name]
+    assert status_of(emulator, vendor.name, other) == RUNNING[vendor.name]
+    assert xcom(dag_run, "cancel", "return_value")["id"] == job_id
+    link = xcom(dag_run, "cancel", "_link_FineTuningJobLink")
+    assert link == xcom(dag_run, "cancel", "fine_tuning_job_url")
+    assert link.startswith("https://")
+
+
+def test_cleanup_example_dag(
+    emulator: FineTuningEmulator, default_connections: None, run_dag: Callable[..., Any]
+) -> None:
+    ds, oa = "dashscope", "openai"
+    cancelled = {
+        ds: [
+            emulator.seed_job(ds, status="RUNNING", age=2 * DAYS, runs_for=None),
+            emulator.seed_job(ds, status="PENDING", age=12 * HOURS),
+        ],
+        oa: [
+            emulator.seed_job(oa, status="running", age=2 * DAYS, runs_for=None),
+            emulator.seed_job(oa, status="paused", age=10 * HOURS),
+        ],
+    }
+    deleted = [
+        emulator.seed_job(ds, status="SUCCEEDED", age=30 * DAYS),
+        emulator.seed_job(ds, status="FAILED", age=8 * DAYS),
+    ]
+    left_alone = {
+        ds: {
+            emulator.seed_job(ds, status="RUNNING", age=1 * HOURS, runs_for=None): "RUNNING",
+            emulator.seed_job(ds, status="SUCCEEDED", age=3 * DAYS): "SUCCEEDED",
+        },
+        oa: {
+            emulator.seed_job(oa, status="running", age=1 * HOURS, runs_for=None): "running",
+            emulator.seed_job(oa, status="succeeded", age=30 * DAYS): "succeeded",
+        },
+    }
+
+    dag_run = run_dag(EXAMPLES / "ft_cleanup_stale_jobs.py", "ft_cleanup_stale_jobs")
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    for vendor, ids in cancelled.items():
+        assert {status_of(emulator, vendor, job_id) for job_id in ids} == {CANCELLED[vendor]}
+    assert all(emulator.job(ds, job_id) is None for job_id in deleted)
+    for vendor, jobs in left_alone.items():
+        assert {job_id: status_of(emulator, vendor, job_id) for job_id in jobs} == jobs
+    assert acted_ids(emulator.requests) == {*cancelled[ds], *cancelled[oa], *deleted}
+    summary = xcom(dag_run, "delete_old_finished_dashscope_jobs", "return_value")
+    assert set(summary["acted_ids"]) == set(deleted)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["pipeline-succeeds", "pipeline-fails"])
+def test_pipeline_teardown_example_dag(
+    emulator: FineTuningEmulator, default_connections: None, run_dag: Callable[..., Any], fail: bool
+) -> None:
+    dashscope_job = emulator.seed_job("dashscope", status="RUNNING", runs_for=None)
+    openai_job = emulator.seed_job("openai", status="running", runs_for=None)
+    bystanders = {
+        "dashscope": emulator.seed_job("dashscope", status="RUNNING", runs_for=None),
+        "openai": emulator.seed_job("openai", status="running", runs_for=None),
+    }
+
+    dag_run = run_dag(
+        EXAMPLES / "ft_pipeline_teardown.py",
+        "ft_pipeline_teardown",
+        run_conf={"dashscope_job_id": dashscope_job, "openai_job_id": openai_job, "fail": fail},
+    )
+
+    states = task_states(dag_run)
+    assert str(dag_run.state) == ("failed" if fail else "success"), states
+    assert states["evaluate"] == ("failed" if fail else "success")
+    assert states["delete_dashscope_job"] == states["cancel_openai_job"] == "success"
+    assert emulator.job("dashscope", dashscope_job) is None
+    assert status_of(emulator, "openai", openai_job) == "cancelled"
+    for vendor, job_id in bystanders.items():
+        assert status_of(emulator, vendor, job_id) == RUNNING[vendor]
