@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,9 @@ def main() -> int:
         _run([sys.executable, "-m", "airflow", "db", "migrate"], env, quiet=True)
         result = _run([sys.executable, "-m", "airflow", "dags", "test", DEMO_DAG_ID], env, quiet=True)
         after = _snapshot(emulator)
-    _print_changes(before, after)
-    _print_summaries(result.stdout)
+        acted = _acted_on(emulator)
+    _print_changes(before, after, acted)
+    _print_summaries(home / "airflow.db")
     print(f"\nThe DAG run {'succeeded' if result.returncode == 0 else 'FAILED'}; full log in {home / 'dags-test.log'}")
     (home / "dags-test.log").write_text(result.stdout + result.stderr)
     return result.returncode
@@ -72,19 +74,36 @@ def _snapshot(emulator: FineTuningEmulator) -> dict[tuple[str, str], str]:
     return snapshot
 
 
-def _print_changes(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> None:
-    print(f"{'vendor':<10} {'job':<34} {'before':<12} after")
+def _acted_on(emulator: FineTuningEmulator) -> dict[tuple[str, str], str]:
+    """The jobs the DAG sent a cancel or delete for, from the emulator's request log."""
+    acted = {}
+    for request in emulator.requests:
+        parts = request.path.rstrip("/").split("/")
+        if request.vendor and request.method == "POST" and parts[-1] == "cancel":
+            acted[(request.vendor, parts[-2])] = "cancelled by the DAG"
+        elif request.vendor and request.method == "DELETE":
+            acted[(request.vendor, parts[-1])] = "deleted by the DAG"
+    return acted
+
+
+def _print_changes(
+    before: dict[tuple[str, str], str], after: dict[tuple[str, str], str], acted: dict[tuple[str, str], str]
+) -> None:
+    print("Jobs in the emulator before and after the run (queued jobs also move on by themselves as time passes):\n")
+    print(f"{'vendor':<10} {'job':<32} {'before':<17} {'after':<17} what the DAG did")
     for key, status in sorted(before.items()):
-        now = after.get(key, "(deleted)")
-        marker = "  <- changed" if now != status else ""
-        print(f"{key[0]:<10} {key[1]:<34} {status:<12} {now}{marker}")
+        print(f"{key[0]:<10} {key[1]:<32} {status:<17} {after.get(key, '(deleted)'):<17} {acted.get(key, '-')}")
 
 
-def _print_summaries(output: str) -> None:
-    lines = [line for line in output.splitlines() if "Cleanup summary" in line or line.lstrip().startswith("|")]
-    if lines:
-        print("\nWhat the cleanup tasks reported:")
-        print("\n".join(lines))
+def _print_summaries(database: Path) -> None:
+    """Each cleanup task's summary, as it pushed it to XCom."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT task_id, value FROM xcom WHERE key = 'cleanup_summary' ORDER BY task_id")
+        summaries = [(task_id, json.loads(value)) for task_id, value in rows]
+    print("\nWhat each cleanup task returned (XCom):")
+    for task_id, summary in summaries:
+        counts = ", ".join(f"{name} {summary[name]}" for name in ("seen", "matched", "acted", "skipped", "failed"))
+        print(f"  {task_id}: {summary['action']}{' (dry run)' if summary['dry_run'] else ''}: {counts}")
 
 
 if __name__ == "__main__":
