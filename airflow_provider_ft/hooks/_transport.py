@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +19,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, 
 from airflow_provider_ft.vendors.base import ApiRequest, ApiResponse, Dialect
 
 if TYPE_CHECKING:
-    pass
+    from airflow_provider_ft.hooks._operations import Operation
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -149,17 +149,16 @@ class SyncTransport(_Transport):
             error.attempts = retrying.statistics.get("attempt_number", 1)
             raise
 
-    def run(self, operation: Generator[ApiRequest, dict[str, Any], T]) -> T:
+    def run(self, operation: Operation[T]) -> T:
         """Drive a protocol operation (see ``_operations``) to its result."""
         try:
             request = next(operation)
             while True:
                 try:
-                    payload = self.send(request)
+                    outcome: dict[str, Any] | FineTuningError = self.send(request)
                 except FineTuningError as error:
-                    request = operation.throw(error)
-                else:
-                    request = operation.send(payload)
+                    outcome = error
+                request = _resume(operation, outcome)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -204,16 +203,16 @@ class AsyncTransport(_Transport):
             error.attempts = retrying.statistics.get("attempt_number", 1)
             raise
 
-    async def run(self, operation: Generator[ApiRequest, dict[str, Any], T]) -> T:
+    async def run(self, operation: Operation[T]) -> T:
+        """Drive a protocol operation (see ``_operations``) to its result."""
         try:
             request = next(operation)
             while True:
                 try:
-                    payload = await self.send(request)
+                    outcome: dict[str, Any] | FineTuningError = await self.send(request)
                 except FineTuningError as error:
-                    request = operation.throw(error)
-                else:
-                    request = operation.send(payload)
+                    outcome = error
+                request = _resume(operation, outcome)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -229,6 +228,13 @@ class AsyncTransport(_Transport):
         except self._request_error as error:
             raise self._transport_error(request, error) from None
         return self.dialect.decode(request, response)
+
+
+def _resume(operation: Operation[T], outcome: dict[str, Any] | FineTuningError) -> ApiRequest:
+    """Hand the operation the answer to its last request (or throw the error in); its next request."""
+    if isinstance(outcome, FineTuningError):
+        return operation.throw(outcome)
+    return operation.send(outcome)
 
 
 def _api_response(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> ApiResponse:

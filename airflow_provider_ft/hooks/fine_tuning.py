@@ -31,7 +31,7 @@ class FineTuningHook(BaseHook):
     DashScope ``workspace`` and ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``);
     OpenAI ``organization`` and ``project``.
 
-    :param conn_id: the Airflow connection to use
+    :param conn_id: the Airflow connection to use (default: ``default_conn_name`` of the class)
     :param page_size: jobs per page when listing (1 to 100)
     """
 
@@ -42,7 +42,7 @@ class FineTuningHook(BaseHook):
 
     def __init__(
         self,
-        conn_id: str = default_conn_name,
+        conn_id: str | None = None,
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         logger_name: str | None = None,
@@ -50,7 +50,7 @@ class FineTuningHook(BaseHook):
         super().__init__(logger_name=logger_name)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
             raise FineTuningConfigError(f"page_size must be a whole number from 1 to 100, got {page_size!r}")
-        self.conn_id = conn_id
+        self.conn_id = conn_id or self.default_conn_name
         self.page_size = page_size
 
     def __repr__(self) -> str:
@@ -188,12 +188,3 @@ class OpenAIFineTuningHook(FineTuningHook):
     default_conn_name = "openai_default"
     conn_type = "openai_fine_tuning"
     hook_name = "OpenAI fine-tuning"
-
-    def __init__(
-        self,
-        conn_id: str = default_conn_name,
-        *,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        logger_name: str | None = None,
-    ) -> None:
-        super().__init__(conn_id, page_size=page_size, logger_name=logger_name)
