@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
@@ -37,6 +43,7 @@ else:
 
 __all__ = [
     "AirflowException",
+    "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",

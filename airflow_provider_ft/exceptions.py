@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_ft._compat import AirflowException
+from airflow_provider_ft._compat import AirflowException, AirflowFailException
 
 
 class FineTuningError(AirflowException):
@@ -71,8 +71,10 @@ class FineTuningTimeout(FineTuningError):
     """A job did not reach a terminal state in the time allowed."""
 
 
-class FineTuningJobFailed(FineTuningError):
+class FineTuningJobFailed(FineTuningError, AirflowFailException):
     """A job ended ``FAILED`` or ``CANCELLED`` while the caller needed it to succeed.
+
+    Fails the task without retries (retrying cannot change a finished job's outcome).
 
     :param job: the job's final state as a dict (``FineTuningJob.to_dict()``)
     """

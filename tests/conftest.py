@@ -123,7 +123,8 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
         shutil.copyfile(dag_file, target)
         module_name = f"_dag_{dag_file.stem}_{uuid.uuid4().hex}"
         spec = importlib.util.spec_from_file_location(module_name, target)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)

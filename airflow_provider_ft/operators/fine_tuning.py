@@ -175,14 +175,11 @@ class CancelFineTuningJobOperator(_JobOperator):
         :param context: the task's context
         :param event: the trigger's payload (``status``: ``success``, ``timeout`` or ``error``; ``job``; ``message``)
         """
-        event = event or {}
-        status, job, message = event.get("status"), event.get("job"), event.get("message") or str(dict(event))
-        if status == "success" and isinstance(job, dict):
-            self.log.info("%s", message)
-            return job
-        if status == "timeout":
-            raise FineTuningTimeout(str(message))
-        raise FineTuningError(f"Waiting for job {event.get('job_id', self.job_id)} to stop failed: {message}")
+        from airflow_provider_ft.triggers.events import terminal_job_from_event
+
+        job = terminal_job_from_event(event, job_id=self.job_id, timeout_error=FineTuningTimeout)
+        self.log.info("Job %s is %s", job.get("id"), job.get("status"))
+        return job
 
 
 class DeleteFineTuningJobOperator(_JobOperator):

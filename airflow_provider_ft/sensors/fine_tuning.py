@@ -1,0 +1,208 @@
+"""``FineTuningJobSensor``: wait for a fine-tuning job to reach a terminal state (poke, reschedule or deferrable).
+
+Kept light at import time (DAG parsing imports it): the hook is imported when first used and the trigger module
+only by a task about to defer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_ft._compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, default_deferrable
+from airflow_provider_ft.exceptions import (
+    FineTuningApiError,
+    FineTuningError,
+    FineTuningJobFailed,
+    JobNotFoundError,
+)
+from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft.links import FineTuningJobLink
+from airflow_provider_ft.triggers.events import not_found_message, terminal_job_from_event
+
+if TYPE_CHECKING:
+    from airflow_provider_ft._compat import Context
+    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+    from airflow_provider_ft.jobs import FineTuningJob
+
+#: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
+#: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
+DEFERRAL_TIMEOUT_MARGIN = 60.0
+
+_FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class FineTuningJobSensor(BaseSensorOperator):
+    """Wait until a DashScope or OpenAI fine-tuning job reaches a terminal state (``SUCCEEDED``, ``FAILED``,
+    ``CANCELLED``) and return the final job, as ``FineTuningJob.to_dict()``, to XCom.
+
+    Each check logs one progress line (status, trained tokens, estimated finish, fine-tuned model, as the vendor
+    reports them). A job whose status the provider does not know (``UNKNOWN``) is not terminal: the sensor warns
+    and keeps waiting. An error the vendor may recover from (rate limit, 5xx, lost connection) that outlasts the
+    hook's own retries is logged and the job is checked again at the next poke; a missing job
+    (``JobNotFoundError``), a rejected key or an invalid job id fails the task at once.
+
+    Modes:
+
+    - ``mode="poke"`` (default): checks every ``poke_interval`` seconds, holding a worker slot.
+    - ``mode="reschedule"``: frees the worker slot between checks.
+    - ``deferrable=True``: checks once in the worker, finishes at once if the job is already terminal, else hands
+      the wait to ``FineTuningJobTrigger`` in the triggerer and resumes in ``execute_complete``.
+
+    ``timeout`` holds in every mode and fails the task with ``AirflowSensorTimeout`` (not retried; skipped with
+    ``soft_fail``). In deferrable mode it becomes an absolute deadline of the trigger, counted from the start of
+    the task's try, so a trigger re-created after a triggerer restart keeps it.
+
+    :param job_id: the vendor's job id (templated)
+    :param conn_id: the Airflow connection of the vendor account; its type selects DashScope or OpenAI (templated)
+    :param poke_interval: seconds between checks (must be positive; also the trigger's poll interval)
+    :param timeout: seconds to wait at most before failing with ``AirflowSensorTimeout``
+        (default ``[sensors] default_timeout``, 7 days)
+    :param mode: ``poke`` or ``reschedule`` (ignored when ``deferrable``)
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``
+    :param fail_on_failure: if ``True`` (default) a job that ends ``FAILED`` or ``CANCELLED`` fails the task with
+        ``FineTuningJobFailed``, carrying the vendor's error message and the job (``.job``); if ``False`` any
+        terminal state succeeds (for teardown and reporting flows), and downstream tasks read the status from XCom
+    """
+
+    template_fields: Sequence[str] = ("job_id", "conn_id")
+    operator_extra_links = (FineTuningJobLink(),)
+    ui_color = "#e8dff5"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        conn_id: str = "dashscope_default",
+        poke_interval: timedelta | float = 60,
+        timeout: timedelta | float | None = None,
+        mode: str = "poke",
+        deferrable: bool | None = None,
+        fail_on_failure: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, mode=mode, **kwargs)
+        if self.poke_interval <= 0:
+            raise ValueError(f"poke_interval must be positive, got {poke_interval!r}")
+        self.job_id = job_id
+        self.conn_id = conn_id
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self.fail_on_failure = fail_on_failure
+
+    @cached_property
+    def hook(self) -> FineTuningHook:
+        """The hook for ``conn_id`` (created on first use, after templates are rendered)."""
+        from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+
+        return FineTuningHook(self.conn_id)
+
+    # -- poke and reschedule ------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        try:
+            self._persist_link(context)
+            if self.deferrable:
+                return self._execute_deferrable(context)
+            return super().execute(context)
+        finally:
+            if "hook" in self.__dict__:
+                self.hook.close()
+
+    def _persist_link(self, context: Context) -> None:
+        """Store the job's console URL for the extra link (again on each run: a reschedule clears XComs)."""
+        try:
+            url = self.hook.console_url(self.job_id)
+        except FineTuningError as error:
+            # An unusable connection: the first check raises it with the full story, the link is just left out.
+            self.log.debug("No console link for job %s: %s", self.job_id, error)
+            return
+        FineTuningJobLink.persist(context, url)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Check the job once: done (with the final job as XCom value) when it is terminal."""
+        job = self._check()
+        if job is None or not job.is_terminal:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(job.to_dict()))
+
+    def _check(self) -> FineTuningJob | None:
+        """The job as it stands, or ``None`` if it could not be read this time (a transient error)."""
+        try:
+            job = self.hook.get_job(self.job_id)
+        except JobNotFoundError as error:
+            raise JobNotFoundError(
+                not_found_message(self.job_id, self.conn_id, error.message),
+                http_status=error.http_status,
+                vendor_code=error.vendor_code,
+                request_id=error.request_id,
+            ) from error
+        except FineTuningApiError as error:
+            if not error.retryable:
+                raise
+            self.log.warning("Could not read job %s this time, will check again: %s", self.job_id, error)
+            return None
+        self.log.info("%s", job.describe_progress())
+        if job.status is JobStatus.UNKNOWN:
+            self.log.warning(
+                "Job %s has status %r, which this provider does not know; treating it as still running",
+                job.id,
+                job.vendor_status,
+            )
+        return job
+
+    def _finish(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``fail_on_failure`` to a terminal job and return it (the task's XCom value)."""
+        status = JobStatus.parse(str(job.get("status")))
+        job_id = job.get("id") or self.job_id
+        if status in _FAILED_STATUSES:
+            reason = job.get("error") or "the vendor gave no reason"
+            ended = "was cancelled" if status is JobStatus.CANCELLED else "failed"
+            message = f"Fine-tuning job {job_id} {ended} ({job.get('vendor_status') or status.value}): {reason}"
+            if self.fail_on_failure:
+                raise FineTuningJobFailed(message, job=job)
+            self.log.warning("%s; succeeding anyway because fail_on_failure is False", message)
+        else:
+            self.log.info("Fine-tuning job %s %s", job_id, status.value)
+        return job
+
+    # -- deferrable ------------------------------------------------------------------------------------------
+
+    def _execute_deferrable(self, context: Context) -> Any:
+        deadline = time.time() + self.timeout
+        job = self._check()
+        if job is not None and job.is_terminal:
+            return self._finish(job.to_dict())
+        from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+
+        self.defer(
+            trigger=FineTuningJobTrigger(
+                conn_id=self.conn_id,
+                job_id=self.job_id,
+                poll_interval=self.poke_interval,
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(deadline - time.time(), 0.0) + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def _timed_out(self, message: str) -> AirflowSensorTimeout:
+        return AirflowSensorTimeout(f"Sensor has timed out after {self.timeout} s: {message}")
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after ``FineTuningJobTrigger`` fired: the final job, or a clear error.
+
+        A ``timeout`` event raises ``AirflowSensorTimeout`` (as the sensor does in the other modes); an ``error``
+        event raises the error the trigger met (``JobNotFoundError``, ``FineTuningApiError``, ...).
+        """
+        job = terminal_job_from_event(
+            event,
+            job_id=self.job_id,
+            timeout_error=lambda message: AirflowSensorTimeout(
+                f"Sensor has timed out after {self.timeout} s: {message}"
+            ),
+        )
+        self.log.info("Job %s: %s", job.get("id"), event.get("message") if event else "")
+        return self._finish(job)

@@ -1,0 +1,81 @@
+"""Reading the events ``FineTuningJobTrigger`` fires, for the tasks that resume after it.
+
+Kept apart from the trigger module so that a resuming task does not import trigger machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
+from airflow_provider_ft.jobs import JobStatus
+
+EVENT_STATUSES = ("success", "timeout", "error")
+
+
+def terminal_job_from_event(
+    event: Mapping[str, Any] | None, *, job_id: str, timeout_error: Callable[[str], BaseException]
+) -> dict[str, Any]:
+    """The terminal job (``FineTuningJob.to_dict()``) a ``success`` event carries; raise for anything else.
+
+    :param event: the trigger's payload
+    :param job_id: the job the task waited for (for messages)
+    :param timeout_error: builds the exception a ``timeout`` event raises, from the event's message
+    """
+    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
+        raise FineTuningError(
+            f"Waiting for fine-tuning job {job_id} ended with an event this task does not understand: {event!r:.300}"
+        )
+    status = event["status"]
+    message = str(event.get("message") or f"waiting for job {job_id} ended with {status}")
+    if status == "timeout":
+        raise timeout_error(message)
+    if status == "error":
+        raise error_from_event(event)
+    job = event.get("job")
+    if not isinstance(job, dict) or not is_terminal_status(job.get("status")):
+        raise FineTuningError(f"The trigger reported job {job_id} done but sent no terminal job: {event!r:.300}")
+    return job
+
+
+def error_from_event(event: Mapping[str, Any]) -> FineTuningError:
+    """The exception an ``error`` event of ``FineTuningJobTrigger`` describes, typed as the trigger met it."""
+    message = str(event.get("message") or "waiting for the fine-tuning job failed")
+    error = event.get("error")
+    if not isinstance(error, dict):
+        return FineTuningError(message)
+    kind = error.get("type")
+    http_status = int(error.get("http_status") or 0)
+    if (
+        kind != "JobNotFoundError"
+        and not http_status
+        and kind not in ("FineTuningApiError", "FineTuningTransportError")
+    ):
+        return FineTuningError(message)
+    details: dict[str, Any] = {
+        "http_status": http_status,
+        "vendor_code": error.get("vendor_code"),
+        "request_id": error.get("request_id"),
+        "retryable": bool(error.get("retryable")),
+    }
+    vendor_message = error.get("message") or message
+    if kind == "JobNotFoundError":
+        return JobNotFoundError(not_found_message(event.get("job_id"), event.get("conn_id"), vendor_message), **details)
+    api_error = FineTuningApiError(str(vendor_message), **details)
+    api_error.args = (message,)  # the trigger's account, which already names the HTTP status, code and request id
+    return api_error
+
+
+def is_terminal_status(status: object) -> bool:
+    try:
+        return JobStatus.parse(str(status)).is_terminal
+    except ValueError:
+        return False
+
+
+def not_found_message(job_id: object, conn_id: object, vendor_message: object) -> str:
+    return (
+        f"Fine-tuning job {job_id!r} does not exist for connection {conn_id!r} "
+        f"(wrong id, or a connection to another account or workspace): {vendor_message}"
+    )
