@@ -158,6 +158,7 @@ class CancelFineTuningJobOperator(_JobOperator):
         """Wait in the worker, or defer to ``FineTuningJobTrigger`` (the task resumes in ``execute_complete``)."""
         if not self.deferrable:
             return self._wait(job.id, self.poll_interval, self.timeout)
+        from airflow_provider_ft.triggers.events import deferral_timeout
         from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 
         deadline = None if self.timeout is None else time.time() + self.timeout
@@ -167,6 +168,7 @@ class CancelFineTuningJobOperator(_JobOperator):
                 conn_id=self.conn_id, job_id=job.id, poll_interval=self.poll_interval, deadline=deadline
             ),
             method_name="execute_complete",
+            timeout=deferral_timeout(deadline),
         )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -21,16 +21,13 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
-from airflow_provider_ft.triggers.events import not_found_message, terminal_job_from_event
+from airflow_provider_ft.triggers.events import deferral_timeout, not_found_message, terminal_job_from_event
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import FineTuningJob
 
-#: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
-#: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
-DEFERRAL_TIMEOUT_MARGIN = 60.0
 
 _FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
@@ -185,7 +182,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 deadline=deadline,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=max(deadline - time.time(), 0.0) + DEFERRAL_TIMEOUT_MARGIN),
+            timeout=deferral_timeout(deadline),
         )
 
     def _timed_out(self, message: str) -> AirflowSensorTimeout:

@@ -5,13 +5,25 @@ Kept apart from the trigger module so that a resuming task does not import trigg
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
 from airflow_provider_ft.jobs import JobStatus
 
 EVENT_STATUSES = ("success", "timeout", "error")
+#: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
+#: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
+DEFERRAL_TIMEOUT_MARGIN = 60.0
+
+
+def deferral_timeout(deadline: float | None) -> timedelta | None:
+    """The ``timeout`` to give ``defer()`` for a trigger with this absolute ``deadline`` (``None``: no limit)."""
+    if deadline is None:
+        return None
+    return timedelta(seconds=max(deadline - time.time(), 0.0) + DEFERRAL_TIMEOUT_MARGIN)
 
 
 def terminal_job_from_event(

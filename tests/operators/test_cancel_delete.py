@@ -20,6 +20,7 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.links import JOB_URL_XCOM_KEY, FineTuningJobLink
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator, DeleteFineTuningJobOperator
+from airflow_provider_ft.triggers.events import DEFERRAL_TIMEOUT_MARGIN
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import (
     CANCELLED,
@@ -121,6 +122,21 @@ def test_deferrable_cancel_waits_in_the_triggerer(
     result = operator.execute_complete(run.context, event)
     assert result["vendor_status"] == "CANCELED"
     assert result["id"] == job_id
+
+
+def test_deferrable_cancel_gives_the_scheduler_a_backstop_past_the_trigger_deadline(
+    slow_emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run
+) -> None:
+    conn_id = make_connection("slow_ds", "dashscope", host=slow_emulator.url("dashscope"), **FAST_RETRIES)
+    job_id = slow_emulator.seed_job("dashscope", status="RUNNING")
+    operator = CancelFineTuningJobOperator(
+        task_id="cancel", job_id=job_id, conn_id=conn_id, wait_for_termination=True, timeout=30, deferrable=True
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        run.execute(operator)
+    assert deferred.value.timeout is not None
+    assert 30 < deferred.value.timeout.total_seconds() <= 30 + DEFERRAL_TIMEOUT_MARGIN
+    assert deferred.value.trigger.deadline is not None
 
 
 def test_deferrable_cancel_of_a_job_that_stops_at_once_does_not_defer(

@@ -25,7 +25,8 @@ from airflow_provider_ft.exceptions import (
     JobNotFoundError,
 )
 from airflow_provider_ft.links import JOB_URL_XCOM_KEY, FineTuningJobLink
-from airflow_provider_ft.sensors.fine_tuning import DEFERRAL_TIMEOUT_MARGIN, FineTuningJobSensor
+from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
+from airflow_provider_ft.triggers.events import DEFERRAL_TIMEOUT_MARGIN
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 
 if TYPE_CHECKING:
