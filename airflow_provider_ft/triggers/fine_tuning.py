@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._transport import AsyncTransport
@@ -203,24 +204,3 @@ class FineTuningJobTrigger(BaseTrigger):
         if error is not None:
             payload["error"] = describe_error(error)
         return payload
-
-
-def describe_error(error: BaseException) -> dict[str, Any]:
-    """A JSON-serializable description of ``error`` for an event payload (``error_from_event`` reverses it)."""
-    if isinstance(error, FineTuningApiError):
-        return {
-            "type": type(error).__name__,
-            "message": error.message,
-            "http_status": error.http_status,
-            "vendor_code": error.vendor_code,
-            "request_id": error.request_id,
-            "retryable": error.retryable,
-        }
-    return {
-        "type": type(error).__name__,
-        "message": str(error),
-        "http_status": None,
-        "vendor_code": None,
-        "request_id": None,
-        "retryable": False,
-    }
