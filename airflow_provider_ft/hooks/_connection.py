@@ -88,6 +88,11 @@ def _base_url(conn_id: str, host: str | None, default: str) -> str:
             f"Connection {conn_id!r}: host {host!r} is not a base URL; set it to a full http(s) URL such as "
             f"{default!r}, or leave it empty for that default"
         )
+    if parts.username or parts.password:
+        raise FineTuningConfigError(
+            f"Connection {conn_id!r}: the host must not carry a user name or password (user:password@); "
+            "put the API key in the password field and the bare URL in the host"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:

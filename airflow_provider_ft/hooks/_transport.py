@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import ssl
 from collections.abc import Iterable
@@ -51,14 +52,20 @@ class RetryPolicy:
     def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         retry_after = error.retry_after if isinstance(error, FineTuningApiError) else None
-        if retry_after is not None:
-            return min(float(retry_after), self.retry_after_max)
-        backoff = min(self.backoff_base * 2.0 ** (attempt - 1), self.backoff_max)
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(float(retry_after), 0.0), self.retry_after_max)
+        backoff = self._backoff(attempt)
         return backoff + random.uniform(0, self.jitter * backoff)
 
     def longest_total_wait(self) -> float:
         """An upper bound of all waits between attempts of one request."""
-        return self.max_retries * max(self.retry_after_max, self.backoff_max * (1 + self.jitter))
+        return sum(
+            max(self.retry_after_max, self._backoff(attempt) * (1 + self.jitter))
+            for attempt in range(1, self.max_retries + 1)
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_base * 2.0 ** (attempt - 1), self.backoff_max)
 
 
 @dataclass(frozen=True)

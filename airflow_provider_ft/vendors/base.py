@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -114,19 +115,15 @@ def job_path(prefix: str, job_id: object, suffix: str = "") -> str:
 
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds the server asks us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
+    milliseconds = _finite_seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
-        try:
-            return max(float(milliseconds) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        return milliseconds / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -134,6 +131,17 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def _finite_seconds(value: str | None) -> float | None:
+    """A non-negative finite number (``nan``, ``inf`` and words are no answer at all)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
 
 
 def body_snippet(body: bytes) -> str:
@@ -227,11 +235,13 @@ class Dialect(ABC):
         if failure is not None or response.status >= 400:
             raise self._api_error(request, response, failure or VendorError())
         if payload is None:
+            # A cut or empty body on a read is most likely a proxy or network hiccup: reading again is harmless.
             raise FineTuningApiError(
                 f"{self.display_name} answered {request.method} {request.path} with a body that is not a JSON "
                 f"object: {body_snippet(response.body) or '<empty>'!r}",
                 http_status=response.status,
                 request_id=self.request_id(response, None),
+                retryable=not request.is_mutating,
             )
         return payload
 
