@@ -194,16 +194,18 @@ class AsyncTransport(_Transport):
     build its own SSL context, loading the CA bundle (~20 ms of CPU) inside the event loop; they share one.
     """
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, *, keepalive_expiry: float | None = None) -> None:
         import httpx
 
         super().__init__(settings)
         self._request_error: type[Exception] = httpx.HTTPError
+        limits = httpx.Limits(keepalive_expiry=keepalive_expiry) if keepalive_expiry else httpx.Limits()
         self.client: httpx.AsyncClient = httpx.AsyncClient(
             headers=settings.headers(),
             timeout=httpx.Timeout(settings.timeout),
             follow_redirects=False,
             verify=_shared_ssl_context(),
+            limits=limits,
         )
 
     async def aclose(self) -> None:
@@ -246,9 +248,10 @@ class AsyncTransport(_Transport):
 
 @functools.cache
 def _shared_ssl_context() -> ssl.SSLContext:
-    import certifi
+    import httpx
 
-    return ssl.create_default_context(cafile=certifi.where())
+    # httpx's own default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set), built once per process.
+    return httpx.create_ssl_context()
 
 
 def _resume(operation: Operation[T], outcome: dict[str, Any] | FineTuningError) -> ApiRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,10 @@ TIMEOUT = "timeout"
 ERROR = "error"
 EVENT_STATUSES = (SUCCESS, TIMEOUT, ERROR)
 
+#: Polls are spread by up to this fraction of the interval, so that triggers deferred together do not poll in step.
+POLL_JITTER = 0.1
+#: An idle connection is kept this much longer than the poll interval, so that the next poll reuses it.
+KEEPALIVE_MARGIN_SECONDS = 5.0
 #: A poll that is still running when the deadline passes is given this many more seconds before it is abandoned.
 DEADLINE_GRACE_SECONDS = 5.0
 
@@ -124,7 +129,9 @@ class FineTuningJobTrigger(BaseTrigger):
         last_job: FineTuningJob | None = None
         try:
             hook = self._make_hook()
-            async with hook.async_transport() as transport:
+            async with hook.async_transport(
+                keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN_SECONDS
+            ) as transport:
                 failures = 0
                 while True:
                     job = await self._poll(hook, transport)
@@ -151,7 +158,7 @@ class FineTuningJobTrigger(BaseTrigger):
                             )
                         if job.is_terminal:
                             return self._event(SUCCESS, job, f"Job {job.id} reached {job.status.value}")
-                    pause = self.poll_interval
+                    pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
                     if self.deadline is not None:
                         remaining = self.deadline - time.time()
                         if remaining <= 0:
