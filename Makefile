@@ -6,13 +6,21 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help install test demo lint format typecheck lock emulator clean
+.PHONY: help install test demo lint format typecheck lock emulator reliability system-test clean bench bench-smoke \
+	test-compat test-af211 test-af30 lock-compat dist-check
 
 help:
 	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
+	@echo "make reliability  run tests/reliability alone and rewrite the README's Reliability table"
+	@echo "make system-test  a DAG under a real scheduler + triggerer (airflow standalone) against the emulator"
 	@echo "make lock      re-pin requirements/dev.lock from requirements/dev.in"
+	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
+	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
+	@echo "make dist-check   build sdist + wheel, twine check, install the wheel in a fresh env, ask Airflow about it"
+	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 10 min)"
+	@echo "make bench-smoke  every benchmark in a tiny quick mode (about 1 min); writes no file"
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +48,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	FT_RELIABILITY_REPORT=$(CURDIR)/.reliability.json $(BIN)/python -m pytest
+	$(BIN)/python scripts/reliability_report.py --from-json .reliability.json
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -48,5 +57,57 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/python -m airflow_provider_ft.emulator --port 8089 --seed demo
 
+bench: $(BIN)/uv
+	sh benchmarks/venv.sh $(BIN)/uv $(PYTHON)
+	.venv-bench/bin/python -m benchmarks --output BENCHMARKS.md
+
+bench-smoke: $(BIN)/uv
+	sh benchmarks/venv.sh $(BIN)/uv $(PYTHON)
+	.venv-bench/bin/python -m benchmarks --smoke
+
+reliability: $(STAMP)
+	$(BIN)/python scripts/reliability_report.py
+
+system-test: $(STAMP)
+	FT_SYSTEM_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/system
+
+# -- older Airflow lanes: each in its own env, pinned by requirements/compat-<version>.lock ----------------------
+# The unit suite (hooks, vendors, operators, sensors, triggers, provider registration) and the example DAGs end to
+# end with dag.test(). The emulator's own tests (which need the vendors' SDKs) run on the primary lane only.
+COMPAT_TESTS := tests/test_provider.py tests/hooks tests/vendors tests/triggers tests/operators tests/sensors
+
+# Set up (or refresh) an older Airflow lane's env: $(call compat-env,<env dir>,<lock file>)
+define compat-env
+	test -x $(1)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(1)
+	$(BIN)/uv pip sync --quiet --python $(1)/bin/python $(2)
+	$(BIN)/uv pip install --quiet --python $(1)/bin/python --no-deps --no-build-isolation -e .
+	@touch $(1)/.installed
+endef
+
+.venv-af211/.installed: requirements/compat-2.11.lock pyproject.toml $(BIN)/uv
+	$(call compat-env,.venv-af211,requirements/compat-2.11.lock)
+
+.venv-af30/.installed: requirements/compat-3.0.lock pyproject.toml $(BIN)/uv
+	$(call compat-env,.venv-af30,requirements/compat-3.0.lock)
+
+test-af211: .venv-af211/.installed
+	@echo "== Airflow $$(.venv-af211/bin/python -c 'import airflow; print(airflow.__version__)')"
+	.venv-af211/bin/python -m pytest -p no:cacheprovider $(COMPAT_TESTS)
+
+test-af30: .venv-af30/.installed
+	@echo "== Airflow $$(.venv-af30/bin/python -c 'import airflow; print(airflow.__version__)')"
+	.venv-af30/bin/python -m pytest -p no:cacheprovider $(COMPAT_TESTS)
+
+test-compat: test-af211 test-af30
+
+lock-compat: $(BIN)/uv
+	for version in 2.11 3.0; do \
+		$(BIN)/uv pip compile --quiet --universal --python-version 3.11 \
+			requirements/compat-$$version.in -o requirements/compat-$$version.lock || exit 1; \
+	done
+
+dist-check: $(STAMP)
+	sh scripts/dist_check.sh $(BIN) $(PYTHON)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo
+	rm -rf $(VENV) .venv-af211 .venv-af30 .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo

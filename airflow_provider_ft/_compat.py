@@ -1,20 +1,29 @@
-"""The only module that knows which Airflow it runs on.
+"""The only module that knows which Airflow it runs on (2.11, 3.0 to 3.3).
 
-Everything else imports Airflow names from here. Airflow 3 exposes the authoring API in ``airflow.sdk``;
-we import from there, and from ``airflow.sdk.exceptions`` rather than ``airflow.exceptions`` (the latter
-pulls in SQLAlchemy, which DAG parsing should not pay for).
+Everything else imports Airflow names from here. The names themselves come from
+``apache-airflow-providers-common-compat`` (``airflow.providers.common.compat.sdk``), which tries the Airflow 3 home
+of each name first (``airflow.sdk``, ``airflow.sdk.exceptions``) and falls back to its Airflow 2 home
+(``airflow.models.baseoperator``, ``airflow.exceptions``, ...); on Airflow 3.0 some names are not in the SDK yet
+(``BaseHook``, the exceptions) and come from core. Nothing more than that is imported here at import time:
+DAG parsing should not pay for SQLAlchemy, triggers or the secrets masker.
+
+mypy checks against the Airflow of ``requirements/dev.lock`` (3.3): under ``TYPE_CHECKING`` the names are the SDK's.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import (
+from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    BaseHook,
+    BaseOperator,
+    BaseOperatorLink,
+    BaseSensorOperator,
+    PokeReturnValue,
     TaskDeferred,
 )
 
@@ -26,18 +35,15 @@ else:
 
     def __getattr__(name: str) -> Any:
         # Triggers are only needed by the triggerer and by a task about to defer: import on first use.
+        # ``airflow.triggers.base`` is their home on every supported Airflow.
         if name in ("BaseTrigger", "TriggerEvent"):
             from airflow.triggers import base
 
             return getattr(base, name)
-        if name == "XCom":
-            from airflow.sdk.execution_time.xcom import XCom
+        if name in ("Connection", "Context", "XCom"):
+            from airflow.providers.common.compat import sdk
 
-            return XCom
-        if name in ("Connection", "Context"):
-            import airflow.sdk
-
-            return getattr(airflow.sdk, name)
+            return getattr(sdk, name)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -57,6 +63,8 @@ __all__ = [
     "TaskDeferred",
     "TriggerEvent",
     "XCom",
+    "aget_connection",
+    "connection_form_widgets",
     "default_deferrable",
     "mask_secret",
 ]
@@ -64,13 +72,62 @@ __all__ = [
 
 def mask_secret(secret: str) -> None:
     """Register ``secret`` with Airflow's secrets masker so that no task log line shows it."""
-    from airflow.sdk.log import mask_secret as _mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret as _mask_secret
 
     _mask_secret(secret)
 
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read when an operator is built (not at import time)."""
-    from airflow.sdk.configuration import conf
+    from airflow.providers.common.compat.sdk import conf
 
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+async def aget_connection(hook: BaseHook, conn_id: str) -> Connection:
+    """The connection ``conn_id``, read without blocking the event loop (for triggers).
+
+    ``BaseHook.aget_connection`` only exists from Airflow 3.1, and before 3.3.2 it masks secrets with a blocking
+    call; common-compat's ``get_async_connection`` uses it where it is safe and reads the connection in a worker
+    thread elsewhere.
+    """
+    from airflow.providers.common.compat.connection import get_async_connection
+
+    return await get_async_connection(conn_id, hook=hook)
+
+
+def connection_form_widgets(conn_fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The WTForms fields of the connection form, for Airflow versions that build it from the hook (2.11, 3.0).
+
+    From Airflow 3.2 the form is read from ``conn-fields`` in the provider info and the hook's
+    ``get_connection_form_widgets`` is never called (``ProvidersManager`` skips it, without a deprecation warning,
+    when the provider info declares the fields), so WTForms is only imported on the versions that need it.
+
+    :param conn_fields: the ``conn-fields`` of one connection type in ``get_provider_info()``
+    """
+    from wtforms import IntegerField, StringField
+    from wtforms.validators import NumberRange, Optional
+
+    try:  # Airflow 2's web UI styles its inputs with FAB's widget; Airflow 3.0's API server mocks it, if present
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    except ImportError:
+        widget: Any = None
+    else:
+        widget = BS3TextFieldWidget()
+
+    widgets: dict[str, Any] = {}
+    for name, field in conn_fields.items():
+        schema = field.get("schema", {})
+        types = schema.get("type", "string")
+        kwargs: dict[str, Any] = {"description": field.get("description", "")}
+        if widget is not None:
+            kwargs["widget"] = widget
+        if "integer" in types:
+            bounds = {key: schema[key] for key in ("minimum", "maximum") if key in schema}
+            validators: list[Any] = [Optional()]
+            if bounds:
+                validators.append(NumberRange(min=bounds.get("minimum"), max=bounds.get("maximum")))
+            widgets[name] = IntegerField(field["label"], validators=validators, **kwargs)
+        else:
+            widgets[name] = StringField(field["label"], validators=[Optional()], **kwargs)
+    return widgets

@@ -100,3 +100,11 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
     }
+
+
+def connection_type_info(conn_type: str) -> dict[str, Any]:
+    """The ``connection-types`` entry of ``conn_type`` (its hook, form fields and field behaviour)."""
+    for entry in get_provider_info()["connection-types"]:
+        if entry["connection-type"] == conn_type:
+            return dict(entry)
+    raise KeyError(f"this provider has no connection type {conn_type!r}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG
+# airflow.sdk on Airflow 3; common-compat finds the same names on Airflow 2.11 too.
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_ft.operators.fine_tuning import CleanupFineTuningJobsOperator
 

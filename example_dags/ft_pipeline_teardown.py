@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+# airflow.sdk on Airflow 3; common-compat finds the same names on Airflow 2.11 too.
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator, DeleteFineTuningJobOperator
 

@@ -15,7 +15,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+# airflow.sdk on Airflow 3; common-compat finds the same names on Airflow 2.11 too.
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 

@@ -74,14 +74,100 @@ def test_every_class_named_in_provider_info_imports() -> None:
 
 
 def test_dag_authoring_path_imports_nothing_heavy() -> None:
-    """Importing our operators, sensor and hook must not pull in the emulator, FastAPI, uvicorn or requests."""
+    """Importing our operators, sensor and hook must not pull in the emulator, FastAPI, uvicorn or requests.
+
+    Only what they add to Airflow's own base classes counts: on Airflow 2 those import ``requests`` themselves.
+    """
     probe = (
         "import sys\n"
+        "from airflow_provider_ft._compat import BaseHook, BaseOperator, BaseSensorOperator\n"
+        "before = set(sys.modules)\n"
         "import airflow_provider_ft.operators.fine_tuning, airflow_provider_ft.sensors.fine_tuning\n"
         "import airflow_provider_ft.hooks.fine_tuning\n"
         "heavy = ['airflow_provider_ft.emulator', 'fastapi', 'uvicorn', 'requests',\n"
         "         'airflow_provider_ft.triggers.fine_tuning']\n"
-        "print([name for name in heavy if name in sys.modules])\n"
+        "print([name for name in heavy if name in set(sys.modules) - before])\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- the connection form on Airflow 2.11 and 3.0 ---------------------------------------------------------------
+# Airflow 3.2+ reads the form from conn-fields / ui-field-behaviour in the provider info; 2.11 and 3.0 ask the hook
+# class of each connection type (get_connection_form_widgets / get_ui_field_behaviour, defined on that very class).
+
+HOOK_CLASSES = {
+    "dashscope": "DashScopeFineTuningHook",
+    "openai_fine_tuning": "OpenAIFineTuningHook",
+}
+
+
+@pytest.mark.parametrize("conn_type", sorted(HOOK_CLASSES))
+def test_hook_field_behaviour_matches_provider_info(conn_type: str) -> None:
+    from airflow_provider_ft.get_provider_info import connection_type_info
+    from airflow_provider_ft.hooks import fine_tuning
+
+    hook_class = getattr(fine_tuning, HOOK_CLASSES[conn_type])
+    assert hook_class.conn_type == conn_type
+    assert "get_ui_field_behaviour" in vars(hook_class), "Airflow 2 only reads methods defined on the class itself"
+    declared = connection_type_info(conn_type)["ui-field-behaviour"]
+    assert hook_class.get_ui_field_behaviour() == {
+        "hidden_fields": declared["hidden-fields"],
+        "relabeling": declared["relabeling"],
+        "placeholders": declared["placeholders"],
+    }
+
+
+@pytest.mark.parametrize("conn_type", sorted(HOOK_CLASSES))
+def test_hook_form_widgets_match_provider_info(conn_type: str) -> None:
+    # Not installed with Airflow 3.3 (which never calls the method): runs on the 2.11 and 3.0 lanes.
+    pytest.importorskip("wtforms", reason="WTForms is not installed: Airflow 3.2+ builds the form from conn-fields")
+    from wtforms import IntegerField, StringField
+
+    from airflow_provider_ft.get_provider_info import connection_type_info
+    from airflow_provider_ft.hooks import fine_tuning
+
+    hook_class = getattr(fine_tuning, HOOK_CLASSES[conn_type])
+    assert "get_connection_form_widgets" in vars(hook_class), "Airflow 2 only reads methods defined on the class"
+    declared = connection_type_info(conn_type)["conn-fields"]
+    widgets = hook_class.get_connection_form_widgets()
+    assert set(widgets) == set(declared)
+    for name, widget in widgets.items():
+        assert widget.args[0] == declared[name]["label"]
+        assert widget.kwargs["description"] == declared[name]["description"]
+        expected = IntegerField if "integer" in declared[name]["schema"]["type"] else StringField
+        assert widget.field_class is expected, name
+
+
+def test_providers_manager_warns_about_nothing_of_ours() -> None:
+    """Loading our hooks and their form through ProvidersManager raises no (deprecation) warning on any lane.
+
+    On Airflow 3.2+ defining ``get_connection_form_widgets`` on a hook is deprecated, but ``ProvidersManager`` skips
+    the method (and its warning) when the provider info declares ``conn-fields``, as ours does.
+    """
+    probe = (
+        "import json, sys, types, warnings\n"
+        "try:\n"
+        "    import wtforms\n"
+        "except ImportError:  # Airflow imports WTForms before it looks at the hook's form methods: a stand-in\n"
+        "    wtforms = sys.modules['wtforms'] = types.ModuleType('wtforms')\n"
+        "    for name in ('BooleanField', 'IntegerField', 'PasswordField', 'StringField'):\n"
+        "        setattr(wtforms, name, type(name, (), {}))\n"
+        "from airflow.providers_manager import ProvidersManager  # before recording: Airflow routes warnings to logs\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    manager = ProvidersManager()\n"
+        "    hooks = [manager.hooks[conn_type] for conn_type in ('dashscope', 'openai_fine_tuning')]\n"
+        "    manager.connection_form_widgets, manager.field_behaviours\n"
+        "ours = [f'{w.category.__name__}: {w.message}' for w in caught\n"
+        "        if 'airflow_provider_ft' in str(w.message) or 'FineTuningHook' in str(w.message)\n"
+        "        or 'airflow_provider_ft' in str(w.filename)]\n"
+        "print(json.dumps({'hooks': [hook.hook_class_name if hook else None for hook in hooks], 'warnings': ours}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["hooks"] == [
+        "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
+        "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
+    ]
+    assert loaded["warnings"] == []

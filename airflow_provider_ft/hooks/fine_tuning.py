@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft._compat import BaseHook
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, FineTuningTimeout
+from airflow_provider_ft.get_provider_info import connection_type_info
 from airflow_provider_ft.hooks import _operations as operations
 from airflow_provider_ft.hooks._connection import settings_from_connection
 from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
@@ -145,11 +146,17 @@ class FineTuningHook(BaseHook):
         return self.dialect.console_url(job_id)
 
     @asynccontextmanager
-    async def async_transport(self) -> AsyncIterator[AsyncTransport]:
-        """An asyncio transport for triggers; the connection is read with ``aget_connection``."""
+    async def async_transport(self, keepalive_expiry: float | None = None) -> AsyncIterator[AsyncTransport]:
+        """An asyncio transport for triggers; the connection is read with ``aget_connection``.
+
+        :param keepalive_expiry: seconds an idle connection is kept for the next request (a poller sets it above
+            its poll interval so that each poll does not pay a new TCP and TLS handshake)
+        """
         if "settings" not in self.__dict__:
-            self.__dict__["settings"] = settings_from_connection(await self.aget_connection(self.conn_id))
-        transport = AsyncTransport(self.settings)
+            from airflow_provider_ft._compat import aget_connection
+
+            self.__dict__["settings"] = settings_from_connection(await aget_connection(self, self.conn_id))
+        transport = AsyncTransport(self.settings, keepalive_expiry=keepalive_expiry)
         try:
             yield transport
         finally:
@@ -178,8 +185,34 @@ class FineTuningHook(BaseHook):
             )
 
 
+def _form_widgets(conn_type: str) -> dict[str, Any]:
+    from airflow_provider_ft._compat import connection_form_widgets
+
+    return connection_form_widgets(connection_type_info(conn_type)["conn-fields"])
+
+
+def _field_behaviour(conn_type: str) -> dict[str, Any]:
+    behaviour: dict[str, Any] = connection_type_info(conn_type)["ui-field-behaviour"]
+    return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+
+# The connection form of each type is declared once, in get_provider_info(). Airflow 3.2+ reads it from there;
+# Airflow 2.11 and 3.0 call the two class methods below instead, and only those defined on the very class that
+# registers the connection type (not inherited ones), so each hook class of a connection type defines them.
+
+
 class DashScopeFineTuningHook(FineTuningHook):
     """``FineTuningHook`` for connections of type ``dashscope`` (the connection form of DashScope)."""
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
+        return _form_widgets(cls.conn_type)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
+        return _field_behaviour(cls.conn_type)
 
 
 class OpenAIFineTuningHook(FineTuningHook):
@@ -188,3 +221,13 @@ class OpenAIFineTuningHook(FineTuningHook):
     default_conn_name = "openai_default"
     conn_type = "openai_fine_tuning"
     hook_name = "OpenAI fine-tuning"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
+        return _form_widgets(cls.conn_type)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
+        return _field_behaviour(cls.conn_type)

@@ -81,7 +81,9 @@ class FineTuningJobSensor(BaseSensorOperator):
         fail_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, mode=mode, **kwargs)
+        if timeout is not None:  # None: the base class's default ([sensors] default_timeout) or a default_args one
+            kwargs["timeout"] = timeout
+        super().__init__(poke_interval=poke_interval, mode=mode, **kwargs)
         if self.poke_interval <= 0:
             raise ValueError(f"poke_interval must be positive, got {poke_interval!r}")
         self.job_id = job_id

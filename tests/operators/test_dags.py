@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft.links import FineTuningJobLink
+from tests.airflow_versions import extra_link, xcom
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, acted_ids, status_of
 
@@ -33,19 +35,6 @@ def task_states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
-
-
 def test_cancel_takes_its_job_id_from_xcom(
     emulator: FineTuningEmulator,
     vendor: Vendor,
@@ -63,8 +52,9 @@ def test_cancel_takes_its_job_id_from_xcom(
     assert status_of(emulator, vendor.name, job_id) == CANCELLED[vendor.name]
     assert status_of(emulator, vendor.name, other) == RUNNING[vendor.name]
     assert xcom(dag_run, "cancel", "return_value")["id"] == job_id
-    link = xcom(dag_run, "cancel", "_link_FineTuningJobLink")
+    link = extra_link(dag_run, "cancel", FineTuningJobLink())
     assert link == xcom(dag_run, "cancel", "fine_tuning_job_url")
+    assert link is not None
     assert link.startswith("https://")
 
 

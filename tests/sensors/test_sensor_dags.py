@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from tests.airflow_versions import CALLBACKS_SEE_THE_EXCEPTION, extra_link, reschedules_of, xcoms_of
 
 if TYPE_CHECKING:
     from airflow_provider_ft.emulator import FineTuningEmulator
@@ -38,7 +40,7 @@ DAG_TEMPLATE = """
 import json
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 
@@ -46,7 +48,7 @@ FAILURES = {failures!r}
 
 
 def record_failure(context):
-    error = context["exception"]
+    error = context.get("exception")  # missing in Airflow 3.0's dag.test(): see CALLBACKS_SEE_THE_EXCEPTION
     with open(FAILURES, "a") as out:
         out.write(json.dumps({{"task": context["ti"].task_id, "type": type(error).__name__, "message": str(error)}}))
         out.write("\\n")
@@ -80,28 +82,18 @@ def failures_of(dag_file: Path) -> dict[str, dict[str, str]]:
     return {record["task"]: record for record in records}
 
 
-def xcoms_of(dag_run: Any) -> dict[tuple[str, str], Any]:
-    """Every XCom of the run, by (task id, key)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
-        ).all()
-        return {(row.task_id, row.key): row.value for row in rows}
-
-
-def reschedules_of(dag_run: Any, task_id: str) -> int:
-    """How many times the task instance was rescheduled (reschedule mode frees its slot between looks)."""
-    from airflow.models.taskreschedule import TaskReschedule
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    ti = dag_run.get_task_instance(task_id)
-    with create_session() as session:
-        return int(session.scalar(select(func.count(TaskReschedule.id)).where(TaskReschedule.ti_id == ti.id)) or 0)
+def assert_failure_reasons(failures: dict[str, dict[str, str]], connection: str) -> None:
+    """Each failed sensor failed with the exception its scenario calls for."""
+    assert failures["fails"]["type"] == "FineTuningJobFailed"
+    assert VENDOR_ERROR in failures["fails"]["message"]
+    assert failures["cancelled"]["type"] == "FineTuningJobFailed"
+    assert "cancelled" in failures["cancelled"]["message"]
+    assert failures["missing"]["type"] == "JobNotFoundError"
+    assert "ft-no-such-job-404" in failures["missing"]["message"]
+    assert connection in failures["missing"]["message"]
+    for task_id in ("unknown_status", "times_out"):
+        assert failures[task_id]["type"] == "AirflowSensorTimeout", failures[task_id]
+        assert "timed out" in failures[task_id]["message"]
 
 
 def gets_of(emulator: FineTuningEmulator, job_id: str) -> int:
@@ -212,16 +204,8 @@ def test_every_outcome_in_every_mode(
     }
     failures = failures_of(dag_file)
     assert set(failures) == {"fails", "cancelled", "unknown_status", "missing", "times_out"}
-    assert failures["fails"]["type"] == "FineTuningJobFailed"
-    assert VENDOR_ERROR in failures["fails"]["message"]
-    assert failures["cancelled"]["type"] == "FineTuningJobFailed"
-    assert "cancelled" in failures["cancelled"]["message"]
-    assert failures["missing"]["type"] == "JobNotFoundError"
-    assert "ft-no-such-job-404" in failures["missing"]["message"]
-    assert connection in failures["missing"]["message"]
-    for task_id in ("unknown_status", "times_out"):
-        assert failures[task_id]["type"] == "AirflowSensorTimeout", failures[task_id]
-        assert "timed out" in failures[task_id]["message"]
+    if CALLBACKS_SEE_THE_EXCEPTION:  # which exception failed each task is checked on the other lanes
+        assert_failure_reasons(failures, connection)
 
     xcoms = xcoms_of(dag_run)
     succeeded = xcoms[("succeeds", "return_value")]
@@ -232,7 +216,7 @@ def test_every_outcome_in_every_mode(
     assert tolerated["status"] == "FAILED"
     assert VENDOR_ERROR in tolerated["error"]
     assert xcoms[("already_done", "return_value")]["status"] == "SUCCEEDED"
-    assert xcoms[("succeeds", "_link_FineTuningJobLink")].startswith("https://")
+    assert (extra_link(dag_run, "succeeds", FineTuningJobLink()) or "").startswith("https://")
 
     # The sensor kept looking while the job was running or in a state it does not know.
     assert gets_of(emulator, jobs["succeeds"]) >= 2

@@ -15,6 +15,7 @@ from airflow_provider_ft.hooks._transport import AsyncTransport
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.triggers import fine_tuning as trigger_module
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from tests.airflow_versions import import_string, serde_round_trip
 
 if TYPE_CHECKING:
     from tests.conftest import ConnectionFactory, Vendor
@@ -63,8 +64,6 @@ def test_serialize_round_trips() -> None:
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_ft.triggers.fine_tuning.FineTuningJobTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
-    from airflow.sdk._shared.module_loading import import_string
-
     again = import_string(classpath)(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert (again.conn_id, again.job_id, again.poll_interval, again.deadline) == (
@@ -77,11 +76,9 @@ def test_serialize_round_trips() -> None:
 
 def test_serialize_round_trips_through_airflow_serde() -> None:
     # Exactly what the task runner does on defer (serde) and the triggerer on load.
-    from airflow.sdk.serde import deserialize, serialize
-
     trigger = FineTuningJobTrigger("ft_conn", "ftjob-abc", poll_interval=30, deadline=None, max_consecutive_errors=3)
     classpath, kwargs = trigger.serialize()
-    again = FineTuningJobTrigger(**deserialize(serialize(kwargs)))
+    again = FineTuningJobTrigger(**serde_round_trip(kwargs))
     assert again.serialize() == (classpath, kwargs)
 
 
@@ -106,12 +103,9 @@ def test_rejects_unusable_arguments(kwargs: dict[str, Any], message: str) -> Non
 async def test_trigger_recreated_from_serialize_runs(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str
 ) -> None:
-    from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.serde import deserialize, serialize
-
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=0.2)
     classpath, kwargs = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon()).serialize()
-    recreated = import_string(classpath)(**deserialize(serialize(kwargs)))
+    recreated = import_string(classpath)(**serde_round_trip(kwargs))
     event = await only_event(recreated)
     assert event["status"] == "success"
     assert event["job"]["status"] == "SUCCEEDED"

@@ -1,0 +1,95 @@
+"""What the tests read from Airflow's internals, the same on every Airflow the suite runs on (2.11, 3.0, 3.3).
+
+The provider itself never looks at versions outside ``airflow_provider_ft/_compat.py``; the tests need a few
+internals that moved between versions (the XCom table's model, task reschedules, where extra links are stored,
+serde). They go through these helpers, which pick by feature where they can and by major version where the
+behaviour itself differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import airflow
+from packaging.version import Version
+
+AIRFLOW_VERSION = Version(Version(airflow.__version__).base_version)
+AIRFLOW_V_3 = Version("3.0") <= AIRFLOW_VERSION
+
+#: Whether a task's ``on_failure_callback`` finds the exception in ``context["exception"]`` under ``dag.test()``.
+#: Airflow 3.0's in-process runner (``InProcessTestSupervisor``) calls the callback without it; 2.x and 3.1+ set it.
+CALLBACKS_SEE_THE_EXCEPTION = not Version("3.0") <= AIRFLOW_VERSION < Version("3.1")
+
+
+def import_string(dotted_path: str) -> Any:
+    """The attribute a dotted path names, as Airflow imports a trigger from its class path."""
+    module_name, _, attribute = dotted_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def serde_round_trip(value: Any) -> Any:
+    """``value`` through Airflow's serde, as trigger kwargs go on defer (task SDK serde on 3.2+, core before)."""
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:
+        from airflow.serialization.serde import deserialize, serialize
+    return deserialize(serialize(value))
+
+
+def _xcom_model() -> Any:
+    try:
+        from airflow.models.xcom import XComModel  # Airflow 3
+    except ImportError:
+        from airflow.models.xcom import XCom as XComModel  # Airflow 2: the ORM model is XCom itself
+    return XComModel
+
+
+def xcoms_of(dag_run: Any) -> dict[tuple[str, str], Any]:
+    """Every XCom of the run, deserialized, by (task id, key)."""
+    from airflow.utils.session import create_session
+
+    model = _xcom_model()
+    with create_session() as session:
+        rows = session.query(model).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        return {(row.task_id, row.key): _value(model, row) for row in rows}
+
+
+def _value(model: Any, row: Any) -> Any:
+    if AIRFLOW_V_3:
+        return model.deserialize_value(row)
+    return row.value  # Airflow 2's XCom deserializes its value when the row is loaded (init_on_load)
+
+
+def xcom(dag_run: Any, task_id: str, key: str) -> Any:
+    """One XCom of the run, deserialized; ``None`` if the task pushed none under ``key``."""
+    return xcoms_of(dag_run).get((task_id, key))
+
+
+def reschedules_of(dag_run: Any, task_id: str) -> int:
+    """How many times the task instance was rescheduled (reschedule mode frees its slot between looks)."""
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+
+    ti = dag_run.get_task_instance(task_id)
+    with create_session() as session:
+        query = session.query(TaskReschedule)
+        if hasattr(TaskReschedule, "ti_id"):  # Airflow 3: linked to the task instance's id
+            query = query.filter(TaskReschedule.ti_id == ti.id)
+        else:  # Airflow 2: by the task instance's key
+            query = query.filter_by(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        return int(query.count())
+
+
+def extra_link(dag_run: Any, task_id: str, link: Any) -> str | None:
+    """The URL the UI shows for ``link`` (an operator link instance) on the run's task instance.
+
+    Airflow 3 calls ``get_link`` in the task runner when the task ends and stores the URL as the XCom
+    ``_link_<class name>``, which the UI reads. Airflow 2's web server calls ``get_link`` when the page is shown:
+    here it is called the same way.
+    """
+    if AIRFLOW_V_3:
+        value = xcom(dag_run, task_id, f"_link_{type(link).__name__}")
+        return None if value is None else str(value)
+    ti = dag_run.get_task_instance(task_id)
+    return str(link.get_link(None, ti_key=ti.key)) or None
