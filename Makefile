@@ -110,4 +110,4 @@ dist-check: $(STAMP)
 	sh scripts/dist_check.sh $(BIN) $(PYTHON)
 
 clean:
-	rm -rf $(VENV) .venv-af211 .venv-af30 .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo
+	rm -rf $(VENV) .venv-bench .venv-af211 .venv-af30 .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo
