@@ -5,7 +5,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+
+class ProgressLog(Protocol):
+    """What ``FineTuningJob.log_progress`` needs of a logger (stdlib's, or Airflow's structured one)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class JobStatus(enum.StrEnum):
@@ -97,6 +105,16 @@ class FineTuningJob:
             "metadata": dict(self.metadata),
             "raw": self.raw,
         }
+
+    def log_progress(self, log: ProgressLog) -> None:
+        """Log ``describe_progress()``, and warn when the status is one this provider does not know."""
+        log.info("%s", self.describe_progress())
+        if self.status is JobStatus.UNKNOWN:
+            log.warning(
+                "Job %s has status %r, which this provider does not know; treating it as still running",
+                self.id,
+                self.vendor_status,
+            )
 
     def describe_progress(self) -> str:
         """One readable line: status, and whatever progress the vendor gives."""

@@ -122,7 +122,7 @@ class FineTuningHook(BaseHook):
         while True:
             job = self._poll(job_id)
             if job is not None:
-                self.log.info("%s", job.describe_progress())
+                job.log_progress(self.log)
                 if job.is_terminal:
                     return job
             if deadline is not None and time.monotonic() + poll_interval > deadline:

@@ -143,13 +143,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 raise
             self.log.warning("Could not read job %s this time, will check again: %s", self.job_id, error)
             return None
-        self.log.info("%s", job.describe_progress())
-        if job.status is JobStatus.UNKNOWN:
-            self.log.warning(
-                "Job %s has status %r, which this provider does not know; treating it as still running",
-                job.id,
-                job.vendor_status,
-            )
+        job.log_progress(self.log)
         return job
 
     def _finish(self, job: dict[str, Any]) -> dict[str, Any]:

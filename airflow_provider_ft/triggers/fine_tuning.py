@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft.exceptions import FineTuningApiError
-from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
@@ -149,13 +148,7 @@ class FineTuningJobTrigger(BaseTrigger):
                     else:
                         failures = 0
                         last_job = job
-                        self.log.info("%s", job.describe_progress())
-                        if job.status is JobStatus.UNKNOWN:
-                            self.log.warning(
-                                "Job %s has status %r, which this provider does not know; treating it as still running",
-                                job.id,
-                                job.vendor_status,
-                            )
+                        job.log_progress(self.log)
                         if job.is_terminal:
                             return self._event(SUCCESS, job, f"Job {job.id} reached {job.status.value}")
                     pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
