@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_ft._compat import AirflowException, AirflowFailException
 
 
@@ -9,7 +11,7 @@ class FineTuningError(AirflowException):
     """Base class of this provider's errors."""
 
 
-class FineTuningConfigError(FineTuningError):
+class FineTuningConfigError(FineTuningError, ValueError):
     """A connection or argument is unusable; raised before any request is sent."""
 
 
@@ -31,6 +33,7 @@ class FineTuningApiError(FineTuningError):
     :param retryable: whether sending the same request again may succeed
     :param retry_after: seconds the vendor asked to wait before trying again, if it said
     :param rate_limited: the vendor refused because of a rate or quota limit (HTTP 429, DashScope ``Throttling``)
+    :param attempts: how many times the request was sent before this error was final
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class FineTuningApiError(FineTuningError):
         retryable: bool = False,
         retry_after: float | None = None,
         rate_limited: bool = False,
+        attempts: int = 1,
     ) -> None:
         self.message = message
         self.http_status = http_status
@@ -51,8 +55,24 @@ class FineTuningApiError(FineTuningError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.rate_limited = rate_limited
-        self.attempts = 1
+        self.attempts = attempts
         super().__init__(self._describe())
+
+    def after_attempts(self, attempts: int) -> FineTuningApiError:
+        """The same error, saying it was final after ``attempts`` sends (the transport knows that, not the dialect)."""
+        return type(self)(**{**self._fields(), "attempts": attempts})
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "http_status": self.http_status,
+            "vendor_code": self.vendor_code,
+            "request_id": self.request_id,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "rate_limited": self.rate_limited,
+            "attempts": self.attempts,
+        }
 
     def _describe(self) -> str:
         details = [f"HTTP {self.http_status}" if self.http_status else "no HTTP answer"]
@@ -88,12 +108,15 @@ class FineTuningTransportError(FineTuningApiError):
     """No usable HTTP answer arrived: the host could not be reached, timed out, or dropped the connection.
 
     Always retryable: the request may not have reached the server, or its answer was lost.
+
+    :param message: what happened, in words
+    :param reason: a short name of the cause for logs (``ConnectTimeout``, ``deadline``, ...)
+    :param attempts: how many times the request was sent before this error was final
     """
 
-    reason: str = "no answer"
+    def __init__(self, message: str, *, reason: str = "no answer", attempts: int = 1, **_: Any) -> None:
+        self.reason = reason
+        super().__init__(message, retryable=True, attempts=attempts)
 
-    @classmethod
-    def because(cls, reason: str, message: str) -> FineTuningTransportError:
-        error = cls(message, retryable=True)
-        error.reason = reason
-        return error
+    def _fields(self) -> dict[str, Any]:
+        return {"message": self.message, "reason": self.reason, "attempts": self.attempts}

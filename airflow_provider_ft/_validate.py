@@ -1,0 +1,38 @@
+"""The argument checks every module shares; each raises ``FineTuningConfigError`` naming the argument."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from airflow_provider_ft.exceptions import FineTuningConfigError
+
+
+def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """A finite number of seconds, positive (or 0 with ``allow_zero``); a ``timedelta`` is taken too."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FineTuningConfigError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "more than 0"
+        raise FineTuningConfigError(f"{name} must be {least} seconds, got {value!r}")
+    return float(value)
+
+
+def optional_seconds(name: str, value: object) -> float | None:
+    """``seconds()``, or ``None`` for no limit."""
+    return None if value is None else seconds(name, value)
+
+
+def whole_number(name: str, value: object, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An ``int`` (not a ``bool``) from ``minimum`` to ``maximum``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        upper = f" to {maximum}" if maximum is not None else " or more"
+        raise FineTuningConfigError(f"{name} must be a whole number from {minimum}{upper}, got {value!r}")
+    return value

@@ -1,0 +1,90 @@
+"""When to send a request again and how long to wait first: the one place that decides it.
+
+Pure (no I/O, no clock of its own beyond what callers pass in). Dialects only say which of their vendor codes
+mean "rate limited" or "try again"; the transports and the cleanup's patience all wait as ``RetryPolicy`` says.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from airflow_provider_ft import defaults
+
+#: HTTP statuses worth sending the same request again for: the server may answer differently next time.
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds the server asks us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date)."""
+    milliseconds = _finite_seconds(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def _finite_seconds(value: str | None) -> float | None:
+    """A non-negative finite number (``nan``, ``inf`` and words are no answer at all)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often to try one request and how long to wait between tries.
+
+    :param max_retries: retries after the first attempt (so ``max_retries + 1`` attempts at most)
+    :param backoff_base: first backoff in seconds; doubles each retry
+    :param backoff_max: longest backoff in seconds (before jitter)
+    :param retry_after_max: longest wait a server's ``Retry-After`` can impose, in seconds
+    :param jitter: up to this fraction is added to each backoff at random
+    """
+
+    max_retries: int = defaults.MAX_RETRIES
+    backoff_base: float = defaults.BACKOFF_BASE
+    backoff_max: float = defaults.BACKOFF_MAX
+    retry_after_max: float = defaults.RETRY_AFTER_MAX
+    jitter: float = defaults.JITTER
+
+    def wait_seconds(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): what the server asked (capped at
+        ``retry_after_max``), else a doubling backoff with jitter."""
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(float(retry_after), 0.0), self.retry_after_max)
+        backoff = self._backoff(attempt)
+        return backoff + random.uniform(0, self.jitter * backoff)
+
+    def longest_total_wait(self) -> float:
+        """An upper bound of all waits between attempts of one request."""
+        return sum(
+            max(self.retry_after_max, self._backoff(attempt) * (1 + self.jitter))
+            for attempt in range(1, self.max_retries + 1)
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_base * 2.0 ** (attempt - 1), self.backoff_max)

@@ -1,0 +1,78 @@
+"""The values a dialect and a transport hand each other: a request to send, an answer received, a page of jobs,
+and the error a success answer of the wrong shape becomes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_ft.exceptions import FineTuningApiError
+from airflow_provider_ft.jobs import FineTuningJob
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One HTTP request, relative to the connection's base URL.
+
+    :param operation: what the request does, for logs (``get``, ``list``, ``cancel``, ``delete``)
+    :param method: HTTP method
+    :param path: path below the base URL, starting with ``/``, already quoted
+    :param params: query parameters, in order
+    :param job_id: the job the request is about, if any (a 404 then means that job does not exist)
+    """
+
+    operation: str
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    json_body: dict[str, Any] | None = None
+    job_id: str | None = None
+
+    @property
+    def is_mutating(self) -> bool:
+        return self.method not in ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """An HTTP answer as the transport received it (header names lower-cased)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a job listing and the cursor of the next page (``None`` on the last page)."""
+
+    jobs: list[FineTuningJob]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """The code, message and request id a vendor put in an error body."""
+
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MalformedAnswerError(FineTuningApiError):
+    """A success answer whose JSON is not what the API documents (a job without an id, a page whose ``data`` is
+    not a list, a time in the year 55000, ...): what the dialects' ``parse_*`` functions raise.
+
+    Not retryable: a server that sent a wrong shape once is expected to send it again. The dialect sees the JSON,
+    not the HTTP answer, so ``http_status`` is 0 unless a caller knows better.
+
+    Takes the parameters of ``FineTuningApiError``; ``message`` says what was wrong with the answer, any server
+    text in it escaped.
+    """
+
+    def _describe(self) -> str:
+        if self.http_status:
+            return super()._describe()
+        return f"{self.message} (in a success answer)"
