@@ -1,25 +1,40 @@
 """Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
 
-Kept free of imports beyond the package version: Airflow calls it in every process that lists providers.
+Kept free of imports beyond the package version and defaults: Airflow calls it in every process listing providers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_ft import __version__
+from airflow_provider_ft import __version__, defaults
 
 _INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning")
 _COMMON_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Timeout (seconds)",
-        "schema": {"type": ["number", "null"], "default": 30},
-        "description": "Connect and read timeout of each request.",
+        "schema": {"type": ["number", "null"], "default": defaults.TIMEOUT},
+        "description": "Connect and read timeout of each request; its whole answer must arrive within twice that.",
     },
     "max_retries": {
         "label": "Max retries",
-        "schema": {"type": ["integer", "null"], "default": 4, "minimum": 0, "maximum": 10},
+        "schema": {
+            "type": ["integer", "null"],
+            "default": defaults.MAX_RETRIES,
+            "minimum": 0,
+            "maximum": defaults.MAX_RETRIES_LIMIT,
+        },
         "description": "Retries on connection errors, timeouts, 408, 429 and 5xx answers.",
+    },
+    "max_response_bytes": {
+        "label": "Largest answer (bytes)",
+        "schema": {"type": ["integer", "null"], "default": defaults.MAX_RESPONSE_BYTES, "minimum": 1},
+        "description": "An answer that decodes to more bytes than this is refused.",
+    },
+    "max_pages": {
+        "label": "Longest listing (pages)",
+        "schema": {"type": ["integer", "null"], "default": defaults.MAX_PAGES, "minimum": 1},
+        "description": "A job listing that still has more after this many pages ends with an error.",
     },
 }
 
@@ -72,12 +87,12 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "timezone": {
                         "label": "Time zone of job times",
-                        "schema": {"type": ["string", "null"], "default": "Asia/Shanghai"},
+                        "schema": {"type": ["string", "null"], "default": defaults.DASHSCOPE_TIMEZONE},
                         "description": "DashScope sends times without a zone; they are read in this zone.",
                     },
                     **_COMMON_FIELDS,
                 },
-                "ui-field-behaviour": _behaviour("https://dashscope-intl.aliyuncs.com/api/v1"),
+                "ui-field-behaviour": _behaviour(defaults.DASHSCOPE_BASE_URL),
             },
             {
                 "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
@@ -96,7 +111,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     **_COMMON_FIELDS,
                 },
-                "ui-field-behaviour": _behaviour("https://api.openai.com/v1"),
+                "ui-field-behaviour": _behaviour(defaults.OPENAI_BASE_URL),
             },
         ],
     }

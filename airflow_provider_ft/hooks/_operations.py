@@ -1,44 +1,91 @@
-"""The hook's operations as pure protocol steps, shared by the blocking and the asyncio transports.
+"""The hook's multi-step operations, written once for the blocking and the asyncio transport.
 
-Each operation is a generator: it yields the ``ApiRequest`` to send, receives the decoded JSON payload (or has
-the transport's typed error thrown into it) and returns its result. No I/O happens here.
+An operation is a generator: it yields each ``ApiRequest`` it needs, receives the decoded JSON object (or has the
+transport's typed error thrown into it) and returns its result. ``run`` and ``arun`` drive one to its end over a
+transport's ``send``; they are the only two loops, one per kind of I/O. Nothing here does I/O itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from airflow_provider_ft.exceptions import FineTuningApiError, JobNotFoundError
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
 from airflow_provider_ft.jobs import FineTuningJob
-from airflow_provider_ft.vendors.base import ApiRequest, Dialect, JobPage
+from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.wire import ApiRequest, JobPage
 
 T = TypeVar("T")
 Operation = Generator[ApiRequest, dict[str, Any], T]
+Outcome = dict[str, Any] | FineTuningError
 
 
-def get_job(dialect: Dialect, job_id: object) -> Operation[FineTuningJob]:
+def run(operation: Operation[T], send: Callable[[ApiRequest], dict[str, Any]]) -> T:
+    """Drive ``operation`` to its result, sending each request it yields with ``send``."""
+    request = next(operation)
+    while True:
+        try:
+            outcome: Outcome = send(request)
+        except FineTuningError as error:
+            outcome = error
+        step = _resume(operation, outcome)
+        if isinstance(step, _Done):
+            return step.value
+        request = step
+
+
+async def arun(operation: Operation[T], send: Callable[[ApiRequest], Awaitable[dict[str, Any]]]) -> T:
+    """``run`` for an asyncio transport."""
+    request = next(operation)
+    while True:
+        try:
+            outcome: Outcome = await send(request)
+        except FineTuningError as error:
+            outcome = error
+        step = _resume(operation, outcome)
+        if isinstance(step, _Done):
+            return step.value
+        request = step
+
+
+@dataclass(frozen=True)
+class _Done(Generic[T]):
+    value: T
+
+
+def _resume(operation: Operation[T], outcome: Outcome) -> ApiRequest | _Done[T]:
+    """Hand the operation the answer to its last request (or throw the error in): its next request, or its result."""
+    try:
+        if isinstance(outcome, FineTuningError):
+            return operation.throw(outcome)
+        return operation.send(outcome)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+def get_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
     payload = yield dialect.get_job(job_id)
-    return dialect.parse_job(payload)
+    return dialect.parse_job(payload, job_id=job_id)
 
 
 def list_page(dialect: Dialect, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> Operation[JobPage]:
     payload = yield dialect.list_page(cursor, page_size, filters)
-    page = dialect.parse_page(payload, cursor, page_size)
-    if page.next_cursor is not None and page.next_cursor == cursor:
-        raise FineTuningApiError(f"{dialect.display_name} returned the same page twice (cursor {cursor!r})")
-    return page
+    return dialect.parse_page(payload, cursor, page_size)
 
 
-def cancel_job(dialect: Dialect, job_id: object) -> Operation[FineTuningJob]:
-    """Cancel a job and return it as it stands afterwards.
+def cancel_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
+    """Cancel a job unless it is already terminal; the job as it stands afterwards.
 
-    A job that is already terminal is not an error: the vendor refuses the cancel, the job is fetched and
-    returned as it is. This also makes a cancel that is retried after a lost answer succeed.
+    A terminal job is returned as it is, without a cancel request. A cancel the vendor refuses because the job
+    finished in the meantime (or because an earlier attempt whose answer was lost already cancelled it) is
+    confirmed with a read and returns the job as it is.
     """
-    request = dialect.cancel_job(job_id)
+    job = yield from get_job(dialect, job_id)
+    if job.is_terminal:
+        return job
     try:
-        payload = yield request
+        payload = yield dialect.cancel_job(job_id)
     except FineTuningApiError as error:
         if not dialect.refuses_in_current_state(error):
             raise
@@ -52,11 +99,49 @@ def cancel_job(dialect: Dialect, job_id: object) -> Operation[FineTuningJob]:
     return cancelled
 
 
-def delete_job(dialect: Dialect, job_id: object) -> Operation[None]:
+def delete_job(dialect: Dialect, job_id: str) -> Operation[None]:
     """Delete a job. A 404 on a retried attempt means an earlier attempt deleted it: that is success."""
-    request = dialect.delete_job(job_id)
     try:
-        yield request
+        payload = yield dialect.delete_job(job_id)
     except JobNotFoundError as error:
         if error.attempts <= 1:
             raise
+        return
+    dialect.parse_delete(payload)
+
+
+class PageTrail:
+    """The pages a listing has taken so far; ends a listing a broken server would make endless.
+
+    A listing fails with ``FineTuningApiError`` when a cursor comes back that was seen before (a cycle), when a
+    page that promises more brings no job not seen before, or after ``max_pages`` pages.
+
+    :param vendor: the vendor's name, for messages
+    :param max_pages: most pages a listing may take
+    """
+
+    def __init__(self, vendor: str, max_pages: int) -> None:
+        self.vendor = vendor
+        self.max_pages = max_pages
+        self.pages = 0
+        self._cursors: set[str | None] = {None}
+        self._job_ids: set[str] = set()
+
+    def new_jobs(self, page: JobPage) -> list[FineTuningJob]:
+        """The jobs of ``page`` not seen on an earlier page; raises when the listing cannot be trusted to end."""
+        self.pages += 1
+        fresh = [job for job in page.jobs if job.id not in self._job_ids]
+        self._job_ids.update(job.id for job in fresh)
+        if page.next_cursor is None:
+            return fresh
+        if page.next_cursor in self._cursors:
+            raise self._broken(f"it sent cursor {page.next_cursor[:60]!r} a second time")
+        if not fresh:
+            raise self._broken("a page that promised more jobs brought no job not seen before")
+        if self.pages >= self.max_pages:
+            raise self._broken(f"it still had more after max_pages={self.max_pages} pages (connection extra)")
+        self._cursors.add(page.next_cursor)
+        return fresh
+
+    def _broken(self, reason: str) -> FineTuningApiError:
+        return FineTuningApiError(f"Stopped listing {self.vendor} jobs after {self.pages} pages: {reason}")

@@ -1,95 +1,86 @@
-"""HTTP for the hook: one place for timeouts, retries, backoff and mapping failures to typed errors.
+"""HTTP for the hook: the one place with timeouts, deadlines, size caps, secret scrubbing, retries and logging.
 
 ``SyncTransport`` uses a ``requests.Session`` (keep-alive); ``AsyncTransport`` an ``httpx.AsyncClient`` for
-triggers. Both run the same ``RetryPolicy`` through tenacity and decode answers with the same dialect.
+triggers. Both send a dialect's ``ApiRequest`` and hand back the decoded JSON object or one typed error:
+
+1. each attempt has a total deadline (connect, headers and whole body): ``attempt_seconds`` of the settings, and
+   never past the caller's deadline;
+2. the body is streamed and decoded within ``max_response_bytes`` (error answers: their first 64 KiB);
+3. the connection's secrets are scrubbed from header values and the body, before anything decodes them;
+4. the dialect decodes the answer (JSON object, vendor error, retryable or not);
+5. ``RetryPolicy`` decides whether and how long to wait before the next attempt; no wait ends past the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-import math
-import random
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import tenacity
 
-from airflow_provider_ft import __version__
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
-from airflow_provider_ft.vendors.base import ApiRequest, ApiResponse, Dialect
+from airflow_provider_ft import __version__, defaults
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
+from airflow_provider_ft.hooks._body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
+from airflow_provider_ft.retry import RetryPolicy
+from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
-if TYPE_CHECKING:
-    from airflow_provider_ft.hooks._operations import Operation
-
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 USER_AGENT = f"airflow-provider-ft/{__version__}"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to send a request again and how long to wait first.
-
-    :param max_retries: retries after the first attempt (so ``max_retries + 1`` attempts at most)
-    :param backoff_base: first backoff in seconds; doubles each retry
-    :param backoff_max: longest backoff in seconds (before jitter)
-    :param retry_after_max: longest wait a server's ``Retry-After`` can impose, in seconds
-    :param jitter: up to this fraction is added to each backoff at random
-    """
-
-    max_retries: int = 4
-    backoff_base: float = 0.5
-    backoff_max: float = 8.0
-    retry_after_max: float = 60.0
-    jitter: float = 0.25
-
-    def should_retry(self, error: BaseException) -> bool:
-        return isinstance(error, FineTuningApiError) and error.retryable
-
-    def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        retry_after = error.retry_after if isinstance(error, FineTuningApiError) else None
-        if retry_after is not None and math.isfinite(retry_after):
-            return min(max(float(retry_after), 0.0), self.retry_after_max)
-        backoff = self._backoff(attempt)
-        return backoff + random.uniform(0, self.jitter * backoff)
-
-    def longest_total_wait(self) -> float:
-        """An upper bound of all waits between attempts of one request."""
-        return sum(
-            max(self.retry_after_max, self._backoff(attempt) * (1 + self.jitter))
-            for attempt in range(1, self.max_retries + 1)
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_base * 2.0 ** (attempt - 1), self.backoff_max)
+#: Bodies larger than this are scrubbed and decoded in a worker thread, off the event loop.
+_LARGE_BODY = 512 * 1024
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Everything needed to talk to one vendor account, resolved from an Airflow connection."""
+    """Everything needed to talk to one vendor account, resolved from an Airflow connection.
+
+    :param conn_id: the Airflow connection it came from (for messages)
+    :param dialect: the vendor's API
+    :param base_url: URL the dialect's paths are relative to
+    :param api_key: the key (never in a repr, a log line or an error)
+    :param timeout: seconds for the connection to open and for each read
+    :param retry: how often and how patiently to try a request
+    :param max_response_bytes: most bytes one answer may decode to
+    :param max_pages: most pages one listing may take
+    """
 
     conn_id: str
     dialect: Dialect
     base_url: str
     api_key: str = field(repr=False)
-    timeout: float = 30.0
+    timeout: float = defaults.TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
+    max_pages: int = defaults.MAX_PAGES
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The total deadline of one attempt: one ``timeout`` to connect plus one to send the whole answer."""
+        return 2 * self.timeout
+
+    @functools.cached_property
+    def scrubber(self) -> Scrubber:
+        return Scrubber([self.api_key])
 
     def url(self, request: ApiRequest) -> str:
         return self.base_url + request.path
 
     def headers(self) -> dict[str, str]:
-        return {**self.dialect.headers(self.api_key), "User-Agent": USER_AGENT}
-
-    def redact(self, text: str) -> str:
-        return text.replace(self.api_key, "***") if self.api_key else text
+        return {**self.dialect.headers(self.api_key), "User-Agent": USER_AGENT, "Accept-Encoding": ACCEPTED_ENCODINGS}
 
 
 class _Transport:
+    """What both transports share: the retry loop's rules, the answer's checks, and the errors they raise."""
+
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.dialect = settings.dialect
@@ -97,16 +88,21 @@ class _Transport:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.settings.conn_id!r}, base_url={self.settings.base_url!r})"
 
-    def _retrying_kwargs(self, request: ApiRequest) -> dict[str, Any]:
+    def _retrying(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
         policy = self.settings.retry
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            return policy.wait_seconds(state.attempt_number, error)
+            retry_after = error.retry_after if isinstance(error, FineTuningApiError) else None
+            return policy.wait_seconds(state.attempt_number, retry_after)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number > policy.max_retries:
+                return True
+            return deadline is not None and time.monotonic() + state.upcoming_sleep >= deadline
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            waited = state.next_action.sleep if state.next_action else 0.0
             log.warning(
                 "%s %s %s failed (%s); attempt %d of %d, retrying in %.2f s",
                 self.dialect.display_name,
@@ -115,23 +111,51 @@ class _Transport:
                 _short_reason(error),
                 state.attempt_number,
                 policy.max_retries + 1,
-                waited,
+                state.upcoming_sleep,
             )
 
         return {
-            "stop": tenacity.stop_after_attempt(policy.max_retries + 1),
-            "retry": tenacity.retry_if_exception(policy.should_retry),
+            "stop": stop,
+            "retry": tenacity.retry_if_exception(_is_retryable),
             "wait": wait,
             "before_sleep": before_sleep,
             "reraise": True,
         }
 
-    def _transport_error(self, request: ApiRequest, error: Exception) -> FineTuningTransportError:
-        reason = self.settings.redact(f"{type(error).__name__}: {error}")
-        return FineTuningTransportError.because(
-            type(error).__name__,
-            f"{self.dialect.display_name} {request.operation} {request.method} {request.path} got no usable "
-            f"answer from {self.settings.base_url} (connection {self.settings.conn_id!r}): {reason}",
+    def _attempt_deadline(self, deadline: float | None) -> float:
+        """When this attempt must be over: its own budget, cut at the caller's deadline. A caller whose deadline has
+        already passed still gets one look (a last check before reporting a timeout), within the attempt's budget."""
+        now = time.monotonic()
+        own = now + self.settings.attempt_seconds
+        return own if deadline is None or deadline <= now else min(own, deadline)
+
+    def _reader(self, status: int, headers: Mapping[str, str]) -> BodyReader:
+        is_error = not 200 <= status < 300
+        limit = ERROR_BODY_LIMIT if is_error else self.settings.max_response_bytes
+        return BodyReader(headers.get("content-encoding"), limit, truncate=is_error)
+
+    def _decode(self, request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        scrubber = self.settings.scrubber
+        response = ApiResponse(status, scrubber.headers(headers), scrubber.body(body))
+        return self.dialect.decode(request, response)
+
+    def _transport_error(self, request: ApiRequest, reason: str, detail: str) -> FineTuningTransportError:
+        return FineTuningTransportError(
+            f"{self.dialect.display_name} {request.operation} {request.method} {request.path} got no usable answer "
+            f"from {self.settings.base_url} (connection {self.settings.conn_id!r}): "
+            f"{printable(self.settings.scrubber.text(detail), 300)}",
+            reason=reason,
+        )
+
+    def _deadline_error(self, request: ApiRequest) -> FineTuningTransportError:
+        seconds = self.settings.attempt_seconds
+        return self._transport_error(request, "deadline", f"the answer was not complete within {seconds:g} s")
+
+    def _refused(self, request: ApiRequest, error: FineTuningApiError) -> FineTuningApiError:
+        """An error of the answer itself (too large, badly encoded), named after the request."""
+        return type(error)(
+            f"{self.dialect.display_name} {request.operation} {request.method} {request.path}: {error.message}",
+            http_status=error.http_status,
         )
 
 
@@ -140,51 +164,65 @@ class SyncTransport(_Transport):
 
     def __init__(self, settings: ClientSettings) -> None:
         import requests  # on first use: DAG files that only build operators never pay for it
+        import urllib3
+
+        from airflow_provider_ft.hooks._deadline import mount_deadlines
 
         super().__init__(settings)
-        self._request_error: type[Exception] = requests.RequestException
+        # A body read from the raw stream raises urllib3's errors, not requests' wrappers of them.
+        self._request_errors = (requests.RequestException, urllib3.exceptions.HTTPError)
         self.session: requests.Session = requests.Session()
         self.session.headers.update(settings.headers())
+        self.session.auth = _bearer_only  # a ~/.netrc entry for the host must not replace the API key
+        mount_deadlines(self.session)
 
     def close(self) -> None:
         self.session.close()
 
-    def send(self, request: ApiRequest) -> dict[str, Any]:
-        """Send ``request`` with retries; the decoded JSON object, or a typed error."""
-        retrying = tenacity.Retrying(**self._retrying_kwargs(request))
+    def send(self, request: ApiRequest, deadline: float | None = None) -> dict[str, Any]:
+        """Send ``request`` with retries; the decoded JSON object, or one typed error.
+
+        :param request: what to send
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries and waits included
+        """
+        retrying = tenacity.Retrying(**self._retrying(request, deadline))
         try:
-            return retrying(self._send_once, request)
+            return retrying(self._send_once, request, deadline)
         except FineTuningApiError as error:
-            error.attempts = retrying.statistics.get("attempt_number", 1)
-            raise
+            raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
-    def run(self, operation: Operation[T]) -> T:
-        """Drive a protocol operation (see ``_operations``) to its result."""
-        try:
-            request = next(operation)
-            while True:
-                try:
-                    outcome: dict[str, Any] | FineTuningError = self.send(request)
-                except FineTuningError as error:
-                    outcome = error
-                request = _resume(operation, outcome)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
+        from airflow_provider_ft.hooks._deadline import request_deadline
 
-    def _send_once(self, request: ApiRequest) -> dict[str, Any]:
-        try:
-            answer = self.session.request(
-                request.method,
-                self.settings.url(request),
-                params=list(request.params),
-                json=request.json_body,
-                timeout=(self.settings.timeout, self.settings.timeout),
-                allow_redirects=False,
-            )
-            response = _api_response(answer.status_code, answer.headers.items(), answer.content)
-        except self._request_error as error:
-            raise self._transport_error(request, error) from None
-        return self.dialect.decode(request, response)
+        with request_deadline(self._attempt_deadline(deadline)) as attempt:
+            try:
+                status, headers, body = self._exchange(request, attempt.remaining)
+            except self._request_errors as error:
+                if attempt.expired:
+                    raise self._deadline_error(request) from None
+                raise self._transport_error(request, type(error).__name__, f"{type(error).__name__}: {error}") from None
+            except FineTuningApiError as error:
+                raise self._refused(request, error) from None
+        return self._decode(request, status, headers, body)
+
+    def _exchange(self, request: ApiRequest, remaining: Callable[[], float]) -> tuple[int, dict[str, str], bytes]:
+        timeout = max(min(self.settings.timeout, remaining()), 0.001)
+        with self.session.request(
+            request.method,
+            self.settings.url(request),
+            params=list(request.params),
+            json=request.json_body,
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            stream=True,
+        ) as answer:
+            headers = {name.lower(): value for name, value in answer.headers.items()}
+            reader = self._reader(answer.status_code, headers)
+            for chunk in answer.raw.stream(_CHUNK, decode_content=False):
+                reader.feed(chunk)
+                if reader.full:
+                    break
+            return answer.status_code, headers, reader.finish()
 
 
 class AsyncTransport(_Transport):
@@ -192,6 +230,7 @@ class AsyncTransport(_Transport):
 
     Building a client must be cheap too: a triggerer starts hundreds of them in one loop. Each would otherwise
     build its own SSL context, loading the CA bundle (~20 ms of CPU) inside the event loop; they share one.
+    Large bodies are scrubbed and decoded in a worker thread; decompression goes in small steps.
     """
 
     def __init__(self, settings: ClientSettings, *, keepalive_expiry: float | None = None) -> None:
@@ -211,39 +250,58 @@ class AsyncTransport(_Transport):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def send(self, request: ApiRequest) -> dict[str, Any]:
-        retrying = tenacity.AsyncRetrying(**self._retrying_kwargs(request))
+    async def send(self, request: ApiRequest, deadline: float | None = None) -> dict[str, Any]:
+        """Send ``request`` with retries; the decoded JSON object, or one typed error.
+
+        :param request: what to send
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries and waits included
+        """
+        retrying = tenacity.AsyncRetrying(**self._retrying(request, deadline))
         try:
-            return await retrying(self._send_once, request)
+            return await retrying(self._send_once, request, deadline)
         except FineTuningApiError as error:
-            error.attempts = retrying.statistics.get("attempt_number", 1)
-            raise
+            raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
-    async def run(self, operation: Operation[T]) -> T:
-        """Drive a protocol operation (see ``_operations``) to its result."""
+    async def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
+        budget = max(self._attempt_deadline(deadline) - time.monotonic(), 0.0)
         try:
-            request = next(operation)
-            while True:
-                try:
-                    outcome: dict[str, Any] | FineTuningError = await self.send(request)
-                except FineTuningError as error:
-                    outcome = error
-                request = _resume(operation, outcome)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    async def _send_once(self, request: ApiRequest) -> dict[str, Any]:
-        try:
-            answer = await self.client.request(
-                request.method,
-                self.settings.url(request),
-                params=list(request.params),
-                json=request.json_body,
-            )
-            response = _api_response(answer.status_code, answer.headers.items(), answer.content)
+            async with asyncio.timeout(budget):
+                status, headers, body = await self._exchange(request)
+        except TimeoutError:
+            raise self._deadline_error(request) from None
         except self._request_error as error:
-            raise self._transport_error(request, error) from None
-        return self.dialect.decode(request, response)
+            raise self._transport_error(request, type(error).__name__, f"{type(error).__name__}: {error}") from None
+        except FineTuningApiError as error:
+            raise self._refused(request, error) from None
+        if len(body) > _LARGE_BODY:
+            return await asyncio.to_thread(self._decode, request, status, headers, body)
+        return self._decode(request, status, headers, body)
+
+    async def _exchange(self, request: ApiRequest) -> tuple[int, dict[str, str], bytes]:
+        async with self.client.stream(
+            request.method, self.settings.url(request), params=list(request.params), json=request.json_body
+        ) as answer:
+            headers = {name.lower(): value for name, value in answer.headers.items()}
+            reader = self._reader(answer.status_code, headers)
+            async for chunk in answer.aiter_raw(_CHUNK):
+                await _feed(reader, chunk)
+                if reader.full:
+                    break
+            return answer.status_code, headers, reader.finish()
+
+
+def _bearer_only(prepared: Any) -> Any:
+    """``requests`` auth that leaves the request as built (the key is already in the session's headers)."""
+    return prepared
+
+
+async def _feed(reader: BodyReader, chunk: bytes) -> None:
+    """Feed ``chunk`` in slices, giving the loop a turn between them (a compressed slice can inflate a lot)."""
+    for start in range(0, len(chunk), 8 * 1024):
+        reader.feed(chunk[start : start + 8 * 1024])
+        if reader.full:
+            return
+        await asyncio.sleep(0)
 
 
 @functools.cache
@@ -254,15 +312,8 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _resume(operation: Operation[T], outcome: dict[str, Any] | FineTuningError) -> ApiRequest:
-    """Hand the operation the answer to its last request (or throw the error in); its next request."""
-    if isinstance(outcome, FineTuningError):
-        return operation.throw(outcome)
-    return operation.send(outcome)
-
-
-def _api_response(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> ApiResponse:
-    return ApiResponse(status, {name.lower(): value for name, value in headers}, body)
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, FineTuningApiError) and error.retryable
 
 
 def _short_reason(error: BaseException | None) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseHook
+from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, FineTuningTimeout
 from airflow_provider_ft.get_provider_info import connection_type_info
 from airflow_provider_ft.hooks import _operations as operations
@@ -19,25 +20,24 @@ if TYPE_CHECKING:
     from airflow_provider_ft.jobs import FineTuningJob
     from airflow_provider_ft.vendors.base import Dialect
 
-DEFAULT_PAGE_SIZE = 50
-
 
 class FineTuningHook(BaseHook):
     """Get, list, cancel, delete and wait for fine-tuning jobs on DashScope or OpenAI.
 
     The vendor follows from the connection's type (``dashscope``, ``openai_fine_tuning``, or ``openai`` as made
     for the official OpenAI provider). The password holds the API key; the host, if set, the base URL.
-    Extras: ``timeout`` (seconds, connect and read; default 30), ``max_retries`` (default 4),
-    ``backoff_base`` (seconds, default 0.5), ``retry_after_max`` (longest server-imposed wait, default 60);
-    DashScope ``workspace`` and ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``);
-    OpenAI ``organization`` and ``project``.
+    Extras: ``timeout`` (seconds, connect and each read; an attempt's whole answer must arrive within twice that;
+    default 30), ``max_retries`` (default 4), ``backoff_base`` (seconds, default 0.5), ``retry_after_max``
+    (longest server-imposed wait, default 60), ``max_response_bytes`` (largest answer, default 8 MiB),
+    ``max_pages`` (longest listing, default 1000 pages); DashScope ``workspace`` and ``timezone`` (zone of its
+    zone-less times, default ``Asia/Shanghai``); OpenAI ``organization`` and ``project``.
 
     :param conn_id: the Airflow connection to use (default: ``default_conn_name`` of the class)
     :param page_size: jobs per page when listing (1 to 100)
     """
 
     conn_name_attr = "conn_id"
-    default_conn_name = "dashscope_default"
+    default_conn_name = defaults.DASHSCOPE_CONN_ID
     conn_type = "dashscope"
     hook_name = "DashScope fine-tuning"
 
@@ -45,100 +45,142 @@ class FineTuningHook(BaseHook):
         self,
         conn_id: str | None = None,
         *,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        page_size: int = defaults.PAGE_SIZE,
         logger_name: str | None = None,
     ) -> None:
         super().__init__(logger_name=logger_name)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-            raise FineTuningConfigError(f"page_size must be a whole number from 1 to 100, got {page_size!r}")
         self.conn_id = conn_id or self.default_conn_name
-        self.page_size = page_size
+        self.page_size = _validate.whole_number("page_size", page_size, maximum=100)
+        self._settings: ClientSettings | None = None
+        self._transport: SyncTransport | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
 
-    @cached_property
+    @property
     def settings(self) -> ClientSettings:
         """The connection, validated and resolved (read once per hook)."""
-        return settings_from_connection(self.get_connection(self.conn_id))
+        if self._settings is None:
+            self._settings = settings_from_connection(self.get_connection(self.conn_id))
+        return self._settings
 
     @property
     def dialect(self) -> Dialect:
         return self.settings.dialect
 
-    @cached_property
+    @property
     def transport(self) -> SyncTransport:
-        return SyncTransport(self.settings)
+        """The blocking transport (one keep-alive HTTP session), opened on first use."""
+        if self._transport is None:
+            self._transport = SyncTransport(self.settings)
+        return self._transport
 
     def get_conn(self) -> SyncTransport:
         return self.transport
 
     def close(self) -> None:
         """Close the keep-alive HTTP session, if one was opened."""
-        if "transport" in self.__dict__:
-            self.transport.close()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
-    def get_job(self, job_id: str) -> FineTuningJob:
-        """The job as it stands now. Raises ``JobNotFoundError`` if the vendor has no such job."""
-        return self.transport.run(operations.get_job(self.dialect, job_id))
+    def _run(self, operation: operations.Operation[Any], deadline: float | None = None) -> Any:
+        transport = self.transport
+        return operations.run(operation, lambda request: transport.send(request, deadline))
+
+    def get_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
+        """The job as it stands now. Raises ``JobNotFoundError`` if the vendor has no such job.
+
+        :param job_id: the vendor's job id
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
+        """
+        job: FineTuningJob = self._run(operations.get_job(self.dialect, job_id), deadline)
+        return job
 
     def list_jobs(self, **filters: Any) -> Iterator[FineTuningJob]:
-        """Every job of the account, newest first, fetched lazily page by page.
+        """Every job of the account, newest first, each once, fetched lazily page by page.
+
+        A listing that cannot be trusted to end (a cursor seen before, a page with no new job, more than the
+        connection's ``max_pages``) fails with ``FineTuningApiError``.
 
         :param filters: filters the vendor applies server-side: DashScope ``model``; OpenAI ``metadata`` (a dict)
         """
         self._check_filters(filters)
+        trail = operations.PageTrail(self.dialect.display_name, self.settings.max_pages)
         cursor: str | None = None
         while True:
-            page = self.transport.run(operations.list_page(self.dialect, cursor, self.page_size, filters))
-            yield from page.jobs
+            page = self._run(operations.list_page(self.dialect, cursor, self.page_size, filters))
+            yield from trail.new_jobs(page)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     def cancel_job(self, job_id: str) -> FineTuningJob:
-        """Ask the vendor to cancel the job; the job as it stands after the call.
+        """Cancel the job unless it has already finished; the job as it stands after the call.
 
-        A job that is already terminal is returned as it is (cancelling is idempotent).
+        A job that is already terminal is returned as it is, and no cancel request is sent (cancelling is
+        idempotent: safe for retries and teardown tasks).
         """
-        return self.transport.run(operations.cancel_job(self.dialect, job_id))
+        job: FineTuningJob = self._run(operations.cancel_job(self.dialect, job_id))
+        return job
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""
-        self.transport.run(operations.delete_job(self.dialect, job_id))
+        self.dialect.ensure_can_delete()
+        self._run(operations.delete_job(self.dialect, job_id))
+
+    def poll_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob | FineTuningApiError:
+        """The job, or the error it could not be read with this time when the vendor may recover from it (rate
+        limit, 5xx, lost connection, past the deadline); that is logged. Other errors are raised.
+
+        :param job_id: the vendor's job id
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
+        """
+        try:
+            return self.get_job(job_id, deadline=deadline)
+        except FineTuningApiError as error:
+            return self._unread(job_id, error)
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> FineTuningJob:
         """Poll until the job is terminal and return it.
 
         Errors the vendor may recover from (rate limits, 5xx, lost connections) that outlast the per-call retries
-        are logged and polling goes on; anything else is raised.
+        are logged and polling goes on; anything else is raised. The timeout bounds the polls' retries too.
 
         :param poll_interval: seconds between polls
         :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
         """
-        if poll_interval <= 0:
-            raise FineTuningConfigError(f"poll_interval must be positive, got {poll_interval!r}")
+        poll_interval = _validate.seconds("poll_interval", poll_interval)
+        timeout = _validate.optional_seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            job = self._poll(job_id)
-            if job is not None:
+            job = self.poll_job(job_id, deadline=deadline)
+            if not isinstance(job, FineTuningApiError):
                 job.log_progress(self.log)
                 if job.is_terminal:
                     return job
             if deadline is not None and time.monotonic() + poll_interval > deadline:
-                raise FineTuningTimeout(f"Job {job_id} did not reach a terminal state within {timeout} s")
+                raise FineTuningTimeout(f"Job {job_id} did not reach a terminal state within {timeout:g} s")
             time.sleep(poll_interval)
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap authenticated call (list one job). The message never contains the API key."""
+        """One cheap authenticated call (list one job). The message never contains the API key.
+
+        Airflow's UI and REST API test a connection under a random id, so the messages say what is wrong without
+        naming the connection.
+        """
         try:
-            settings = self.settings
-            self.transport.run(operations.list_page(self.dialect, None, 1, {}))
+            settings = settings_from_connection(self.get_connection(self.conn_id), name=None)
+            transport = SyncTransport(settings)
+            try:
+                operations.run(operations.list_page(settings.dialect, None, 1, {}), transport.send)
+            finally:
+                transport.close()
         except Exception as error:
             message = str(error)
-            if "settings" in self.__dict__:
-                message = self.settings.redact(message)
-            return False, message
+            if self._settings is not None:
+                message = self._settings.scrubber.text(message)
+            return False, printable(message, 1000)
         return True, f"Connected to {settings.dialect.display_name} at {settings.base_url}"
 
     def console_url(self, job_id: str) -> str:
@@ -152,28 +194,37 @@ class FineTuningHook(BaseHook):
         :param keepalive_expiry: seconds an idle connection is kept for the next request (a poller sets it above
             its poll interval so that each poll does not pay a new TCP and TLS handshake)
         """
-        if "settings" not in self.__dict__:
+        if self._settings is None:
             from airflow_provider_ft._compat import aget_connection
 
-            self.__dict__["settings"] = settings_from_connection(await aget_connection(self, self.conn_id))
-        transport = AsyncTransport(self.settings, keepalive_expiry=keepalive_expiry)
+            self._settings = settings_from_connection(await aget_connection(self, self.conn_id))
+        transport = AsyncTransport(self._settings, keepalive_expiry=keepalive_expiry)
         try:
             yield transport
         finally:
             await transport.aclose()
 
-    async def aget_job(self, transport: AsyncTransport, job_id: str) -> FineTuningJob:
+    async def aget_job(self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
         """``get_job`` over an asyncio transport from ``async_transport()``."""
-        return await transport.run(operations.get_job(self.dialect, job_id))
+        operation = operations.get_job(self.dialect, job_id)
+        job: FineTuningJob = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        return job
 
-    def _poll(self, job_id: str) -> FineTuningJob | None:
+    async def apoll_job(
+        self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
+    ) -> FineTuningJob | FineTuningApiError:
+        """``poll_job`` over an asyncio transport from ``async_transport()``."""
         try:
-            return self.get_job(job_id)
+            return await self.aget_job(transport, job_id, deadline=deadline)
         except FineTuningApiError as error:
-            if not error.retryable:
-                raise
-            self.log.warning("Could not read job %s this time, will poll again: %s", job_id, error)
-            return None
+            return self._unread(job_id, error)
+
+    def _unread(self, job_id: str, error: FineTuningApiError) -> FineTuningApiError:
+        """Log a poll that could not read the job and return ``error``; raise it when polling again cannot help."""
+        if not error.retryable:
+            raise error
+        self.log.warning("Could not read job %s this time, will poll again: %s", printable(job_id, 140), error)
+        return error
 
     def _check_filters(self, filters: dict[str, Any]) -> None:
         unknown = set(filters) - set(self.dialect.list_filters)
@@ -218,7 +269,7 @@ class DashScopeFineTuningHook(FineTuningHook):
 class OpenAIFineTuningHook(FineTuningHook):
     """``FineTuningHook`` for connections of type ``openai_fine_tuning`` (the connection form of OpenAI)."""
 
-    default_conn_name = "openai_default"
+    default_conn_name = defaults.OPENAI_CONN_ID
     conn_type = "openai_fine_tuning"
     hook_name = "OpenAI fine-tuning"
 

@@ -12,13 +12,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, default_deferrable
-from airflow_provider_ft.exceptions import (
-    FineTuningApiError,
-    FineTuningError,
-    FineTuningJobFailed,
-    JobNotFoundError,
-)
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningJobFailed, JobNotFoundError
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.triggers.events import deferral_timeout, not_found_message, terminal_job_from_event
@@ -73,7 +69,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         self,
         *,
         job_id: str,
-        conn_id: str = "dashscope_default",
+        conn_id: str = defaults.DEFAULT_CONN_ID,
         poke_interval: timedelta | float = 60,
         timeout: timedelta | float | None = None,
         mode: str = "poke",
@@ -83,13 +79,12 @@ class FineTuningJobSensor(BaseSensorOperator):
     ) -> None:
         if timeout is not None:  # None: the base class's default ([sensors] default_timeout) or a default_args one
             kwargs["timeout"] = timeout
-        super().__init__(poke_interval=poke_interval, mode=mode, **kwargs)
-        if self.poke_interval <= 0:
-            raise ValueError(f"poke_interval must be positive, got {poke_interval!r}")
+        super().__init__(poke_interval=_validate.seconds("poke_interval", poke_interval), mode=mode, **kwargs)
         self.job_id = job_id
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.fail_on_failure = fail_on_failure
+        self._deadline: float | None = None
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -101,6 +96,8 @@ class FineTuningJobSensor(BaseSensorOperator):
     # -- poke and reschedule ------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        # Bounds the retries of each check too: no request is retried, and no Retry-After obeyed, past it.
+        self._deadline = time.monotonic() + self.timeout
         try:
             self._persist_link(context)
             if self.deferrable:
@@ -130,7 +127,7 @@ class FineTuningJobSensor(BaseSensorOperator):
     def _check(self) -> FineTuningJob | None:
         """The job as it stands, or ``None`` if it could not be read this time (a transient error)."""
         try:
-            job = self.hook.get_job(self.job_id)
+            job = self.hook.poll_job(self.job_id, deadline=self._deadline)
         except JobNotFoundError as error:
             raise JobNotFoundError(
                 not_found_message(self.job_id, self.conn_id, error.message),
@@ -138,10 +135,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 vendor_code=error.vendor_code,
                 request_id=error.request_id,
             ) from error
-        except FineTuningApiError as error:
-            if not error.retryable:
-                raise
-            self.log.warning("Could not read job %s this time, will check again: %s", self.job_id, error)
+        if isinstance(job, FineTuningApiError):
             return None
         job.log_progress(self.log)
         return job
@@ -181,9 +175,6 @@ class FineTuningJobSensor(BaseSensorOperator):
             timeout=deferral_timeout(deadline),
         )
 
-    def _timed_out(self, message: str) -> AirflowSensorTimeout:
-        return AirflowSensorTimeout(f"Sensor has timed out after {self.timeout} s: {message}")
-
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after ``FineTuningJobTrigger`` fired: the final job, or a clear error.
 
@@ -197,5 +188,5 @@ class FineTuningJobSensor(BaseSensorOperator):
                 f"Sensor has timed out after {self.timeout} s: {message}"
             ),
         )
-        self.log.info("Job %s: %s", job.get("id"), event.get("message") if event else "")
+        self.log.info("%s", event.get("message") if event else f"Job {job.get('id')} is {job.get('status')}")
         return self._finish(job)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_ft.defaults import EVENT_STATUSES
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
 from airflow_provider_ft.jobs import JobStatus
 
-EVENT_STATUSES = ("success", "timeout", "error")
 #: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
 #: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
 DEFERRAL_TIMEOUT_MARGIN = 60.0
@@ -74,9 +74,7 @@ def error_from_event(event: Mapping[str, Any]) -> FineTuningError:
     vendor_message = error.get("message") or message
     if kind == "JobNotFoundError":
         return JobNotFoundError(not_found_message(event.get("job_id"), event.get("conn_id"), vendor_message), **details)
-    api_error = FineTuningApiError(str(vendor_message), **details)
-    api_error.args = (message,)  # the trigger's account, which already names the HTTP status, code and request id
-    return api_error
+    return FineTuningApiError(f"Waiting for fine-tuning job {event.get('job_id')} failed: {vendor_message}", **details)
 
 
 def is_terminal_status(status: object) -> bool:

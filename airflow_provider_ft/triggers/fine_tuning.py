@@ -14,8 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
-from airflow_provider_ft.exceptions import FineTuningApiError
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
@@ -23,18 +25,12 @@ if TYPE_CHECKING:
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import FineTuningJob
 
-#: Event ``status`` values: the job reached a terminal state / the deadline passed first / polling gave up.
-SUCCESS = "success"
-TIMEOUT = "timeout"
-ERROR = "error"
-EVENT_STATUSES = (SUCCESS, TIMEOUT, ERROR)
+SUCCESS, TIMEOUT, ERROR = defaults.EVENT_SUCCESS, defaults.EVENT_TIMEOUT, defaults.EVENT_ERROR
 
 #: Polls are spread by up to this fraction of the interval, so that triggers deferred together do not poll in step.
 POLL_JITTER = 0.1
 #: An idle connection is kept this much longer than the poll interval, so that the next poll reuses it.
 KEEPALIVE_MARGIN_SECONDS = 5.0
-#: A poll that is still running when the deadline passes is given this many more seconds before it is abandoned.
-DEADLINE_GRACE_SECONDS = 5.0
 
 
 class FineTuningJobTrigger(BaseTrigger):
@@ -75,22 +71,13 @@ class FineTuningJobTrigger(BaseTrigger):
         max_consecutive_errors: int | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
-            raise ValueError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
-        if not math.isfinite(poll_interval) or poll_interval <= 0:
-            raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
-        if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline)
-        ):
-            raise ValueError(f"deadline must be Unix epoch seconds or None, got {deadline!r}")
-        if max_consecutive_errors is not None and (
-            isinstance(max_consecutive_errors, bool)
-            or not isinstance(max_consecutive_errors, int)
-            or max_consecutive_errors < 1
-        ):
-            raise ValueError(
-                f"max_consecutive_errors must be a whole number >= 1 or None, got {max_consecutive_errors!r}"
-            )
+        poll_interval = _validate.seconds("poll_interval", poll_interval)
+        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
+            raise FineTuningConfigError(f"deadline must be Unix epoch seconds or None, got {deadline!r}")
+        if deadline is not None and not math.isfinite(deadline):
+            raise FineTuningConfigError(f"deadline must be Unix epoch seconds or None, got {deadline!r}")
+        if max_consecutive_errors is not None:
+            _validate.whole_number("max_consecutive_errors", max_consecutive_errors)
         self.conn_id = conn_id
         self.job_id = job_id
         self.poll_interval = float(poll_interval)
@@ -120,68 +107,40 @@ class FineTuningJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the job is terminal, the deadline passes or polling cannot go on; fire one event."""
-        payload = await self._wait()
+        try:
+            hook = self._make_hook()
+            async with hook.async_transport(keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN_SECONDS) as client:
+                payload = await self._wait(hook, client)
+        except Exception as error:
+            # An unusable or missing connection, an invalid job id, a job the vendor does not have, a bad key, a
+            # bug: the wait ends with an event the task can report, rather than a trigger crash.
+            self.log.error("Stopped waiting for job %s: %s", printable(self.job_id, 140), error)
+            payload = self._event(ERROR, None, f"Could not wait for fine-tuning job {self.job_id}: {error}", error)
         # The HTTP client is closed before the event is fired: the triggerer may drop this generator right after.
         yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
-    async def _wait(self) -> dict[str, Any]:
+    async def _wait(self, hook: FineTuningHook, client: AsyncTransport) -> dict[str, Any]:
+        deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
         last_job: FineTuningJob | None = None
-        try:
-            hook = self._make_hook()
-            async with hook.async_transport(
-                keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN_SECONDS
-            ) as transport:
-                failures = 0
-                while True:
-                    job = await self._poll(hook, transport)
-                    if job is None:
-                        return self._event(TIMEOUT, last_job, self._timeout_message(last_job))
-                    if isinstance(job, FineTuningApiError):
-                        failures += 1
-                        if self.max_consecutive_errors is not None and failures >= self.max_consecutive_errors:
-                            message = (
-                                f"Gave up waiting for fine-tuning job {self.job_id}: {failures} polls in a row "
-                                f"failed, the last with: {job}"
-                            )
-                            return self._event(ERROR, last_job, message, job)
-                        self.log.warning("Could not read job %s this time, will poll again: %s", self.job_id, job)
-                    else:
-                        failures = 0
-                        last_job = job
-                        job.log_progress(self.log)
-                        if job.is_terminal:
-                            return self._event(SUCCESS, job, f"Job {job.id} reached {job.status.value}")
-                    pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-                    if self.deadline is not None:
-                        remaining = self.deadline - time.time()
-                        if remaining <= 0:
-                            return self._event(TIMEOUT, last_job, self._timeout_message(last_job))
-                        pause = min(pause, remaining)
-                    await asyncio.sleep(pause)
-        except Exception as error:
-            # Anything else (an unusable or missing connection, an invalid job id, a job the vendor does not have,
-            # a bad key, a bug) ends the wait with an event the task can report, rather than a trigger crash.
-            self.log.error("Stopped waiting for job %s: %s", self.job_id, error)
-            return self._event(ERROR, last_job, f"Could not wait for fine-tuning job {self.job_id}: {error}", error)
-
-    async def _poll(self, hook: FineTuningHook, transport: AsyncTransport) -> FineTuningJob | FineTuningApiError | None:
-        """The job; a transient error it could not be read with; ``None`` if the deadline passed during the poll.
-
-        Errors the vendor will not recover from are raised.
-        """
-        budget = None if self.deadline is None else max(self.deadline - time.time(), 0.0) + DEADLINE_GRACE_SECONDS
-        limit = asyncio.timeout(budget)
-        try:
-            async with limit:
-                return await hook.aget_job(transport, self.job_id)
-        except TimeoutError:
-            if limit.expired():
-                return None
-            raise
-        except FineTuningApiError as error:
-            if not error.retryable:
-                raise
-            return error
+        failures = 0
+        while True:
+            polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
+            if isinstance(polled, FineTuningApiError):
+                failures += 1
+                if self.max_consecutive_errors is not None and failures >= self.max_consecutive_errors:
+                    message = f"Gave up waiting for fine-tuning job {self.job_id}: {failures} polls in a row failed"
+                    return self._event(ERROR, last_job, f"{message}, the last with: {polled}", polled)
+            else:
+                failures, last_job = 0, polled
+                polled.log_progress(self.log)
+                if polled.is_terminal:
+                    return self._event(SUCCESS, polled, f"Job {polled.id} reached {polled.status.value}")
+            pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            if deadline is not None:
+                if deadline - time.monotonic() <= 0:
+                    return self._event(TIMEOUT, last_job, self._timeout_message(last_job))
+                pause = min(pause, deadline - time.monotonic())
+            await asyncio.sleep(max(pause, 0.0))
 
     def _timeout_message(self, last_job: FineTuningJob | None) -> str:
         seen = f"; last seen: {last_job.describe_progress()}" if last_job is not None else ""

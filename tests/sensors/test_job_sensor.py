@@ -120,6 +120,9 @@ def test_importing_the_sensor_stays_light() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(loaded["added"]) <= {
+        "airflow_provider_ft._text",
+        "airflow_provider_ft._validate",
+        "airflow_provider_ft.defaults",
         "airflow_provider_ft.exceptions",
         "airflow_provider_ft.jobs",
         "airflow_provider_ft.links",
@@ -199,7 +202,7 @@ def test_transient_error_does_not_fail_the_poke(
     emulator.inject(Fault(kind="status", status=503, times=100))
     waiting = sensor(connection, job_id)
     assert not waiting.poke({})
-    assert "will check again" in logged(capfd)
+    assert "will poll again" in logged(capfd)
     emulator.clear_faults()
     assert waiting.poke({}).is_done
 
@@ -388,7 +391,8 @@ def test_error_event_raises_the_typed_error() -> None:
         sensor("c", "ft-1").execute_complete({}, event=outage)
     assert not isinstance(api_error.value, JobNotFoundError)
     assert api_error.value.http_status == 503
-    assert str(api_error.value) == "Could not wait"
+    assert str(api_error.value).startswith("Waiting for fine-tuning job ft-1 failed: OpenAI get failed")
+    assert str(api_error.value).count("HTTP 503") == 1, "the error is built whole: its details are said once"
 
     broken = {**not_found, "message": "connection missing", "error": {"type": "AirflowNotFoundException"}}
     with pytest.raises(FineTuningError, match="connection missing") as other:
