@@ -47,9 +47,16 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# make test renders the reliability records of its run to build/ (never to README.md) and fails if a reliability
+# test failed or the README's table no longer matches the run; make reliability is the only target that writes it.
+RELIABILITY_JSON := build/reliability.json
+RELIABILITY_MD := build/reliability.md
+
 test: $(STAMP) lint typecheck
-	FT_RELIABILITY_REPORT=$(CURDIR)/.reliability.json $(BIN)/python -m pytest
-	$(BIN)/python scripts/reliability_report.py --from-json .reliability.json
+	@mkdir -p $(dir $(RELIABILITY_JSON)) && rm -f $(RELIABILITY_JSON) $(RELIABILITY_MD)
+	FT_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_JSON) $(BIN)/python -m pytest; status=$$?; \
+	$(BIN)/python scripts/reliability_report.py --check --from-json $(RELIABILITY_JSON) --output $(RELIABILITY_MD) \
+	&& exit $$status
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
