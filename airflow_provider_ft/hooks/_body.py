@@ -42,14 +42,16 @@ class BodyReader:
     :param content_encoding: the answer's ``Content-Encoding`` header (``None``: identity)
     :param limit: most decoded bytes kept
     :param truncate: keep the first ``limit`` bytes and stop (for error answers) instead of raising
+    :param status: the answer's HTTP status, for the errors raised
     """
 
-    def __init__(self, content_encoding: str | None, limit: int, *, truncate: bool = False) -> None:
+    def __init__(self, content_encoding: str | None, limit: int, *, truncate: bool = False, status: int = 0) -> None:
         self.limit = limit
         self.truncate = truncate
+        self.status = status
         self.full = False
         self._body = bytearray()
-        self._decoder = _decoder(content_encoding)
+        self._decoder = _decoder(content_encoding, status)
 
     def feed(self, raw: bytes) -> None:
         """Take the next raw bytes; ``full`` turns true when nothing more is wanted (``truncate`` only)."""
@@ -73,7 +75,9 @@ class BodyReader:
         try:
             return self._decoder.decompress(data, _STEP)
         except zlib.error as error:
-            raise FineTuningApiError(f"the answer's compressed body is corrupt ({error})") from None
+            raise FineTuningApiError(
+                f"the answer's compressed body is corrupt ({error})", http_status=self.status
+            ) from None
 
     def _keep(self, chunk: bytes) -> None:
         room = self.limit - len(self._body)
@@ -82,13 +86,14 @@ class BodyReader:
             return
         if not self.truncate:
             raise BodyTooLarge(
-                f"the answer is larger than max_response_bytes={self.limit} bytes; refused without reading the rest"
+                f"the answer is larger than max_response_bytes={self.limit} bytes; refused without reading the rest",
+                http_status=self.status,
             )
         self._body += chunk[:room]
         self.full = True
 
 
-def _decoder(content_encoding: str | None) -> _Decompressor | None:
+def _decoder(content_encoding: str | None, status: int) -> _Decompressor | None:
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return None
@@ -96,7 +101,10 @@ def _decoder(content_encoding: str | None) -> _Decompressor | None:
         return zlib.decompressobj(zlib.MAX_WBITS | 16)
     if encoding == "deflate":
         return _DeflateDecoder()
-    raise FineTuningApiError(f"the answer is encoded as {encoding[:40]!r}, not one of ({ACCEPTED_ENCODINGS})")
+    raise FineTuningApiError(
+        f"the answer is encoded as {encoding[:40]!r}, not one of those asked for ({ACCEPTED_ENCODINGS})",
+        http_status=status,
+    )
 
 
 class _DeflateDecoder:

@@ -132,7 +132,7 @@ class _Transport:
     def _reader(self, status: int, headers: Mapping[str, str]) -> BodyReader:
         is_error = not 200 <= status < 300
         limit = ERROR_BODY_LIMIT if is_error else self.settings.max_response_bytes
-        return BodyReader(headers.get("content-encoding"), limit, truncate=is_error)
+        return BodyReader(headers.get("content-encoding"), limit, truncate=is_error, status=status)
 
     def _decode(self, request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         scrubber = self.settings.scrubber
