@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from airflow_provider_ft._text import printable
+
+# The longest server text each part of a progress line shows (the rest is cut, "..." says so).
+_ID_LENGTH = 140
+_WORD_LENGTH = 64
+_NAME_LENGTH = 200
+_ERROR_LENGTH = 500
+
 
 class ProgressLog(Protocol):
     """What ``FineTuningJob.log_progress`` needs of a logger (stdlib's, or Airflow's structured one)."""
@@ -111,24 +119,24 @@ class FineTuningJob:
         log.info("%s", self.describe_progress())
         if self.status is JobStatus.UNKNOWN:
             log.warning(
-                "Job %s has status %r, which this provider does not know; treating it as still running",
-                self.id,
-                self.vendor_status,
+                "Job %s has status '%s', which this provider does not know; treating it as still running",
+                printable(self.id, _ID_LENGTH),
+                printable(self.vendor_status, _WORD_LENGTH),
             )
 
     def describe_progress(self) -> str:
-        """One readable line: status, and whatever progress the vendor gives."""
-        parts = [f"job {self.id}: {self.status.value}"]
+        """One readable line: status, and whatever progress the vendor gives (server text escaped, cut short)."""
+        parts = [f"job {printable(self.id, _ID_LENGTH)}: {self.status.value}"]
         if self.vendor_status.upper() != self.status.value:
-            parts[0] += f" ({self.vendor_status})"
+            parts[0] += f" ({printable(self.vendor_status, _WORD_LENGTH)})"
         if self.trained_tokens is not None:
             parts.append(f"trained tokens {self.trained_tokens}")
         if self.estimated_finish is not None:
             parts.append(f"estimated finish {self.estimated_finish.isoformat()}")
         if self.fine_tuned_model:
-            parts.append(f"fine-tuned model {self.fine_tuned_model}")
+            parts.append(f"fine-tuned model {printable(self.fine_tuned_model, _NAME_LENGTH)}")
         if self.error:
-            parts.append(f"error: {self.error}")
+            parts.append(f"error: {printable(self.error, _ERROR_LENGTH)}")
         return ", ".join(parts)
 
 

@@ -126,7 +126,6 @@ class FineTuningHook(BaseHook):
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""
-        self.dialect.ensure_can_delete()
         self._run(operations.delete_job(self.dialect, job_id))
 
     def poll_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob | FineTuningApiError:

@@ -1,23 +1,24 @@
-"""What every vendor dialect shares: request and response values, id rules, JSON decoding, error mapping.
+"""The ``Dialect`` base: what every vendor's API module shares (requests, JSON decoding, error mapping, the rules
+every job object must meet).
 
 A dialect is pure: it builds ``ApiRequest`` values and turns ``ApiResponse`` values into jobs or typed errors.
 It never does I/O, so the blocking (requests) and asyncio (httpx) transports share every rule.
+
+Whatever a server sends, ``decode`` and the ``parse_*`` functions return a well-formed result or raise
+``FineTuningApiError`` (``MalformedAnswerError`` for a success answer of the wrong shape) saying what was wrong
+with the answer; any server text in a message or a log line is escaped with ``printable``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
 
+from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
     InvalidJobIdError,
@@ -25,143 +26,115 @@ from airflow_provider_ft.exceptions import (
     UnsupportedOperationError,
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.retry import is_retryable_status, parse_retry_after
+from airflow_provider_ft.vendors.ids import validate_job_id
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage, MalformedAnswerError
 
-MAX_JOB_ID_LENGTH = 128
-_JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+#: Deepest nesting of arrays and objects an answer may have (a real job object nests about five levels deep).
+MAX_JSON_DEPTH = 64
+#: Times outside [EARLIEST_TIME, LATEST_TIME) are not believed: a job created in 1970 or in the year 55000 is a
+#: server's mistake (a zero, milliseconds read as seconds), never a job.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+#: The largest count (tokens, jobs) believed; larger or negative ones are read as absent.
+MAX_COUNT = 2**63 - 1
+#: Unknown status words remembered (and warned about once each); past that, one warning says so and no more.
+MAX_WARNED_STATUSES = 64
+
 _SNIPPET_LENGTH = 160
-_warned_statuses: set[tuple[str, str]] = set()
+_SNIPPET_BYTES = 4096
+_MESSAGE_LENGTH = 500
+_CODE_LENGTH = 100
+_VALUE_LENGTH = 60
+_STATUS_LENGTH = 64
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ApiRequest:
-    """One HTTP request, relative to the connection's base URL.
-
-    :param operation: what the request does, for logs (``get``, ``list``, ``cancel``, ``delete``)
-    :param method: HTTP method
-    :param path: path below the base URL, starting with ``/``, already quoted
-    :param params: query parameters, in order
-    :param job_id: the job the request is about, if any (a 404 then means that job does not exist)
-    """
-
-    operation: str
-    method: str
-    path: str
-    params: tuple[tuple[str, str], ...] = ()
-    json_body: dict[str, Any] | None = None
-    job_id: str | None = None
-
-    @property
-    def is_mutating(self) -> bool:
-        return self.method not in ("GET", "HEAD")
-
-
-@dataclass(frozen=True)
-class ApiResponse:
-    """An HTTP answer as the transport received it (header names lower-cased)."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class JobPage:
-    """One page of a job listing and the cursor of the next page (``None`` on the last page)."""
-
-    jobs: list[FineTuningJob]
-    next_cursor: str | None = None
-
-
-@dataclass(frozen=True)
-class VendorError:
-    """The code, message and request id a vendor put in an error body."""
-
-    code: str | None = None
-    message: str | None = None
-    request_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def validate_job_id(job_id: object) -> str:
-    """Return ``job_id`` if it is a safe job id, else raise ``InvalidJobIdError`` saying what is wrong.
-
-    Vendors' ids use letters, digits, ``-``, ``_`` and ``.``; anything else could change the URL the request
-    goes to (``/``, ``?``, ``#``, ``%``) or the request itself (newlines, NUL), so it is refused before sending.
-    """
-    if not isinstance(job_id, str):
-        raise InvalidJobIdError(f"A job id must be a string, got {type(job_id).__name__} {job_id!r:.40}")
-    if not job_id.strip():
-        raise InvalidJobIdError("A job id must not be empty or blank")
-    if len(job_id) > MAX_JOB_ID_LENGTH:
-        raise InvalidJobIdError(
-            f"A job id is at most {MAX_JOB_ID_LENGTH} characters, got one of {len(job_id)} characters"
-        )
-    if not _JOB_ID_PATTERN.fullmatch(job_id):
-        bad = sorted({char for char in job_id if not _JOB_ID_PATTERN.fullmatch(char)})
-        shown = ", ".join(repr(char) for char in bad[:5])
-        raise InvalidJobIdError(
-            f"Job id {job_id!r:.60} has characters a job id cannot have ({shown}); "
-            "ids use only letters, digits, '-', '_' and '.'"
-        )
-    if ".." in job_id:
-        raise InvalidJobIdError(f"Job id {job_id!r:.60} must not contain '..'")
-    return job_id
-
-
-def job_path(prefix: str, job_id: object, suffix: str = "") -> str:
-    return f"{prefix}/{quote(validate_job_id(job_id), safe='')}{suffix}"
-
-
-def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds the server asks us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date)."""
-    milliseconds = _finite_seconds(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return milliseconds / 1000.0
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _finite_seconds(value)
-    if seconds is not None:
-        return seconds
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
-
-
-def _finite_seconds(value: str | None) -> float | None:
-    """A non-negative finite number (``nan``, ``inf`` and words are no answer at all)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return max(number, 0.0) if math.isfinite(number) else None
-
-
 def body_snippet(body: bytes) -> str:
-    text = " ".join(body.decode("utf-8", errors="replace").split())
-    return text if len(text) <= _SNIPPET_LENGTH else text[:_SNIPPET_LENGTH] + "..."
+    """The start of a body for an error message: whitespace collapsed, non-printable characters escaped, short."""
+    head = body[:_SNIPPET_BYTES]
+    snippet = printable(" ".join(head.decode("utf-8", errors="replace").split()), _SNIPPET_LENGTH)
+    if len(body) > len(head) and not snippet.endswith("..."):
+        snippet += "..."
+    return snippet
 
 
-def is_retryable_status(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+def shown(value: object) -> str:
+    """A JSON value as a short, printable excerpt with its JSON type, for a message: ``"false" (string)``."""
+    if value is None:
+        return "null"
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        text = "..."
+    return f"{printable(text, _VALUE_LENGTH)} ({json_type(value)})"
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type (``null``, ``boolean``, ``number``, ``string``, ``array``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+class UnknownStatusWarnings:
+    """Warns once for each vendor status word this provider does not know, remembering at most ``limit`` words.
+
+    A server that sends a new word on every answer would otherwise grow the memory and the log without end: past
+    ``limit`` words, one warning says that further unknown words are not reported, and none follows.
+
+    :param limit: most (vendor, word) pairs remembered
+    """
+
+    def __init__(self, limit: int = MAX_WARNED_STATUSES) -> None:
+        self.limit = limit
+        self._seen: set[tuple[str, str]] = set()
+        self._full = False
+
+    def warn(self, vendor: str, vendor_status: str) -> None:
+        word = printable(vendor_status, _STATUS_LENGTH)
+        if self._full or (vendor, word) in self._seen:
+            return
+        if len(self._seen) >= self.limit:
+            self._full = True
+            log.warning(
+                "%s reported more than %d job status words this provider does not know; further unknown words "
+                "are treated as UNKNOWN (not terminal) without a warning",
+                vendor,
+                self.limit,
+            )
+            return
+        self._seen.add((vendor, word))
+        log.warning(
+            "%s reported job status '%s', which this provider does not know; treating it as UNKNOWN (not terminal)",
+            vendor,
+            word,
+        )
+
+
+_unknown_statuses = UnknownStatusWarnings()
 
 
 class Dialect(ABC):
-    """One vendor's fine-tuning API: its paths, headers, envelopes, errors, pagination and status words."""
+    """One vendor's fine-tuning API: its paths, headers, envelopes, errors, pagination and status words.
+
+    :param extras: the connection's extra fields
+    """
 
     name: ClassVar[str]
     display_name: ClassVar[str]
     conn_types: ClassVar[tuple[str, ...]]
-    default_conn_id: ClassVar[str]
     default_base_url: ClassVar[str]
-    max_page_size: ClassVar[int] = 100
     list_filters: ClassVar[tuple[str, ...]] = ()
     supports_delete: ClassVar[bool] = False
     status_words: ClassVar[Mapping[str, JobStatus]]
@@ -211,17 +184,39 @@ class Dialect(ABC):
     # -- responses --------------------------------------------------------------------------------------
 
     @abstractmethod
-    def parse_job(self, payload: Mapping[str, Any]) -> FineTuningJob: ...
+    def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
+        """The job an answer carries; ``MalformedAnswerError`` if it is not a job object.
+
+        :param payload: the decoded answer
+        :param job_id: the id the answer must carry (the job asked for), if known
+        """
 
     @abstractmethod
-    def parse_page(self, payload: Mapping[str, Any], cursor: str | None, page_size: int) -> JobPage: ...
+    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
+        """One page of a listing; ``MalformedAnswerError`` if it is not a page of job objects.
 
-    def parse_cancel(self, payload: Mapping[str, Any]) -> FineTuningJob | None:
-        """The job after a cancel call, or ``None`` when the answer does not carry it (fetch it then)."""
-        return self.parse_job(payload)
+        :param payload: the decoded answer
+        :param cursor: the cursor the page was asked for with (``None``: the first page)
+        :param page_size: the page size asked for
+        """
+
+    def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:
+        """The job after a cancel call, or ``None`` when the answer does not carry it (fetch it then).
+
+        :param payload: the decoded answer
+        :param job_id: the id of the job cancelled, if known
+        """
+        return self.parse_job(payload, job_id=job_id)
+
+    def parse_delete(self, payload: object) -> None:
+        """Check the answer to a delete call. Here any decoded answer is accepted: its HTTP status said success.
+
+        :param payload: the decoded answer
+        """
+        return None
 
     @abstractmethod
-    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> VendorError | None:
+    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
         """The error a body reports, or ``None`` when the answer is a success."""
 
     @abstractmethod
@@ -229,18 +224,24 @@ class Dialect(ABC):
         """Whether ``error`` says the job's current state does not allow the call (e.g. cancel a finished job)."""
 
     def decode(self, request: ApiRequest, response: ApiResponse) -> dict[str, Any]:
-        """The JSON object a successful answer carries; a typed error for anything else."""
+        """The JSON object a successful (2xx) answer carries; a typed error for anything else.
+
+        1xx and 3xx answers are errors too: redirects are not followed (the connection's host must be the API's).
+        """
+        if response.status < 200 or 300 <= response.status < 400:
+            raise self._unfinished_error(request, response)
         payload = _json_object(response.body)
         failure = self.vendor_error(response, payload)
         if failure is not None or response.status >= 400:
-            raise self._api_error(request, response, failure or VendorError())
+            raise self._api_error(request, response, failure or ErrorDetails())
         if payload is None:
             # A cut or empty body on a read is most likely a proxy or network hiccup: reading again is harmless.
             raise FineTuningApiError(
                 f"{self.display_name} answered {request.method} {request.path} with a body that is not a JSON "
-                f"object: {body_snippet(response.body) or '<empty>'!r}",
+                f"object (of at most {MAX_JSON_DEPTH} levels, without NaN or Infinity): "
+                f"'{body_snippet(response.body) or '<empty>'}'",
                 http_status=response.status,
-                request_id=self.request_id(response, None),
+                request_id=_short(self.request_id(response, None)),
                 retryable=not request.is_mutating,
             )
         return payload
@@ -253,23 +254,42 @@ class Dialect(ABC):
         status = self.status_words.get(vendor_status)
         if status is None:
             status = JobStatus.UNKNOWN
-            _warn_unknown_status(self.name, vendor_status)
+            _unknown_statuses.warn(self.name, vendor_status)
         return status
 
-    def _api_error(self, request: ApiRequest, response: ApiResponse, failure: VendorError) -> FineTuningApiError:
+    def _api_error(self, request: ApiRequest, response: ApiResponse, failure: ErrorDetails) -> FineTuningApiError:
         error_class = FineTuningApiError
-        described = failure.message or body_snippet(response.body) or "no error message"
+        if failure.message:
+            described = printable(failure.message, _MESSAGE_LENGTH)
+        else:
+            described = body_snippet(response.body) or "no error message"
         if response.status == 404 and request.job_id is not None:
             error_class = JobNotFoundError
             described = f"job {request.job_id} not found: {described}"
         return error_class(
             f"{self.display_name} {request.operation} failed: {described}",
             http_status=response.status,
-            vendor_code=failure.code,
-            request_id=failure.request_id or self.request_id(response, None),
+            vendor_code=_short(failure.code),
+            request_id=_short(failure.request_id or self.request_id(response, None)),
             retryable=is_retryable_status(response.status) or self.is_retryable_code(failure.code),
             retry_after=parse_retry_after(response.headers),
             rate_limited=response.status == 429 or self.is_rate_limit_code(failure.code),
+        )
+
+    def _unfinished_error(self, request: ApiRequest, response: ApiResponse) -> FineTuningApiError:
+        """The error for an answer that is neither a success nor an error: informational, or a redirect."""
+        if 300 <= response.status < 400:
+            location = response.headers.get("location")
+            target = f" to '{printable(location, _SNIPPET_LENGTH)}'" if location else ""
+            described = (
+                f"a redirect{target}; redirects are not followed: set the connection's host to the API's own URL"
+            )
+        else:
+            described = "not a final answer (a success is 2xx)"
+        return FineTuningApiError(
+            f"{self.display_name} answered {request.method} {request.path} with HTTP {response.status}, {described}",
+            http_status=response.status,
+            request_id=_short(self.request_id(response, None)),
         )
 
     def is_retryable_code(self, code: str | None) -> bool:
@@ -280,31 +300,104 @@ class Dialect(ABC):
         """Whether an error code means a rate or quota limit, whatever the HTTP status."""
         return False
 
+    # -- the rules every job object meets ---------------------------------------------------------------
+
+    def malformed(self, problem: str) -> MalformedAnswerError:
+        """The error for an answer of the wrong shape; ``problem`` says what is wrong, server text escaped."""
+        return MalformedAnswerError(f"{self.display_name} sent an answer this provider cannot use: {problem}")
+
+    def job_object(self, value: object, what: str = "the job") -> Mapping[str, Any]:
+        """``value`` if it is a JSON object, else ``MalformedAnswerError`` naming ``what`` it should have been."""
+        if not isinstance(value, Mapping):
+            raise self.malformed(f"{what} is {shown(value)}, not a JSON object")
+        return value
+
+    def job_id_in(self, job: Mapping[str, Any], field: str, expected: str | None = None) -> str:
+        """The job's id (``job[field]``): a non-empty string that is a valid job id, and ``expected`` if given.
+
+        Ids from a server end up in the URLs of later requests, so they meet the same rules as ids from a user.
+        """
+        value = job.get(field)
+        if field not in job:
+            raise self.malformed(f"the job has no '{field}'")
+        if not isinstance(value, str) or not value:
+            raise self.malformed(f"the job's '{field}' is {shown(value)}, not a job id")
+        try:
+            job_id = validate_job_id(value)
+        except InvalidJobIdError as refused:
+            raise self.malformed(f"the job's '{field}' is not a usable job id: {printable(refused, 200)}") from None
+        if expected is not None and job_id != expected:
+            raise self.malformed(f"asked for job {printable(expected, 140)}, the answer is job {job_id}")
+        return job_id
+
+    def status_word_in(self, job: Mapping[str, Any], field: str, job_id: str) -> str:
+        """The vendor's status word of the job (``job[field]``): a non-blank string, known or not."""
+        value = job.get(field)
+        if field not in job:
+            raise self.malformed(f"job {job_id} has no '{field}'")
+        if not isinstance(value, str) or not value.strip():
+            raise self.malformed(f"the '{field}' of job {job_id} is {shown(value)}, not a status word")
+        return value
+
+    def checked_time(self, moment: datetime, field: str, job_id: str, sent: object) -> datetime:
+        """``moment`` if it lies from ``EARLIEST_TIME`` to before ``LATEST_TIME``, else ``MalformedAnswerError``."""
+        if not EARLIEST_TIME.year <= moment.year < LATEST_TIME.year:
+            raise self.malformed(self._time_problem(field, job_id, sent))
+        return moment
+
+    def _time_problem(self, field: str, job_id: str, sent: object) -> str:
+        years = f"{EARLIEST_TIME.year} to {LATEST_TIME.year}"
+        return f"the '{field}' of job {job_id} is {shown(sent)}, not a time from {years}"
+
+
+def _short(text: str | None) -> str | None:
+    return printable(text, _CODE_LENGTH) if text else None
+
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The JSON object ``body`` holds, or ``None``: not JSON, not an object, too deep, or with NaN or Infinity."""
     if not body.strip():
         return None
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
         return None
-    return payload if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or _deeper_than(payload, MAX_JSON_DEPTH):
+        return None
+    return payload
 
 
-def _warn_unknown_status(vendor: str, vendor_status: str) -> None:
-    key = (vendor, vendor_status)
-    if key not in _warned_statuses:
-        _warned_statuses.add(key)
-        log.warning(
-            "%s reported job status %r, which this provider does not know; treating it as UNKNOWN (not terminal)",
-            vendor,
-            vendor_status,
-        )
+def _refuse_constant(name: str) -> float:
+    # NaN and Infinity are not JSON (RFC 8259); kept, they would make a job's to_dict() unstorable as JSON.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _deeper_than(value: object, depth: int) -> bool:
+    """Whether arrays and objects nest more than ``depth`` levels deep in ``value`` (counted without recursion)."""
+    level = [value]
+    for _ in range(depth):
+        level = [child for container in level for child in _containers_in(container)]
+        if not level:
+            return False
+    return True
+
+
+def _containers_in(value: object) -> Iterator[object]:
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return (item for item in items if isinstance(item, dict | list))
 
 
 def optional_str(value: Any) -> str | None:
+    """A non-empty string, or ``None`` for anything else: optional text fields of the wrong type read as absent."""
     return value if isinstance(value, str) and value else None
 
 
 def optional_int(value: Any) -> int | None:
+    """An ``int`` (not a ``bool``), or ``None`` for anything else."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def optional_count(value: Any) -> int | None:
+    """A count from 0 to ``MAX_COUNT``, or ``None`` for anything else (read as absent, as a wrong type is)."""
+    number = optional_int(value)
+    return number if number is not None and 0 <= number <= MAX_COUNT else None

@@ -11,33 +11,27 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from airflow_provider_ft import defaults
+from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors.base import (
-    ApiRequest,
-    ApiResponse,
-    Dialect,
-    JobPage,
-    VendorError,
-    job_path,
-    optional_int,
-    optional_str,
-)
+from airflow_provider_ft.vendors.base import Dialect, optional_count, optional_str, shown
+from airflow_provider_ft.vendors.ids import job_path
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
 
 JOBS_PATH = "/fine-tunes"
-# DashScope sends local times without a zone. Alibaba Cloud's Model Studio console shows them as Beijing time
-# and the service is run from China, so UTC+8 is the default; set the connection extra ``timezone`` to change it.
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
 _RETRYABLE_CODES = ("Throttling", "InternalError", "ServiceUnavailable", "RequestTimeOut")
+_SUCCESS_OUTPUT = '{"status": "success"}'
+#: Page numbers and ``total`` above this are not believed (a listing stops after ``defaults.MAX_PAGES`` anyway).
+MAX_TOTAL = 10**9
 
 
 class DashScopeDialect(Dialect):
     name = "dashscope"
     display_name = "DashScope"
     conn_types = ("dashscope",)
-    default_conn_id = "dashscope_default"
-    default_base_url = "https://dashscope-intl.aliyuncs.com/api/v1"
+    default_base_url = defaults.DASHSCOPE_BASE_URL
     list_filters = ("model",)
     supports_delete = True
     status_words: ClassVar[Mapping[str, JobStatus]] = {
@@ -53,7 +47,7 @@ class DashScopeDialect(Dialect):
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         super().__init__(extras)
-        self.timezone = parse_timezone(self.extras.get("timezone") or DEFAULT_TIMEZONE)
+        self.timezone = parse_timezone(self.extras.get("timezone") or defaults.DASHSCOPE_TIMEZONE)
 
     def extra_headers(self) -> dict[str, str]:
         workspace = self.extras.get("workspace")
@@ -63,7 +57,7 @@ class DashScopeDialect(Dialect):
         return ApiRequest("get", "GET", job_path(JOBS_PATH, job_id), job_id=str(job_id))
 
     def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> ApiRequest:
-        params = [("page_no", cursor or "1"), ("page_size", str(page_size))]
+        params = [("page_no", str(page_number(cursor))), ("page_size", str(page_size))]
         if filters.get("model"):
             params.append(("model", str(filters["model"])))
         return ApiRequest("list", "GET", JOBS_PATH, params=tuple(params))
@@ -77,44 +71,78 @@ class DashScopeDialect(Dialect):
     def console_url(self, job_id: str) -> str:
         return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
-    def parse_job(self, payload: Mapping[str, Any]) -> FineTuningJob:
-        job = _output(payload)
-        vendor_status = str(job.get("status") or "")
+    def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
+        """The job in ``{"output": {...}}``. ``job_id`` and ``status`` are required; optional fields of the wrong
+        type read as absent; times follow ``parse_time`` (``end_time`` is read only once the job is terminal)."""
+        job = self.job_object(self.job_object(payload, "the answer").get("output"), "the answer's 'output'")
+        return self._job(job, job_id)
+
+    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
+        """``{"output": {"jobs": [job, ...], "total": n}}``: ``jobs`` required, every entry a job object;
+        ``total`` optional, a whole number from 0 to ``MAX_TOTAL``. Without a total, a full page means more."""
+        page_no = page_number(cursor)
+        output = self.job_object(self.job_object(payload, "the page").get("output"), "the page's 'output'")
+        entries = output.get("jobs")
+        if not isinstance(entries, list):
+            raise self.malformed(f"the page's 'jobs' is {shown(entries)}, not an array of jobs")
+        jobs = [
+            self._job(self.job_object(entry, f"entry {index} of the page's 'jobs'"), None)
+            for index, entry in enumerate(entries)
+        ]
+        total = self._total(output.get("total"))
+        has_more = page_no * page_size < total if total is not None else len(jobs) >= page_size
+        return JobPage(jobs, str(page_no + 1) if has_more and jobs else None)
+
+    def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:
+        """``None`` (fetch the job then): the answer is ``{"output": {"status": "success"}}``, the call's result,
+        not the job's state; any other answer is ``MalformedAnswerError``."""
+        self._call_succeeded(payload, "cancel")
+        return None
+
+    def parse_delete(self, payload: object) -> None:
+        """Check the answer is ``{"output": {"status": "success"}}``; ``MalformedAnswerError`` otherwise."""
+        self._call_succeeded(payload, "delete")
+
+    def _job(self, job: Mapping[str, Any], expected_id: str | None) -> FineTuningJob:
+        found_id = self.job_id_in(job, "job_id", expected_id)
+        vendor_status = self.status_word_in(job, "status", found_id)
         status = self.job_status(vendor_status)
         return FineTuningJob(
-            id=str(job.get("job_id") or ""),
+            id=found_id,
             vendor=self.name,
             status=status,
             vendor_status=vendor_status,
             model=optional_str(job.get("model")) or optional_str(job.get("base_model")),
             fine_tuned_model=optional_str(job.get("finetuned_output")),
-            created_at=self.parse_time(job.get("create_time")),
-            finished_at=self.parse_time(job.get("end_time")) if status.is_terminal else None,
+            created_at=self.parse_time(job.get("create_time"), "create_time", found_id),
+            finished_at=self.parse_time(job.get("end_time"), "end_time", found_id) if status.is_terminal else None,
             error=_failure_message(job) if status is JobStatus.FAILED else None,
             name=optional_str(job.get("job_name")),
-            trained_tokens=optional_int(job.get("usage")),
+            trained_tokens=optional_count(job.get("usage")),
             raw=dict(job),
         )
 
-    def parse_page(self, payload: Mapping[str, Any], cursor: str | None, page_size: int) -> JobPage:
-        output = _output(payload)
-        entries = output.get("jobs") or []
-        jobs = [self.parse_job({"output": entry}) for entry in entries if isinstance(entry, Mapping)]
-        page_no = int(cursor or "1")
-        total = optional_int(output.get("total"))
-        has_more = page_no * page_size < total if total is not None else len(entries) >= page_size
-        return JobPage(jobs, str(page_no + 1) if has_more and entries else None)
+    def _total(self, value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOTAL:
+            raise self.malformed(f"the page's 'total' is {shown(value)}, not a number of jobs from 0 to {MAX_TOTAL}")
+        return value
 
-    def parse_cancel(self, payload: Mapping[str, Any]) -> FineTuningJob | None:
-        # The answer is {"output": {"status": "success"}}: the call's result, not the job's state.
-        return None
+    def _call_succeeded(self, payload: object, operation: str) -> None:
+        output = self.job_object(payload, f"the {operation} answer").get("output")
+        result = output.get("status") if isinstance(output, Mapping) else None
+        if not isinstance(result, str) or result.lower() != "success":
+            raise self.malformed(
+                f"the {operation} answer's 'output' is {shown(output)}, not the documented {_SUCCESS_OUTPUT}"
+            )
 
-    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> VendorError | None:
+    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
         code = optional_str(payload.get("code")) if payload else None
         if code is None and response.status < 400:
             return None
         payload = payload or {}
-        return VendorError(
+        return ErrorDetails(
             code=code,
             message=optional_str(payload.get("message")) or optional_str(payload.get("msg")),
             request_id=self.request_id(response, payload),
@@ -133,14 +161,19 @@ class DashScopeDialect(Dialect):
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         return error.vendor_code == "UnsupportedOperation"
 
-    def parse_time(self, value: Any) -> datetime | None:
-        """A DashScope time string as an aware datetime, reading zone-less values in the configured zone."""
+    def parse_time(self, value: object, field: str = "time", job_id: str = "?") -> datetime | None:
+        """A DashScope time string as an aware datetime, reading zone-less values in the configured zone.
+
+        Absent, empty, blank or not a string (an optional field of the wrong type): ``None``. A string that is no
+        time this provider reads, or a time outside the years 2000 to 2200: ``MalformedAnswerError`` naming
+        ``field`` and ``job_id``.
+        """
         if not isinstance(value, str) or not value.strip():
             return None
-        text = value.strip()
-        moment = _parse_with_formats(text)
+        moment = _parse_with_formats(value.strip())
         if moment is None:
-            return None
+            raise self.malformed(f"the '{field}' of job {job_id} is {shown(value)}, not a time this provider reads")
+        moment = self.checked_time(moment, field, job_id, value)
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=self.timezone)
 
 
@@ -164,9 +197,13 @@ def parse_timezone(value: Any) -> tzinfo:
     )
 
 
-def _output(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    output = payload.get("output")
-    return output if isinstance(output, Mapping) else {}
+def page_number(cursor: str | None) -> int:
+    """The page number a cursor names (``None``: page 1); the cursors are this dialect's own ``str(n)``."""
+    if cursor is None:
+        return 1
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= len(str(MAX_TOTAL))) or int(cursor) < 1:
+        raise FineTuningConfigError(f"A DashScope page cursor is a page number from 1, got '{printable(cursor, 40)}'")
+    return int(cursor)
 
 
 def _failure_message(job: Mapping[str, Any]) -> str | None:

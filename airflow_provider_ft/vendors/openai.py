@@ -6,32 +6,35 @@ listing pages by cursor (``after`` = id of the last job seen, ``has_more``). The
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from airflow_provider_ft import defaults
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors.base import (
-    ApiRequest,
-    ApiResponse,
+    EARLIEST_TIME,
+    LATEST_TIME,
     Dialect,
-    JobPage,
-    VendorError,
-    job_path,
-    optional_int,
+    optional_count,
     optional_str,
+    shown,
 )
+from airflow_provider_ft.vendors.ids import job_path
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
 
 JOBS_PATH = "/fine_tuning/jobs"
+_EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
+_LATEST_SECONDS = LATEST_TIME.timestamp()
 
 
 class OpenAIDialect(Dialect):
     name = "openai"
     display_name = "OpenAI"
     conn_types = ("openai_fine_tuning", "openai")
-    default_conn_id = "openai_default"
-    default_base_url = "https://api.openai.com/v1"
+    default_base_url = defaults.OPENAI_BASE_URL
     list_filters = ("metadata",)
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "validating_files": JobStatus.QUEUED,
@@ -77,41 +80,63 @@ class OpenAIDialect(Dialect):
     def console_url(self, job_id: str) -> str:
         return f"https://platform.openai.com/finetune/{job_id}"
 
-    def parse_job(self, payload: Mapping[str, Any]) -> FineTuningJob:
-        vendor_status = str(payload.get("status") or "")
-        status = self.job_status(vendor_status)
-        metadata = payload.get("metadata")
-        metadata = {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}
+    def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
+        """The job object (the body itself). ``id`` and ``status`` are required; optional fields of the wrong
+        type read as absent; a number in a time field must be Unix seconds from 2000 to 2200 (``MalformedAnswerError``
+        otherwise, naming the field); ``metadata`` values that are not strings are kept as their JSON text."""
+        job = self.job_object(payload)
+        found_id = self.job_id_in(job, "id", job_id)
+        vendor_status = self.status_word_in(job, "status", found_id)
+        metadata = _metadata(job.get("metadata"))
         return FineTuningJob(
-            id=str(payload.get("id") or ""),
+            id=found_id,
             vendor=self.name,
-            status=status,
+            status=self.job_status(vendor_status),
             vendor_status=vendor_status,
-            model=optional_str(payload.get("model")),
-            fine_tuned_model=optional_str(payload.get("fine_tuned_model")),
-            created_at=_from_unix(payload.get("created_at")),
-            finished_at=_from_unix(payload.get("finished_at")),
-            error=_error_message(payload.get("error")),
-            name=optional_str(payload.get("user_provided_suffix")) or metadata.get("name"),
-            trained_tokens=optional_int(payload.get("trained_tokens")),
-            estimated_finish=_from_unix(payload.get("estimated_finish")),
+            model=optional_str(job.get("model")),
+            fine_tuned_model=optional_str(job.get("fine_tuned_model")),
+            created_at=self.unix_time(job, "created_at", found_id),
+            finished_at=self.unix_time(job, "finished_at", found_id),
+            error=_error_message(job.get("error")),
+            name=optional_str(job.get("user_provided_suffix")) or metadata.get("name"),
+            trained_tokens=optional_count(job.get("trained_tokens")),
+            estimated_finish=self.unix_time(job, "estimated_finish", found_id),
             metadata=metadata,
-            raw=dict(payload),
+            raw=dict(job),
         )
 
-    def parse_page(self, payload: Mapping[str, Any], cursor: str | None, page_size: int) -> JobPage:
-        entries = [entry for entry in payload.get("data") or [] if isinstance(entry, Mapping)]
-        jobs = [self.parse_job(entry) for entry in entries]
-        has_more = bool(payload.get("has_more")) and bool(jobs)
-        return JobPage(jobs, jobs[-1].id if has_more else None)
+    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
+        """``{"data": [job, ...], "has_more": bool}``: both required, every entry a job object."""
+        page = self.job_object(payload, "the page")
+        entries = page.get("data")
+        if not isinstance(entries, list):
+            raise self.malformed(f"the page's 'data' is {shown(entries)}, not an array of jobs")
+        has_more = page.get("has_more")
+        if not isinstance(has_more, bool):
+            raise self.malformed(f"the page's 'has_more' is {shown(has_more)}, not true or false")
+        jobs = [
+            self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
+            for index, entry in enumerate(entries)
+        ]
+        return JobPage(jobs, jobs[-1].id if has_more and jobs else None)
 
-    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> VendorError | None:
+    def unix_time(self, job: Mapping[str, Any], field: str, job_id: str) -> datetime | None:
+        """``job[field]`` as a time: ``None`` if absent or not a number, ``MalformedAnswerError`` if out of range."""
+        value = job.get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        # NaN fails both comparisons; a huge int compares without converting to float.
+        if not _EARLIEST_SECONDS <= value < _LATEST_SECONDS:
+            raise self.malformed(self._time_problem(field, job_id, value))
+        return datetime.fromtimestamp(value, tz=UTC)
+
+    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
         if response.status < 400:
             return None
         error = payload.get("error") if payload else None
         if not isinstance(error, Mapping):
-            return VendorError(request_id=self.request_id(response, payload))
-        return VendorError(
+            return ErrorDetails(request_id=self.request_id(response, payload))
+        return ErrorDetails(
             code=optional_str(error.get("code")) or optional_str(error.get("type")),
             message=optional_str(error.get("message")),
             request_id=self.request_id(response, payload),
@@ -123,10 +148,18 @@ class OpenAIDialect(Dialect):
         return error.http_status in (400, 409)
 
 
-def _from_unix(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return datetime.fromtimestamp(value, tz=UTC)
+def _metadata(value: Any) -> dict[str, str]:
+    """Key-value metadata; values that are not strings (against the API's rule) are kept as their JSON text."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(key): item if isinstance(item, str) else _json_text(item) for key, item in value.items()}
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return str(value)
 
 
 def _error_message(error: Any) -> str | None:

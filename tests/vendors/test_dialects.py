@@ -16,8 +16,10 @@ from airflow_provider_ft.exceptions import (
     UnsupportedOperationError,
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE, DashScopeDialect, OpenAIDialect
-from airflow_provider_ft.vendors.base import ApiRequest, ApiResponse, parse_retry_after, validate_job_id
+from airflow_provider_ft.retry import parse_retry_after
+from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE, DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors.ids import validate_job_id
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
 BAD_JOB_IDS = [
     "",
@@ -109,7 +111,8 @@ def test_terminal_statuses() -> None:
     assert terminal == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
-def test_unknown_status_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_status_is_warned_about_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "_unknown_statuses", base.UnknownStatusWarnings())
     dialect = OpenAIDialect()
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
@@ -267,12 +270,16 @@ def test_openai_has_no_job_deletion_and_says_what_to_use() -> None:
 
 def test_pagination_cursors() -> None:
     dashscope = DashScopeDialect()
-    page = dashscope.parse_page({"output": {"total": 5, "jobs": [{"job_id": "a"}, {"job_id": "b"}]}}, "2", 2)
+    running = {"status": "RUNNING"}
+    two = [{"job_id": "a", **running}, {"job_id": "b", **running}]
+    page = dashscope.parse_page({"output": {"total": 5, "jobs": two}}, "2", 2)
     assert page.next_cursor == "3"
-    last = dashscope.parse_page({"output": {"total": 5, "jobs": [{"job_id": "e"}]}}, "3", 2)
+    last = dashscope.parse_page({"output": {"total": 5, "jobs": [{"job_id": "e", **running}]}}, "3", 2)
     assert last.next_cursor is None
     openai = OpenAIDialect()
-    more = openai.parse_page({"data": [{"id": "j1"}, {"id": "j2"}], "has_more": True}, None, 2)
+    more = openai.parse_page(
+        {"data": [{"id": "j1", "status": "running"}, {"id": "j2", "status": "running"}], "has_more": True}, None, 2
+    )
     assert more.next_cursor == "j2"
     assert openai.parse_page({"data": [], "has_more": True}, "j2", 2).next_cursor is None
 
