@@ -15,8 +15,8 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise FineTuningConfigError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
-        least = "0 or more" if allow_zero else "more than 0"
-        raise FineTuningConfigError(f"{name} must be {least} seconds, got {value!r}")
+        least = "0 or a positive number" if allow_zero else "a positive number"
+        raise FineTuningConfigError(f"{name} must be {least} of seconds, got {value!r}")
     return float(value)
 
 
@@ -33,6 +33,6 @@ def whole_number(name: str, value: object, *, minimum: int = 1, maximum: int | N
         or value < minimum
         or (maximum is not None and value > maximum)
     ):
-        upper = f" to {maximum}" if maximum is not None else " or more"
-        raise FineTuningConfigError(f"{name} must be a whole number from {minimum}{upper}, got {value!r}")
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise FineTuningConfigError(f"{name} must be a whole number {bounds}, got {value!r}")
     return value

@@ -21,7 +21,7 @@ from tests.conftest import ConnectionFactory, Vendor
         ({"host": "api.example.com/v1"}, "full http(s) URL"),
         ({"host": "ftp://api.example.com"}, "full http(s) URL"),
         ({"host": "https://api.example.com:99999/v1"}, "invalid port"),
-        ({"timeout": -1}, "'timeout' must be more than 0 seconds"),
+        ({"timeout": -1}, "'timeout' must be a positive number of seconds"),
         ({"timeout": "soon"}, "'timeout' must be a finite number of seconds"),
         ({"max_retries": 99}, "'max_retries' must be a whole number"),
         ({"max_retries": "many"}, "'max_retries' must be a whole number"),
