@@ -47,8 +47,8 @@ def _behaviour(default_base_url: str) -> dict[str, Any]:
     }
 
 
-def _per_integration(module: str) -> list[dict[str, Any]]:
-    return [{"integration-name": name, "python-modules": [module]} for name in _INTEGRATIONS]
+def _per_integration(*modules: str) -> list[dict[str, Any]]:
+    return [{"integration-name": name, "python-modules": list(modules)} for name in _INTEGRATIONS]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -69,7 +69,9 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             },
         ],
-        "operators": _per_integration("airflow_provider_ft.operators.fine_tuning"),
+        "operators": _per_integration(
+            "airflow_provider_ft.operators.fine_tuning", "airflow_provider_ft.operators.cleanup"
+        ),
         "sensors": _per_integration("airflow_provider_ft.sensors.fine_tuning"),
         "triggers": _per_integration("airflow_provider_ft.triggers.fine_tuning"),
         "hooks": _per_integration("airflow_provider_ft.hooks.fine_tuning"),

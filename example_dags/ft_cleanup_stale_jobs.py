@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 # airflow.sdk on Airflow 3; common-compat finds the same names on Airflow 2.11 too.
 from airflow.providers.common.compat.sdk import DAG
 
-from airflow_provider_ft.operators.fine_tuning import CleanupFineTuningJobsOperator
+from airflow_provider_ft.operators.cleanup import CleanupFineTuningJobsOperator
 
 STALE_AFTER = timedelta(hours=6)
 DELETE_AFTER = timedelta(days=7)

@@ -1,4 +1,4 @@
-"""The pure parts of the cleanup operator: argument validation, which jobs are stale, and the summary.
+"""The pure parts of the cleanup operator: its argument checks, which jobs are stale, and the summary.
 
 Nothing here does I/O, so the selection rules can be read (and reasoned about) on their own.
 """
@@ -42,6 +42,40 @@ class CleanupCriteria:
     model: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def from_arguments(
+        cls,
+        *,
+        action: str,
+        older_than: timedelta,
+        statuses: object,
+        name_pattern: object,
+        model: object,
+        metadata: object,
+        allow_templates: bool,
+    ) -> CleanupCriteria:
+        """The criteria the operator's filter arguments describe; ``FineTuningConfigError`` for a bad one.
+
+        :param action: ``cancel`` or ``delete`` (checked already; it decides which statuses fit)
+        :param older_than: the minimum age (checked already)
+        :param statuses: status names: a list, a comma-separated string, or ``None`` for the action's default
+        :param name_pattern: ``None`` or a non-empty pattern
+        :param model: ``None`` or a non-empty model name
+        :param metadata: ``None`` or a dict of strings to strings
+        :param allow_templates: leave Jinja strings unchecked (at parse time; execute checks them rendered)
+        """
+
+        def check_now(value: object) -> bool:
+            return not (allow_templates and _is_template(value))
+
+        return cls(
+            statuses=_statuses(statuses, action) if check_now(statuses) else frozenset(),
+            older_than=older_than,
+            name_pattern=_optional_text("name_pattern", name_pattern) if check_now(name_pattern) else None,
+            model=_optional_text("model", model) if check_now(model) else None,
+            metadata=_metadata_pairs(metadata) if check_now(metadata) else (),
+        )
+
     def matches(self, job: FineTuningJob, now: datetime) -> bool:
         """Whether ``job`` is stale at ``now`` (timezone-aware) under these criteria.
 
@@ -59,11 +93,6 @@ class CleanupCriteria:
             and all(job.metadata.get(key) == value for key, value in self.metadata)
         )
 
-    def _name_matches(self, name: str | None) -> bool:
-        if self.name_pattern is None:
-            return True
-        return name is not None and fnmatch.fnmatchcase(name, self.name_pattern)
-
     def server_filters(self, supported: Iterable[str]) -> dict[str, Any]:
         """The criteria a vendor can apply while listing (a narrower listing; every job is still checked).
 
@@ -73,35 +102,68 @@ class CleanupCriteria:
         return {name: value for name, value in candidates.items() if name in supported and value}
 
 
-def select_stale_jobs(jobs: Iterable[FineTuningJob], criteria: CleanupCriteria, now: datetime) -> list[FineTuningJob]:
-    """The jobs ``criteria`` match at ``now``, in listing order, each id once.
+@dataclass(frozen=True)
+class Selection:
+    """The stale jobs found in a listing, and how much of the listing was read.
 
-    :param jobs: every job listed
+    :param matched: the jobs selected, in listing order, each id once
+    :param seen: how many jobs were read from the listing (all of it, unless ``over_limit``)
+    :param over_limit: more than the limit matched, so reading stopped at the first match past it: ``seen`` and
+        ``matched`` then count only the part read (``matched`` has limit + 1 jobs)
+    """
+
+    matched: list[FineTuningJob]
+    seen: int
+    over_limit: bool = False
+
+
+def select_stale_jobs(
+    jobs: Iterable[FineTuningJob], criteria: CleanupCriteria, now: datetime, *, max_jobs: int | None = None
+) -> Selection:
+    """The jobs ``criteria`` match at ``now``, reading ``jobs`` once and keeping only the matches.
+
+    :param jobs: the listing, read lazily (a generator that fetches page by page is read only as far as needed)
     :param criteria: what makes a job stale
     :param now: the moment ages are measured at (timezone-aware)
+    :param max_jobs: stop reading at the first match past this many (``None``: read everything)
     """
-    selected: dict[str, FineTuningJob] = {}
+    matched: dict[str, FineTuningJob] = {}
+    seen = 0
     for job in jobs:
-        if job.id not in selected and criteria.matches(job, now):
-            selected[job.id] = job
-    return list(selected.values())
+        seen += 1
+        if job.id in matched or not criteria.matches(job, now):
+            continue
+        matched[job.id] = job
+        if max_jobs is not None and len(matched) > max_jobs:
+            return Selection(list(matched.values()), seen, over_limit=True)
+    return Selection(list(matched.values()), seen)
 
 
-# -- validation ----------------------------------------------------------------------------------------------
+# -- argument checks -----------------------------------------------------------------------------------------
 
 
-def is_template(value: object) -> bool:
-    """Whether ``value`` is a Jinja string not rendered yet (checked again after rendering)."""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
-
-
-def parse_action(action: object) -> str:
+def check_action(action: object) -> str:
+    """``action`` if it is ``cancel`` or ``delete``; ``FineTuningConfigError`` otherwise."""
     if action not in ACTIONS:
         raise FineTuningConfigError(f"action must be one of {', '.join(map(repr, ACTIONS))}, got {action!r}")
     return str(action)
 
 
-def parse_statuses(statuses: object, action: str) -> frozenset[JobStatus]:
+def check_older_than(older_than: object) -> timedelta:
+    """``older_than`` if it is a positive ``timedelta``; ``FineTuningConfigError`` otherwise."""
+    if not isinstance(older_than, timedelta):
+        raise FineTuningConfigError(f"older_than must be a datetime.timedelta, got {older_than!r}")
+    if older_than <= timedelta(0):
+        raise FineTuningConfigError(f"older_than must be a positive duration, got {older_than}")
+    return older_than
+
+
+def _is_template(value: object) -> bool:
+    """Whether ``value`` is a Jinja string not rendered yet."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _statuses(statuses: object, action: str) -> frozenset[JobStatus]:
     """Normalized statuses to act on (``None``: the action's default); refuses ones the action cannot apply to.
 
     A string is read as comma-separated names, so a templated value can render to ``"RUNNING,QUEUED"``.
@@ -132,21 +194,7 @@ def _check_statuses_fit(statuses: frozenset[JobStatus], action: str) -> None:
         raise FineTuningConfigError(f"statuses {', '.join(wrong)} do not fit action={action!r}: {reason}")
 
 
-def parse_older_than(older_than: object) -> timedelta:
-    if not isinstance(older_than, timedelta):
-        raise FineTuningConfigError(f"older_than must be a datetime.timedelta, got {older_than!r}")
-    if older_than <= timedelta(0):
-        raise FineTuningConfigError(f"older_than must be a positive duration, got {older_than}")
-    return older_than
-
-
-def parse_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FineTuningConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
-    return value
-
-
-def parse_optional_text(name: str, value: object) -> str | None:
+def _optional_text(name: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -154,7 +202,7 @@ def parse_optional_text(name: str, value: object) -> str | None:
     return value
 
 
-def parse_metadata(metadata: object) -> tuple[tuple[str, str], ...]:
+def _metadata_pairs(metadata: object) -> tuple[tuple[str, str], ...]:
     if metadata is None:
         return ()
     if not isinstance(metadata, Mapping) or not all(
@@ -179,28 +227,23 @@ class JobOutcome:
 
 
 def build_summary(
-    action: str,
-    dry_run: bool,
-    seen: int,
-    matched: Sequence[FineTuningJob],
-    outcomes: Mapping[str, JobOutcome],
+    action: str, dry_run: bool, selection: Selection, outcomes: Mapping[str, JobOutcome]
 ) -> dict[str, Any]:
     """The JSON-serializable summary returned to XCom.
 
     :param action: ``cancel`` or ``delete``
     :param dry_run: whether nothing was meant to be changed
-    :param seen: how many jobs were listed
-    :param matched: the jobs selected, in listing order
+    :param selection: the jobs listed and selected
     :param outcomes: what happened to each matched job, by id
     """
     ids_by_kind: dict[OutcomeKind, list[str]] = {"acted": [], "skipped": [], "failed": []}
-    for job in matched:
+    for job in selection.matched:
         ids_by_kind[outcomes[job.id].kind].append(job.id)
     return {
         "action": action,
         "dry_run": dry_run,
-        "seen": seen,
-        "matched": len(matched),
+        "seen": selection.seen,
+        "matched": len(selection.matched),
         "acted": len(ids_by_kind["acted"]),
         "skipped": len(ids_by_kind["skipped"]),
         "failed": len(ids_by_kind["failed"]),
@@ -241,11 +284,6 @@ def format_table(
     if len(matched) > limit:
         lines.append(f"... and {len(matched) - limit} more")
     return "\n".join(lines)
-
-
-def _line(row: Sequence[str], widths: Sequence[int]) -> str:
-    padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-    return "  ".join([*padded, row[-1]])
 
 
 def _row(job: FineTuningJob, outcome: JobOutcome | None, now: datetime) -> tuple[str, ...]:

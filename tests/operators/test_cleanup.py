@@ -173,7 +173,7 @@ def test_refuses_when_more_than_max_jobs_match(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, run: Run
 ) -> None:
     stale = seed_stale(emulator, vendor.name, 5)
-    with pytest.raises(FineTuningError, match=r"5 jobs.*max_jobs=4.*none was touched"):
+    with pytest.raises(FineTuningError, match=r"max_jobs=4.*after 5 jobs.*none was touched"):
         run.execute(cleanup(connection, max_jobs=4))
     assert mutating(emulator.requests) == []
     assert {status_of(emulator, vendor.name, job_id) for job_id in stale} == {RUNNING[vendor.name]}
@@ -301,7 +301,7 @@ def test_arguments_are_checked_at_parse_time(kwargs: dict[str, Any], message: st
 
 def test_statuses_are_normalized() -> None:
     operator = cleanup("any", statuses="running, Paused")
-    criteria = operator._criteria(allow_templates=False)
+    criteria = operator._checked_criteria(allow_templates=False)
     assert {status.value for status in criteria.statuses} == {"RUNNING", "PAUSED"}
 
 

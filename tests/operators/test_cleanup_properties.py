@@ -200,10 +200,15 @@ def test_cleanup_touches_exactly_the_selected_jobs(
     refused = len(targets) > wanted.max_jobs
     summary = run_cleanup(conn_id, wanted, refuses=refused)
 
-    assert summary["seen"] >= summary["matched"] == len(targets)
+    if refused:
+        # The listing stops at the first match past the cap: only max_jobs + 1 of the targets were seen.
+        assert summary["seen"] >= summary["matched"] == wanted.max_jobs + 1
+        assert set(summary["skipped_ids"]) <= targets
+    else:
+        assert summary["seen"] >= summary["matched"] == len(targets)
     if refused or wanted.dry_run:
         assert mutating(emulator.requests) == []
-        assert set(summary["skipped_ids"]) == targets
+        assert refused or set(summary["skipped_ids"]) == targets
         untouched = set(seeded)
     else:
         assert acted_ids(emulator.requests) == targets
