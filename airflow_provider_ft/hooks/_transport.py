@@ -203,6 +203,9 @@ class SyncTransport(_Transport):
                 raise self._transport_error(request, type(error).__name__, f"{type(error).__name__}: {error}") from None
             except FineTuningApiError as error:
                 raise self._refused(request, error) from None
+            if attempt.expired:
+                # The socket was shut down mid-answer; what was read so far can look complete (a head cut short).
+                raise self._deadline_error(request)
         return self._decode(request, status, headers, body)
 
     def _exchange(self, request: ApiRequest, remaining: Callable[[], float]) -> tuple[int, dict[str, str], bytes]:
