@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -228,6 +229,47 @@ class SyncTransport(_Transport):
             return answer.status_code, headers, reader.finish()
 
 
+class _LibraryLogScrubber(logging.Filter):
+    """Scrubs the secrets of every open asyncio transport from the log records of httpx and httpcore.
+
+    At DEBUG httpcore logs each response head whole, header values included: a server that echoes the key in a
+    header would otherwise have it written by a library. Below DEBUG no record reaches the filter.
+    """
+
+    LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._scrubbers: list[Scrubber] = []
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def add(self, scrubber: Scrubber) -> None:
+        with self._lock:
+            self._scrubbers.append(scrubber)
+
+    def remove(self, scrubber: Scrubber) -> None:
+        with self._lock:
+            if scrubber in self._scrubbers:
+                self._scrubbers.remove(scrubber)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            scrubbers = list(self._scrubbers)
+        if scrubbers:
+            message = record.getMessage()
+            for scrubber in scrubbers:
+                message = scrubber.text(message)
+            record.msg, record.args = message, None
+        return True
+
+
+@functools.cache
+def _library_log_scrubber() -> _LibraryLogScrubber:
+    return _LibraryLogScrubber()
+
+
 class AsyncTransport(_Transport):
     """asyncio transport over one ``httpx.AsyncClient``; never blocks the event loop.
 
@@ -249,8 +291,10 @@ class AsyncTransport(_Transport):
             verify=_shared_ssl_context(),
             limits=limits,
         )
+        _library_log_scrubber().add(settings.scrubber)
 
     async def aclose(self) -> None:
+        _library_log_scrubber().remove(self.settings.scrubber)
         await self.client.aclose()
 
     async def send(self, request: ApiRequest, deadline: float | None = None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FAULT_KINDS, Fault, FineTuningEmulator
+from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
@@ -510,7 +511,8 @@ async def test_fault_in_trigger(
     await run_trigger_poll(make_scenario(operation, vendor, case))
 
 
-@pytest.mark.reliability(area="checks", row="every emulator fault kind is in the matrix")
+@pytest.mark.reliability(area="checks", row="every fault kind of a flaky network is in the matrix")
 def test_the_matrix_uses_every_fault_kind_of_the_emulator() -> None:
+    # The hostile kinds (HOSTILE_FAULT_KINDS) have their own suites: test_hostile_*.py.
     used = {fault.kind for case in FAULTS if case.faults for fault in case.faults("GET")}
-    assert used == FAULT_KINDS - {"latency"}, "latency only slows an answer down; every other kind is a fault"
+    assert used == CLASSIC_FAULT_KINDS - {"latency"}, "latency only slows an answer down; every other kind is a fault"
