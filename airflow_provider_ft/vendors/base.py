@@ -15,6 +15,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -230,19 +231,17 @@ class Dialect(ABC):
         """
         if response.status < 200 or 300 <= response.status < 400:
             raise self._unfinished_error(request, response)
-        payload = _json_object(response.body)
+        payload, problem = _json_object(response.body)
         failure = self.vendor_error(response, payload)
         if failure is not None or response.status >= 400:
             raise self._api_error(request, response, failure or ErrorDetails())
         if payload is None:
-            # A cut or empty body on a read is most likely a proxy or network hiccup: reading again is harmless.
             raise FineTuningApiError(
-                f"{self.display_name} answered {request.method} {request.path} with a body that is not a JSON "
-                f"object (of at most {MAX_JSON_DEPTH} levels, without NaN or Infinity): "
+                f"{self.display_name} answered {request.method} {request.path} with a body that {problem.text}: "
                 f"'{body_snippet(response.body) or '<empty>'}'",
                 http_status=response.status,
                 request_id=_short(self.request_id(response, None)),
-                retryable=not request.is_mutating,
+                retryable=problem.may_heal and not request.is_mutating,
             )
         return payload
 
@@ -354,22 +353,48 @@ def _short(text: str | None) -> str | None:
     return printable(text, _CODE_LENGTH) if text else None
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    """The JSON object ``body`` holds, or ``None``: not JSON, not an object, too deep, or with NaN or Infinity."""
+@dataclass(frozen=True)
+class _BodyProblem:
+    """Why a body is not a usable JSON object, and whether reading it again may help."""
+
+    text: str
+    may_heal: bool
+
+
+#: Empty, or not JSON: most likely cut short by a proxy or the network, so a read is worth trying again.
+_NOT_JSON = _BodyProblem("is not a JSON object", may_heal=True)
+
+
+class _ConstantRefused(ValueError):
+    pass
+
+
+def _json_object(body: bytes) -> tuple[dict[str, Any] | None, _BodyProblem]:
+    """The JSON object ``body`` holds, or ``None`` and why not (a complete document of the wrong kind won't heal)."""
     if not body.strip():
-        return None
+        return None, _NOT_JSON
     try:
         payload = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(payload, dict) or _deeper_than(payload, MAX_JSON_DEPTH):
-        return None
-    return payload
+    except _ConstantRefused as refused:
+        return None, _BodyProblem(f"is not a JSON object: it holds {refused}, which JSON does not allow", False)
+    except RecursionError:
+        return None, _too_deep()
+    except ValueError:
+        return None, _NOT_JSON
+    if not isinstance(payload, dict):
+        return None, _BodyProblem(f"is not a JSON object but a JSON {json_type(payload)}", False)
+    if _deeper_than(payload, MAX_JSON_DEPTH):
+        return None, _too_deep()
+    return payload, _NOT_JSON
+
+
+def _too_deep() -> _BodyProblem:
+    return _BodyProblem(f"is not a JSON object of at most {MAX_JSON_DEPTH} levels (arrays and objects)", False)
 
 
 def _refuse_constant(name: str) -> float:
     # NaN and Infinity are not JSON (RFC 8259); kept, they would make a job's to_dict() unstorable as JSON.
-    raise ValueError(f"{name} is not a JSON value")
+    raise _ConstantRefused(name)
 
 
 def _deeper_than(value: object, depth: int) -> bool:
