@@ -257,7 +257,11 @@ class BrokenConnection:
 BROKEN_CONNECTIONS = [
     BrokenConnection("missing-key", FineTuningConfigError, "has no API key", password=None),
     BrokenConnection(
-        "unknown-conn-type", FineTuningConfigError, "is not one this provider can use", conn_type="http", per_vendor=False
+        "unknown-conn-type",
+        FineTuningConfigError,
+        "is not one this provider can use",
+        conn_type="http",
+        per_vendor=False,
     ),
     BrokenConnection("host-without-scheme", FineTuningConfigError, "full http(s) URL", host="api.example.com/v1"),
     BrokenConnection("key-with-whitespace", FineTuningConfigError, "whitespace", password="sk-broken key-0123456789"),

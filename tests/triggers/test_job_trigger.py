@@ -13,7 +13,6 @@ import pytest
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.hooks._transport import AsyncTransport
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-from airflow_provider_ft.triggers import fine_tuning as trigger_module
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.airflow_versions import import_string, serde_round_trip
 
