@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.demo import seed_demo
 from airflow_provider_ft.emulator.server import DEFAULT_API_KEY, FineTuningEmulator
 
@@ -20,7 +21,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help=f"accepted bearer key (default {DEFAULT_API_KEY})")
     parser.add_argument("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
     parser.add_argument("--cancel-delay", type=float, default=0.0, help="emulated seconds a DashScope job is CANCELING")
-    parser.add_argument("--timezone", default="Asia/Shanghai", help="zone of DashScope time strings")
+    parser.add_argument("--timezone", default=DASHSCOPE_TIMEZONE, help="zone of DashScope time strings")
     parser.add_argument("--seed", choices=["none", "demo"], default="none", help="jobs to start with")
     return parser.parse_args(argv)
 

@@ -7,37 +7,38 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from airflow_provider_ft.defaults import EMULATOR_MOUNTS
 from airflow_provider_ft.emulator import dashscope_api, openai_api
-from airflow_provider_ft.emulator.errors import VendorError, error_body, not_found_route
+from airflow_provider_ft.emulator.connections import SocketRegistry
+from airflow_provider_ft.emulator.errors import ApiFailure, error_body, not_found_route
 from airflow_provider_ft.emulator.exchange import ASGIApp
 from airflow_provider_ft.emulator.faults import FaultBook
 from airflow_provider_ft.emulator.middleware import EmulatorMiddleware, split_path
 from airflow_provider_ft.emulator.recording import RequestLog
 from airflow_provider_ft.emulator.routing import request_id
 from airflow_provider_ft.emulator.state import EmulatorState
-from airflow_provider_ft.emulator.transport import Connections
 
 
-def build_app(state: EmulatorState, log: RequestLog, faults: FaultBook, connections: Connections) -> ASGIApp:
+def build_app(state: EmulatorState, log: RequestLog, faults: FaultBook, sockets: SocketRegistry) -> ASGIApp:
     """FastAPI app for both vendors, wrapped in :class:`EmulatorMiddleware`."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.emulator = state
-    app.include_router(dashscope_api.router, prefix=dashscope_api.PREFIX)
-    app.include_router(openai_api.router, prefix=openai_api.PREFIX)
-    app.add_exception_handler(VendorError, _vendor_error)
+    app.include_router(dashscope_api.router, prefix=EMULATOR_MOUNTS["dashscope"])
+    app.include_router(openai_api.router, prefix=EMULATOR_MOUNTS["openai"])
+    app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    return EmulatorMiddleware(app, api_key=state.settings.api_key, log=log, faults=faults, connections=connections)
+    return EmulatorMiddleware(app, state=state, log=log, faults=faults, sockets=sockets)
 
 
-def _render(request: Request, error: VendorError) -> JSONResponse:
+def _render(request: Request, error: ApiFailure) -> JSONResponse:
     vendor, _ = split_path(request.url.path)
     return JSONResponse(error_body(vendor, request_id(request), error), status_code=error.status)
 
 
-async def _vendor_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, VendorError)
+async def _api_failure(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiFailure)
     return _render(request, exc)
 
 
@@ -48,16 +49,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code in (404, 405):
         shown = f"/v1{path}" if vendor == "openai" else path
         return _render(request, not_found_route(vendor, request.method, shown))
-    return _render(request, VendorError(exc.status_code, None, str(exc.detail)))
+    return _render(request, ApiFailure(exc.status_code, None, str(exc.detail)))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    return _render(request, VendorError(400, "InvalidParameter" if _is_dashscope(request) else None, str(exc)))
+    return _render(request, ApiFailure(400, "InvalidParameter" if _is_dashscope(request) else None, str(exc)))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     code = "InternalError" if _is_dashscope(request) else "server_error"
-    return _render(request, VendorError(500, code, "The emulator failed to handle the request.", kind="server_error"))
+    return _render(request, ApiFailure(500, code, "The emulator failed to handle the request.", kind="server_error"))
 
 
 def _is_dashscope(request: Request) -> bool:

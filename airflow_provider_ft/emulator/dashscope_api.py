@@ -17,11 +17,13 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_ft.emulator.errors import VendorError
+from airflow_provider_ft.emulator.errors import ApiFailure
+from airflow_provider_ft.emulator.factory import new_job, random_token
 from airflow_provider_ft.emulator.routing import body_json, int_param, request_id, state_of
-from airflow_provider_ft.emulator.state import WORDS, EmulatorState, Job, Outcome, new_job, random_token
+from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
+from airflow_provider_ft.emulator.vocabulary import WORDS
 
-PREFIX = "/dashscope/api/v1"
 DEFAULT_MODEL = "qwen-turbo"
 MAX_LOG_LINES = 1000
 WORDS_DS = WORDS["dashscope"]
@@ -94,7 +96,7 @@ def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
         out["usage"] = zlib.crc32(job.id.encode()) % 900_000 + 100_000
     if job.status == WORDS_DS.failed:
         out["code"] = "TrainingFailed"
-        out["message"] = job.error or "The fine-tuning job failed."
+        out["message"] = job.error or FAILED_MESSAGE
     return out
 
 
@@ -118,12 +120,12 @@ def _ok(request: Request, output: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"request_id": request_id(request), "output": output})
 
 
-def _not_found() -> VendorError:
-    return VendorError(404, "NotFound", "Not Found!")
+def _not_found() -> ApiFailure:
+    return ApiFailure(404, "NotFound", "Not Found!")
 
 
-def _invalid(message: str) -> VendorError:
-    return VendorError(400, "InvalidParameter", message)
+def _invalid(message: str) -> ApiFailure:
+    return ApiFailure(400, "InvalidParameter", message)
 
 
 def _create_spec(body: dict[str, Any], workspace: str) -> dict[str, Any]:
@@ -202,7 +204,7 @@ async def cancel_job(request: Request, job_id: str) -> JSONResponse:
         raise _not_found()
     if outcome is Outcome.TERMINAL and job is not None:
         message = f"The fine-tuning job cannot be canceled because it is {job.status}."
-        raise VendorError(400, "UnsupportedOperation", message)
+        raise ApiFailure(400, "UnsupportedOperation", message)
     return _ok(request, {"status": "success"})
 
 
@@ -214,7 +216,7 @@ async def delete_job(request: Request, job_id: str) -> JSONResponse:
         raise _not_found()
     if outcome is Outcome.NOT_TERMINAL and job is not None:
         message = f"The fine-tuning job cannot be deleted because it is {job.status}; cancel it first."
-        raise VendorError(400, "UnsupportedOperation", message)
+        raise ApiFailure(400, "UnsupportedOperation", message)
     return _ok(request, {"status": "success"})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_ft.emulator.state import Vendor
+from airflow_provider_ft.emulator.vocabulary import Vendor
 
 #: DashScope error code for a generic HTTP status (used by status faults and framework errors).
 DASHSCOPE_CODES = {
@@ -26,7 +26,7 @@ DASHSCOPE_MESSAGES = {
 }
 
 
-class VendorError(Exception):
+class ApiFailure(Exception):
     """An error answer: HTTP ``status`` with a vendor-shaped body built by :func:`error_body`."""
 
     def __init__(
@@ -52,7 +52,7 @@ def openai_error(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def error_body(vendor: Vendor | None, request_id: str, error: VendorError) -> dict[str, Any]:
+def error_body(vendor: Vendor | None, request_id: str, error: ApiFailure) -> dict[str, Any]:
     """Render ``error`` for ``vendor`` (OpenAI shape when the vendor is unknown)."""
     if vendor == "dashscope":
         return dashscope_error(request_id, error.code or dashscope_code(error.status), error.message)
@@ -74,19 +74,19 @@ def openai_type(status: int) -> str:
     return "invalid_request_error"
 
 
-def status_fault_error(vendor: Vendor | None, status: int) -> VendorError:
+def status_fault_error(vendor: Vendor | None, status: int) -> ApiFailure:
     """The error a gateway would send for a bare status (429, 5xx, ...)."""
     if vendor == "dashscope":
         code = dashscope_code(status)
-        return VendorError(status, code, DASHSCOPE_MESSAGES.get(code, "Request failed."))
+        return ApiFailure(status, code, DASHSCOPE_MESSAGES.get(code, "Request failed."))
     if status == 429:
-        return VendorError(
+        return ApiFailure(
             429, "rate_limit_exceeded", "Rate limit reached for requests. Please try again later.", kind="requests"
         )
     if status >= 500:
         message = "The server had an error while processing your request. Sorry about that!"
-        return VendorError(status, "server_error", message, kind="server_error")
-    return VendorError(status, None, f"Request failed with status {status}.")
+        return ApiFailure(status, "server_error", message, kind="server_error")
+    return ApiFailure(status, None, f"Request failed with status {status}.")
 
 
 def redact_key(key: str) -> str:
@@ -96,10 +96,10 @@ def redact_key(key: str) -> str:
     return f"{key[:3]}***{key[-4:]}"
 
 
-def unauthorized(vendor: Vendor, presented: str | None) -> VendorError:
+def unauthorized(vendor: Vendor, presented: str | None) -> ApiFailure:
     """The 401 for a missing or wrong key; never contains the full key."""
     if vendor == "dashscope":
-        return VendorError(401, "InvalidApiKey", "Invalid API-key provided.")
+        return ApiFailure(401, "InvalidApiKey", "Invalid API-key provided.")
     if not presented:
         message = (
             "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -110,11 +110,11 @@ def unauthorized(vendor: Vendor, presented: str | None) -> VendorError:
             f"Incorrect API key provided: {redact_key(presented)}. "
             "You can find your API key at https://platform.openai.com/account/api-keys."
         )
-    return VendorError(401, "invalid_api_key", message)
+    return ApiFailure(401, "invalid_api_key", message)
 
 
-def not_found_route(vendor: Vendor | None, method: str, path: str) -> VendorError:
+def not_found_route(vendor: Vendor | None, method: str, path: str) -> ApiFailure:
     """404 for a path (or method) no route serves."""
     if vendor == "dashscope":
-        return VendorError(404, "NotFound", "Not Found!")
-    return VendorError(404, None, f"Invalid URL ({method} {path})")
+        return ApiFailure(404, "NotFound", "Not Found!")
+    return ApiFailure(404, None, f"Invalid URL ({method} {path})")

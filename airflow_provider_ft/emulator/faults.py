@@ -1,16 +1,18 @@
-"""Fault injection: what can go wrong on the wire, which requests it hits, and how it is acted out."""
+"""Fault injection: what can go wrong on the wire, which requests it hits, and how often.
+
+How each kind is acted out is in :mod:`~airflow_provider_ft.emulator.acting` (the plain faults of a flaky network
+or gateway) and :mod:`~airflow_provider_ft.emulator.hostile` (a server that attacks its client).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from airflow_provider_ft.emulator.errors import dashscope_error, error_body, status_fault_error
-from airflow_provider_ft.emulator.exchange import Exchange, encode_json
-
-FAULT_KINDS = frozenset(
+#: Faults of a flaky network or gateway.
+CLASSIC_FAULT_KINDS = frozenset(
     {
         "status",
         "latency",
@@ -24,8 +26,26 @@ FAULT_KINDS = frozenset(
         "lose_response",
     }
 )
-#: Upper bound on how long a ``hang`` fault holds a request when the server keeps running.
+#: Faults of a hostile server: what it sends must not leak the key, crash, hang a task or exhaust memory.
+HOSTILE_FAULT_KINDS = frozenset({"echo_key", "body", "drip", "gzip", "huge", "endless_pages", "redirect"})
+FAULT_KINDS = CLASSIC_FAULT_KINDS | HOSTILE_FAULT_KINDS
+
+#: The variants of each kind that has some; the first is the default.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "echo_key": ("answer", "error", "job", "page", "text", "escaped"),
+    "drip": ("body", "headers", "content_length"),
+    "gzip": ("gzip", "deflate", "bomb"),
+    "huge": ("job", "page", "error_text"),
+    "endless_pages": ("fresh", "alternate", "same", "total", "non_objects"),
+    "redirect": ("empty", "job"),
+}
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+#: Upper bound on how long a ``hang`` (or a ``drip``) holds a request when the server keeps running.
 HANG_SECONDS = 60.0
+#: Default ``size`` of a ``gzip`` bomb (inflated) and of a ``huge`` answer.
+BOMB_SIZE = 1024**3
+HUGE_SIZE = 50 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -34,8 +54,26 @@ class Fault:
 
     A request matches when ``vendor`` and ``method`` are equal (when set) and ``path`` (a regex) is found with
     ``re.search`` in the mount-relative path. Every ``every``-th matching request is hit, ``times`` times in all;
-    then the fault is spent. ``delay`` real seconds are waited before any kind acts (for ``latency`` that is
-    the whole fault). ``code`` is the business code of ``dashscope_200_error``.
+    then the fault is spent. ``delay`` real seconds are waited before any kind but ``hang`` acts (for ``latency``
+    that is the whole fault). docs/emulator.md describes each kind and variant.
+
+    :param kind: one of :data:`FAULT_KINDS`
+    :param vendor: only requests to this vendor's mount
+    :param method: only requests with this HTTP method
+    :param path: only mount-relative paths this regex is found in
+    :param times: how many requests it hits in all
+    :param status: the HTTP status to answer with; ``None``: the kind's own (503 for ``status`` and ``html``,
+        302 for ``redirect``, 401 for the ``error`` and ``text`` echoes, 500 for a huge error text, the served
+        answer's for ``drip`` and ``gzip`` (200 for its ``bomb``), else 200)
+    :param headers: extra response headers
+    :param delay: real seconds to wait before acting
+    :param every: hit every ``every``-th matching request
+    :param code: the business code of ``dashscope_200_error``
+    :param variant: which form of the kind (see :data:`VARIANTS`); ``None``: the first
+    :param body: the raw body of a ``body`` fault (required there, refused elsewhere)
+    :param interval: real seconds between the pieces a ``drip`` sends
+    :param size: bytes of a ``huge`` answer (default :data:`HUGE_SIZE`) or of an inflated ``gzip`` bomb (default
+        :data:`BOMB_SIZE`)
     """
 
     kind: str
@@ -43,11 +81,15 @@ class Fault:
     method: str | None = None
     path: str | None = None
     times: int = 1
-    status: int = 503
+    status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     every: int = 1
     code: str = "InternalError"
+    variant: str | None = None
+    body: bytes | None = None
+    interval: float = 1.0
+    size: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -59,6 +101,53 @@ class Fault:
                 re.compile(self.path)
             except re.error as exc:
                 raise ValueError(f"invalid path regex {self.path!r}: {exc}") from exc
+        self._check_variant()
+        self._check_status()
+        self._check_body()
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int | float):
+            raise ValueError(f"interval must be a number of seconds, got {self.interval!r}")
+        if not (math.isfinite(self.interval) and self.interval > 0):
+            raise ValueError(f"interval must be more than 0 seconds, got {self.interval!r}")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
+            raise ValueError(f"size must be a whole number of bytes, 1 or more, got {self.size!r}")
+
+    def _check_variant(self) -> None:
+        if self.variant is None:
+            return
+        known = VARIANTS.get(self.kind, ())
+        if self.variant not in known:
+            expected = f"one of {list(known)}" if known else "none"
+            raise ValueError(f"fault kind {self.kind!r} has no variant {self.variant!r}; expected {expected}")
+
+    def _check_status(self) -> None:
+        if self.status is None:
+            return
+        if isinstance(self.status, bool) or not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise ValueError(f"status must be an HTTP status from 100 to 599, got {self.status!r}")
+        if self.kind == "redirect" and self.status not in REDIRECT_STATUSES:
+            raise ValueError(f"a redirect's status must be one of {sorted(REDIRECT_STATUSES)}, got {self.status}")
+
+    def _check_body(self) -> None:
+        if self.kind == "body" and not isinstance(self.body, bytes):
+            raise ValueError("a 'body' fault needs body= the raw bytes to answer with")
+        if self.kind != "body" and self.body is not None:
+            raise ValueError(f"body is only for 'body' faults, not {self.kind!r}")
+
+    @property
+    def chosen_variant(self) -> str | None:
+        """``variant``, or the kind's default one (``None`` for kinds without variants)."""
+        if self.variant is not None:
+            return self.variant
+        known = VARIANTS.get(self.kind)
+        return known[0] if known else None
+
+    def status_or(self, default: int) -> int:
+        """``status`` if one was given, else ``default`` (the kind's own)."""
+        return default if self.status is None else self.status
+
+    def size_or(self, default: int) -> int:
+        """``size`` if one was given, else ``default`` (the kind's own)."""
+        return default if self.size is None else self.size
 
     def matches(self, vendor: str | None, method: str, path: str) -> bool:
         """Whether a request falls under this fault (ignoring how often it has fired)."""
@@ -105,89 +194,3 @@ class FaultBook:
                     armed.hits += 1
                     return fault
         return None
-
-
-Handler = Callable[[Exchange], Awaitable[None]]
-
-PROXY_PAGE = (
-    "<html>\r\n<head><title>{status} Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>{status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-
-
-async def act_out(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    """Answer (or fail to answer) ``exchange`` as ``fault`` says; ``handle`` serves it normally."""
-    if fault.delay > 0 and fault.kind != "hang":
-        await exchange.wait_shutdown(fault.delay)
-    await _ACTIONS[fault.kind](fault, exchange, handle)
-
-
-async def _status(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    error = status_fault_error(exchange.vendor, fault.status)
-    body = error_body(exchange.vendor, exchange.request_id, error)
-    await exchange.respond_json(fault.status, body, fault.headers)
-
-
-async def _latency(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    await handle(exchange)
-
-
-async def _hang(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    await exchange.hold(HANG_SECONDS)
-    await exchange.drop()
-
-
-async def _drop(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    await exchange.drop()
-
-
-async def _drop_mid_body(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    body = _canned_body(exchange)
-    await exchange.respond_partially(200, body, len(body) // 2)
-
-
-async def _html(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    page = PROXY_PAGE.format(status=fault.status).encode()
-    await exchange.respond(fault.status, page, b"text/html", fault.headers)
-
-
-async def _truncated(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    body = _canned_body(exchange)
-    await exchange.respond(200, body[: len(body) // 2], headers=fault.headers)
-
-
-async def _empty(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    await exchange.respond(200, b"", headers=fault.headers)
-
-
-async def _dashscope_200_error(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    body = dashscope_error(exchange.request_id, fault.code, "An internal error has occurred, please try again later.")
-    await exchange.respond_json(200, body, fault.headers)
-
-
-async def _lose_response(fault: Fault, exchange: Exchange, handle: Handler) -> None:
-    exchange.swallow_responses()
-    await handle(exchange)
-    await exchange.drop()
-
-
-def _canned_body(exchange: Exchange) -> bytes:
-    """A plausible success body to truncate (never the real job: faults other than latency skip the handler)."""
-    if exchange.vendor == "dashscope":
-        output = {"job_id": "ft-000000000000-0000", "status": "RUNNING", "note": "emulator fault body"}
-        return encode_json({"request_id": exchange.request_id, "output": output})
-    return encode_json({"object": "fine_tuning.job", "id": "ftjob-emulatorfaultbody0000", "status": "running"})
-
-
-_ACTIONS: dict[str, Callable[[Fault, Exchange, Handler], Awaitable[None]]] = {
-    "status": _status,
-    "latency": _latency,
-    "hang": _hang,
-    "drop": _drop,
-    "drop_mid_body": _drop_mid_body,
-    "html": _html,
-    "truncated": _truncated,
-    "empty": _empty,
-    "dashscope_200_error": _dashscope_200_error,
-    "lose_response": _lose_response,
-}

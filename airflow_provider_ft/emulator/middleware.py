@@ -8,19 +8,21 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+from airflow_provider_ft.defaults import EMULATOR_MOUNTS
+from airflow_provider_ft.emulator.acting import act_out
+from airflow_provider_ft.emulator.connections import SocketRegistry
 from airflow_provider_ft.emulator.errors import error_body, unauthorized
 from airflow_provider_ft.emulator.exchange import ASGIApp, Exchange, Receive, Scope, Send
-from airflow_provider_ft.emulator.faults import FaultBook, act_out
+from airflow_provider_ft.emulator.faults import FaultBook
 from airflow_provider_ft.emulator.recording import LogEntry, RequestLog
-from airflow_provider_ft.emulator.state import Vendor
-from airflow_provider_ft.emulator.transport import Connections
-
-MOUNTS: dict[str, Vendor] = {"/dashscope/api/v1": "dashscope", "/openai/v1": "openai"}
+from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.vocabulary import VENDORS, Vendor
 
 
 def split_path(path: str) -> tuple[Vendor | None, str]:
     """The vendor whose mount serves ``path`` and the path relative to that mount."""
-    for prefix, vendor in MOUNTS.items():
+    for vendor in VENDORS:
+        prefix = EMULATOR_MOUNTS[vendor]
         if path == prefix or path.startswith(prefix + "/"):
             return vendor, path[len(prefix) :] or "/"
     return None, path
@@ -40,13 +42,14 @@ class EmulatorMiddleware:
     """Wraps the FastAPI app; everything a test can observe about a request passes through here."""
 
     def __init__(
-        self, app: ASGIApp, *, api_key: str, log: RequestLog, faults: FaultBook, connections: Connections
+        self, app: ASGIApp, *, state: EmulatorState, log: RequestLog, faults: FaultBook, sockets: SocketRegistry
     ) -> None:
         self.app = app
-        self._api_key = api_key.encode()
+        self._state = state
+        self._api_key = state.settings.api_key.encode()
         self._log = log
         self._faults = faults
-        self._connections = connections
+        self._sockets = sockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,19 +72,24 @@ class EmulatorMiddleware:
             body=body,
             vendor=vendor,
             request_id=request_id,
+            presented_key=presented or "",
             entry=entry,
-            connections=self._connections,
+            state=self._state,
+            sockets=self._sockets,
         )
 
         async def handle(ex: Exchange) -> None:
             await self._serve(ex, authorized=authorized, presented=presented)
 
         fault = self._faults.take(vendor, scope["method"], path)
-        if fault is None:
-            await handle(exchange)
-            return
-        entry.fault = fault.kind
-        await act_out(fault, exchange, handle)
+        try:
+            if fault is None:
+                await handle(exchange)
+                return
+            entry.fault = fault.kind
+            await act_out(fault, exchange, handle)
+        finally:
+            exchange.close()
 
     async def _serve(self, exchange: Exchange, *, authorized: bool, presented: str | None) -> None:
         vendor = exchange.vendor

@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_ft.emulator.errors import VendorError
+from airflow_provider_ft.emulator.errors import ApiFailure
+from airflow_provider_ft.emulator.factory import new_job, random_token
 from airflow_provider_ft.emulator.routing import body_json, int_param, state_of
-from airflow_provider_ft.emulator.state import WORDS, EmulatorState, Job, Outcome, new_job, random_token
+from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
+from airflow_provider_ft.emulator.vocabulary import WORDS
 
-PREFIX = "/openai/v1"
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 ORG_SLUG = "emulator"
 METHODS = ("supervised", "dpo", "reinforcement")
@@ -108,7 +110,7 @@ def _hyperparameters(method: dict[str, Any]) -> dict[str, Any]:
 def _error(job: Job) -> dict[str, Any] | None:
     if job.status != WORDS_OA.failed:
         return None
-    return {"code": "job_failed", "message": job.error or "The fine-tuning job failed.", "param": None}
+    return {"code": "job_failed", "message": job.error or FAILED_MESSAGE, "param": None}
 
 
 def _estimated_finish(job: Job) -> int | None:
@@ -174,7 +176,7 @@ def _event_message(job: Job, status: str) -> str:
         "queued": "Files validated, moving job to queued state",
         "running": "Fine-tuning job started",
         "succeeded": "Fine-tuning job succeeded",
-        "failed": job.error or "The fine-tuning job failed.",
+        "failed": job.error or FAILED_MESSAGE,
         "cancelled": "Fine-tuning job cancelled",
         "paused": "Fine-tuning job paused",
     }
@@ -204,12 +206,12 @@ def checkpoints(job: Job) -> list[dict[str, Any]]:
     return list(reversed(items))
 
 
-def _not_found(job_id: str) -> VendorError:
-    return VendorError(404, "fine_tune_not_found", f"Could not find fine tune: {job_id}", param="fine_tuning_job_id")
+def _not_found(job_id: str) -> ApiFailure:
+    return ApiFailure(404, "fine_tune_not_found", f"Could not find fine tune: {job_id}", param="fine_tuning_job_id")
 
 
-def _invalid(message: str, param: str | None = None, code: str | None = None) -> VendorError:
-    return VendorError(400, code, message, param=param)
+def _invalid(message: str, param: str | None = None, code: str | None = None) -> ApiFailure:
+    return ApiFailure(400, code, message, param=param)
 
 
 def _job_or_404(state: EmulatorState, job_id: str) -> Job:

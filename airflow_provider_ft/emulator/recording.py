@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ft.emulator.state import Vendor
+from airflow_provider_ft.emulator.vocabulary import Vendor
 
 
 @dataclass(frozen=True)

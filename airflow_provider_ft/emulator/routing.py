@@ -7,8 +7,9 @@ from typing import Any, cast
 
 from fastapi import Request
 
-from airflow_provider_ft.emulator.errors import VendorError
-from airflow_provider_ft.emulator.state import EmulatorState, Vendor
+from airflow_provider_ft.emulator.errors import ApiFailure
+from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.vocabulary import Vendor
 
 
 def state_of(request: Request) -> EmulatorState:
@@ -27,12 +28,12 @@ def body_json(raw: bytes, vendor: Vendor) -> Any:
         return json.loads(raw) if raw.strip() else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         if vendor == "dashscope":
-            raise VendorError(400, "InvalidParameter", "The request body is not valid JSON.") from exc
+            raise ApiFailure(400, "InvalidParameter", "The request body is not valid JSON.") from exc
         message = (
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
             "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
         )
-        raise VendorError(400, None, message) from exc
+        raise ApiFailure(400, None, message) from exc
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int | None, vendor: Vendor) -> int:
@@ -61,7 +62,7 @@ def int_param(request: Request, name: str, default: int, low: int, high: int | N
     return value
 
 
-def _bad_int(vendor: Vendor, name: str, message: str, code: str = "invalid_type") -> VendorError:
+def _bad_int(vendor: Vendor, name: str, message: str, code: str = "invalid_type") -> ApiFailure:
     if vendor == "dashscope":
-        return VendorError(400, "InvalidParameter", message)
-    return VendorError(400, code, message, param=name)
+        return ApiFailure(400, "InvalidParameter", message)
+    return ApiFailure(400, code, message, param=name)

@@ -13,20 +13,16 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
+from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE, EMULATOR_MOUNTS
 from airflow_provider_ft.emulator import dashscope_api, openai_api
 from airflow_provider_ft.emulator.app import build_app
+from airflow_provider_ft.emulator.clock import Clock, as_seconds
+from airflow_provider_ft.emulator.connections import SocketRegistry, protocol_class
 from airflow_provider_ft.emulator.faults import Fault, FaultBook
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
-from airflow_provider_ft.emulator.state import (
-    VENDORS,
-    Clock,
-    EmulatorState,
-    JobStore,
-    Settings,
-    Vendor,
-    as_seconds,
-)
-from airflow_provider_ft.emulator.transport import Connections, protocol_class
+from airflow_provider_ft.emulator.state import EmulatorState, Settings
+from airflow_provider_ft.emulator.store import JobStore
+from airflow_provider_ft.emulator.vocabulary import vendor_named
 
 DEFAULT_API_KEY = "emulator-key"
 BACKLOG = 4096
@@ -34,15 +30,6 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
 _SERIALIZERS = {"dashscope": dashscope_api.serialize, "openai": openai_api.serialize}
-_MOUNTS = {"dashscope": dashscope_api.PREFIX, "openai": openai_api.PREFIX}
-
-
-def _vendor(vendor: str) -> Vendor:
-    if vendor == "dashscope":
-        return "dashscope"
-    if vendor == "openai":
-        return "openai"
-    raise ValueError(f"unknown vendor {vendor!r}; expected one of {VENDORS}")
 
 
 class FineTuningEmulator:
@@ -57,7 +44,7 @@ class FineTuningEmulator:
         self,
         api_key: str = DEFAULT_API_KEY,
         time_scale: float = 1.0,
-        dashscope_timezone: str = "Asia/Shanghai",
+        dashscope_timezone: str = DASHSCOPE_TIMEZONE,
         port: int = 0,
         *,
         host: str = "127.0.0.1",
@@ -71,7 +58,7 @@ class FineTuningEmulator:
         self._state = EmulatorState(store=JobStore(self._clock, cancel_delay), settings=settings)
         self._log = RequestLog()
         self._faults = FaultBook()
-        self._connections = Connections()
+        self._sockets = SocketRegistry()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -93,7 +80,7 @@ class FineTuningEmulator:
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
         self._socket = _listening_socket(self.host, self._requested_port)
-        app = build_app(self._state, self._log, self._faults, self._connections)
+        app = build_app(self._state, self._log, self._faults, self._sockets)
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -101,7 +88,7 @@ class FineTuningEmulator:
             lifespan="off",
             proxy_headers=False,
             server_header=False,
-            http=protocol_class(self._connections),
+            http=protocol_class(self._sockets),
             backlog=BACKLOG,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=1,
@@ -117,7 +104,7 @@ class FineTuningEmulator:
         """Release hanging requests, shut uvicorn down and join its thread."""
         if self._server is None or self._thread is None:
             return
-        self._connections.signal_shutdown()
+        self._sockets.signal_shutdown()
         self._server.should_exit = True
         self._thread.join(STOP_TIMEOUT)
         if self._thread.is_alive():  # pragma: no cover - defensive
@@ -129,7 +116,7 @@ class FineTuningEmulator:
 
     def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
         async def serve() -> None:
-            self._connections.bind_loop()
+            self._sockets.bind_loop()
             await server.serve(sockets=[sock])
 
         try:
@@ -165,7 +152,7 @@ class FineTuningEmulator:
 
     def url(self, vendor: str) -> str:
         """Base URL of ``vendor``: ``http://127.0.0.1:<port>/dashscope/api/v1`` or ``.../openai/v1``."""
-        return f"http://{self.host}:{self.port}{_MOUNTS[_vendor(vendor)]}"
+        return f"http://{self.host}:{self.port}{EMULATOR_MOUNTS[vendor_named(vendor)]}"
 
     # -- jobs ----------------------------------------------------------------------------------------------
 
@@ -190,7 +177,7 @@ class FineTuningEmulator:
         end as ``outcome`` after ``runs_for`` (never if ``None``). DashScope: ``name`` is ``job_name``,
         ``metadata`` is kept off the wire. OpenAI: ``name`` is the model suffix and ``metadata["name"]``.
         """
-        kind = _vendor(vendor)
+        kind = vendor_named(vendor)
         options: dict[str, Any] = {
             "job_id": job_id,
             "status": status,
@@ -213,13 +200,13 @@ class FineTuningEmulator:
 
     def job(self, vendor: str, job_id: str) -> dict[str, Any] | None:
         """The job as the vendor would serialise it now; ``None`` if unknown or deleted."""
-        kind = _vendor(vendor)
+        kind = vendor_named(vendor)
         found = self._state.store.get(kind, job_id)
         return None if found is None else _SERIALIZERS[kind](found, self._state)
 
     def jobs(self, vendor: str) -> list[dict[str, Any]]:
         """Every job of ``vendor`` as serialised now, newest first."""
-        kind = _vendor(vendor)
+        kind = vendor_named(vendor)
         return [_SERIALIZERS[kind](job, self._state) for job in self._state.store.all(kind)]
 
     # -- clock, faults, log ----------------------------------------------------------------------------
@@ -252,7 +239,7 @@ class FineTuningEmulator:
     @property
     def connections_opened(self) -> int:
         """TCP connections accepted since start."""
-        return self._connections.opened
+        return self._sockets.opened
 
     def reset(self) -> None:
         """Drop all jobs, faults and recorded requests (the clock keeps running)."""

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
 from airflow_provider_ft.emulator import FAULT_KINDS, Fault, FineTuningEmulator
+from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS, VARIANTS
+
+DOCS = Path(__file__).parents[2] / "docs" / "emulator.md"
 
 
 def test_status_429_in_dashscope_shape_with_retry_after(
@@ -231,7 +236,36 @@ def test_fault_kinds_are_the_documented_set() -> None:
         "empty",
         "dashscope_200_error",
         "lose_response",
-    } == FAULT_KINDS
+    } == CLASSIC_FAULT_KINDS
+    assert {"echo_key", "body", "drip", "gzip", "huge", "endless_pages", "redirect"} == HOSTILE_FAULT_KINDS
+    assert FAULT_KINDS == CLASSIC_FAULT_KINDS | HOSTILE_FAULT_KINDS
+    assert not CLASSIC_FAULT_KINDS & HOSTILE_FAULT_KINDS
+
+
+def _faults_table_rows() -> dict[str, str]:
+    """The rows of the tables headed ``| `kind` |`` under docs/emulator.md's "## Faults", by their kind."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("\n## Faults\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    previous, in_kinds_table = "", False
+    for line in section.splitlines():
+        if line.startswith("|") and not previous.startswith("|"):  # a table's header
+            in_kinds_table = line.startswith("| `kind` |")
+        elif in_kinds_table and (found := re.match(r"\| `([a-z0-9_]+)` \|", line)):
+            assert found.group(1) not in rows, f"{found.group(1)} has two rows"
+            rows[found.group(1)] = line
+        previous = line
+    return rows
+
+
+def test_every_kind_and_variant_is_in_the_docs_faults_table() -> None:
+    rows = _faults_table_rows()
+    undocumented = FAULT_KINDS - set(rows)
+    assert not undocumented, f"kinds without a row: {sorted(undocumented)}"
+    for kind, variants in VARIANTS.items():
+        # The hostile table's second cell lists the variants, the default first.
+        listed = re.findall(r"`(\w+)`", rows[kind].split("|")[2])
+        assert listed == list(variants), f"{kind}: the docs list variants {listed}, not {list(variants)}"
 
 
 def test_stop_is_fast_with_hanging_requests_in_flight() -> None:

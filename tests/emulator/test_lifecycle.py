@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.state import QUEUE_SECONDS, Clock
+from airflow_provider_ft.emulator.clock import Clock
+from airflow_provider_ft.emulator.store import QUEUE_SECONDS
 
 
 class FakeMonotonic:

@@ -1,4 +1,4 @@
-"""Connection bookkeeping below ASGI: counts accepted TCP connections and lets faults reach the socket.
+"""The socket registry below ASGI: counts accepted TCP connections and lets faults reach the socket.
 
 ASGI gives an application no way to close a connection without answering. The emulator therefore runs
 uvicorn with a subclass of its HTTP protocol that registers each connection's transport under the peer
@@ -13,7 +13,7 @@ import threading
 from typing import Any, cast
 
 
-class Connections:
+class SocketRegistry:
     """Transports by peer address, the accepted-connection count, and the server's shutdown signal."""
 
     def __init__(self) -> None:
@@ -67,6 +67,11 @@ class Connections:
             return False
         return True
 
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the server has been told to stop (read from the server's loop)."""
+        return self._shutdown is not None and self._shutdown.is_set()
+
     def signal_shutdown(self) -> None:
         """Wake every waiter of :meth:`wait_shutdown` (thread-safe)."""
         loop, event = self._loop, self._shutdown
@@ -91,16 +96,16 @@ def _base_protocol() -> type[asyncio.Protocol]:
     return HttpToolsProtocol
 
 
-def protocol_class(connections: Connections) -> type[asyncio.Protocol]:
-    """A uvicorn HTTP protocol class that reports its connections to ``connections``."""
+def protocol_class(registry: SocketRegistry) -> type[asyncio.Protocol]:
+    """A uvicorn HTTP protocol class that reports its connections to ``registry``."""
     base: Any = _base_protocol()
 
     def connection_made(self: Any, transport: asyncio.Transport) -> None:
-        self.emulator_peer = connections.connection_made(transport)
+        self.emulator_peer = registry.connection_made(transport)
         base.connection_made(self, transport)
 
     def connection_lost(self: Any, exc: Exception | None) -> None:
-        connections.connection_lost(getattr(self, "emulator_peer", None), self.transport)
+        registry.connection_lost(getattr(self, "emulator_peer", None), self.transport)
         base.connection_lost(self, exc)
 
     namespace = {"connection_made": connection_made, "connection_lost": connection_lost}

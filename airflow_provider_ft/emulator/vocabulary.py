@@ -1,0 +1,73 @@
+"""The two vendors, and each one's status words for the lifecycle the emulator simulates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Vendor = Literal["dashscope", "openai"]
+VENDORS: tuple[Vendor, ...] = ("dashscope", "openai")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """One vendor's status words.
+
+    :param queued: the words of a job waiting to start
+    :param running: a job training
+    :param succeeded: finished with a model
+    :param failed: finished without one
+    :param cancelled: stopped on request
+    :param cancelling: stopping on request (``None``: the vendor cancels at once)
+    :param paused: paused on request
+    """
+
+    queued: frozenset[str]
+    running: str
+    succeeded: str
+    failed: str
+    cancelled: str
+    cancelling: str | None
+    paused: str
+
+    @property
+    def terminal(self) -> frozenset[str]:
+        """Statuses that never change again."""
+        return frozenset({self.succeeded, self.failed, self.cancelled})
+
+    def outcome_word(self, outcome: str) -> str:
+        """Map ``"succeeded"``/``"failed"`` to this vendor's word."""
+        return self.failed if outcome == "failed" else self.succeeded
+
+
+WORDS: dict[Vendor, Vocabulary] = {
+    "dashscope": Vocabulary(
+        queued=frozenset({"PENDING", "QUEUING"}),
+        running="RUNNING",
+        succeeded="SUCCEEDED",
+        failed="FAILED",
+        cancelled="CANCELED",
+        cancelling="CANCELING",
+        paused="SUSPENDED",
+    ),
+    "openai": Vocabulary(
+        queued=frozenset({"validating_files", "queued"}),
+        running="running",
+        succeeded="succeeded",
+        failed="failed",
+        cancelled="cancelled",
+        cancelling=None,
+        paused="paused",
+    ),
+}
+
+
+def vendor_named(name: str) -> Vendor:
+    """``name`` as a :data:`Vendor`, or a ``ValueError`` naming the known ones.
+
+    :param name: ``"dashscope"`` or ``"openai"``
+    """
+    for vendor in VENDORS:
+        if name == vendor:
+            return vendor
+    raise ValueError(f"unknown vendor {name!r}; expected one of {VENDORS}")
