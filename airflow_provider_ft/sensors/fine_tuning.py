@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, default_deferrable
+from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningJobFailed, JobNotFoundError
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
@@ -145,14 +146,15 @@ class FineTuningJobSensor(BaseSensorOperator):
         status = JobStatus.parse(str(job.get("status")))
         job_id = job.get("id") or self.job_id
         if status in _FAILED_STATUSES:
-            reason = job.get("error") or "the vendor gave no reason"
+            reason = printable(job.get("error") or "the vendor gave no reason", 500)
             ended = "was cancelled" if status is JobStatus.CANCELLED else "failed"
-            message = f"Fine-tuning job {job_id} {ended} ({job.get('vendor_status') or status.value}): {reason}"
+            word = printable(job.get("vendor_status") or status.value, 64)
+            message = f"Fine-tuning job {printable(job_id, 140)} {ended} ({word}): {reason}"
             if self.fail_on_failure:
                 raise FineTuningJobFailed(message, job=job)
             self.log.warning("%s; succeeding anyway because fail_on_failure is False", message)
         else:
-            self.log.info("Fine-tuning job %s %s", job_id, status.value)
+            self.log.info("Fine-tuning job %s %s", printable(job_id, 140), status.value)
         return job
 
     # -- deferrable ------------------------------------------------------------------------------------------
