@@ -74,7 +74,7 @@ def sequential(conn_id: str) -> dict[str, int]:
 
     hook = FineTuningHook(conn_id)
     criteria = CleanupCriteria(statuses=DEFAULT_STATUSES["cancel"], older_than=OLDER_THAN)
-    stale = select_stale_jobs(list(hook.list_jobs()), criteria, datetime.now(UTC))
+    stale = select_stale_jobs(hook.list_jobs(), criteria, datetime.now(UTC)).matched
     failed = 0
     for job in stale:
         try:
@@ -86,7 +86,7 @@ def sequential(conn_id: str) -> dict[str, int]:
 
 
 def operator(conn_id: str, concurrency: int | None, jobs: int) -> dict[str, int]:
-    from airflow_provider_ft.operators.fine_tuning import CleanupFineTuningJobsOperator
+    from airflow_provider_ft.operators.cleanup import CleanupFineTuningJobsOperator
 
     options: dict[str, Any] = {} if concurrency is None else {"concurrency": concurrency}
     task = CleanupFineTuningJobsOperator(
@@ -102,7 +102,7 @@ def operator(conn_id: str, concurrency: int | None, jobs: int) -> dict[str, int]
 
 
 def default_concurrency() -> int:
-    from airflow_provider_ft.operators.fine_tuning import CleanupFineTuningJobsOperator
+    from airflow_provider_ft.operators.cleanup import CleanupFineTuningJobsOperator
 
     return int(inspect.signature(CleanupFineTuningJobsOperator.__init__).parameters["concurrency"].default)
 

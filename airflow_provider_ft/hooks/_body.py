@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -55,6 +55,12 @@ class BodyReader:
 
     def feed(self, raw: bytes) -> None:
         """Take the next raw bytes; ``full`` turns true when nothing more is wanted (``truncate`` only)."""
+        for _ in self.steps(raw):
+            pass
+
+    def steps(self, raw: bytes) -> Iterator[None]:
+        """``feed`` one decompression step (at most 256 KiB decoded) at a time, yielding after each step, so that
+        an event loop can run between them: a few KiB of a compressed body can inflate to megabytes."""
         if self._decoder is None:
             self._keep(raw)
             return
@@ -62,6 +68,7 @@ class BodyReader:
         while data and not self.full:
             self._keep(self._inflate(data))
             data = self._decoder.unconsumed_tail
+            yield
 
     def finish(self) -> bytes:
         """The decoded body (the first ``limit`` bytes when truncating)."""

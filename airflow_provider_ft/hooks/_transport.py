@@ -343,11 +343,8 @@ def _bearer_only(prepared: Any) -> Any:
 
 
 async def _feed(reader: BodyReader, chunk: bytes) -> None:
-    """Feed ``chunk`` in slices, giving the loop a turn between them (a compressed slice can inflate a lot)."""
-    for start in range(0, len(chunk), 8 * 1024):
-        reader.feed(chunk[start : start + 8 * 1024])
-        if reader.full:
-            return
+    """Feed ``chunk`` one decompression step at a time, giving the loop a turn after each step."""
+    for _ in reader.steps(chunk):
         await asyncio.sleep(0)
 
 
