@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS
+from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
@@ -516,3 +517,10 @@ def test_the_matrix_uses_every_fault_kind_of_the_emulator() -> None:
     # The hostile kinds (HOSTILE_FAULT_KINDS) have their own suites: test_hostile_*.py.
     used = {fault.kind for case in FAULTS if case.faults for fault in case.faults("GET")}
     assert used == CLASSIC_FAULT_KINDS - {"latency"}, "latency only slows an answer down; every other kind is a fault"
+
+
+@pytest.mark.reliability(area="checks", row="every fault kind of a hostile server has a suite")
+def test_every_hostile_fault_kind_is_tried_by_a_hostile_suite() -> None:
+    suites = "".join(path.read_text() for path in Path(__file__).parent.glob("test_hostile_*.py"))
+    untried = sorted(kind for kind in HOSTILE_FAULT_KINDS if f'"{kind}"' not in suites)
+    assert untried == [], f"no test_hostile_*.py injects {untried}"
