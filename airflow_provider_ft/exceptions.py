@@ -120,3 +120,24 @@ class FineTuningTransportError(FineTuningApiError):
 
     def _fields(self) -> dict[str, Any]:
         return {"message": self.message, "reason": self.reason, "attempts": self.attempts}
+
+
+class MalformedAnswerError(FineTuningApiError):
+    """A success answer whose JSON is not what the API documents (a job without an id, a page whose ``data`` is
+    not a list, a time in the year 55000, ...): what the dialects' ``parse_*`` functions raise.
+
+    Not retryable: a server that sent a wrong shape once is expected to send it again. The dialect sees the JSON,
+    not the HTTP answer, so ``http_status`` is 0 unless a caller knows better.
+
+    Takes the parameters of ``FineTuningApiError``; ``message`` says what was wrong with the answer, any server
+    text in it escaped.
+    """
+
+    def _describe(self) -> str:
+        if self.http_status:
+            return super()._describe()
+        return f"{self.message} (in a success answer)"
+
+
+class BodyTooLarge(FineTuningApiError):
+    """An answer decoded to more bytes than the connection allows (the ``max_response_bytes`` extra). Not retried."""

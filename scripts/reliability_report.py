@@ -54,12 +54,13 @@ FAILURES_LISTED = 10
 
 #: One line on what an area without a renderer of its own tries, shown in the overview before its shape.
 AREA_DESCRIPTIONS: dict[str, str] = {
-    "key echo": "a server that echoes the API key in every field of its answers",
+    "key echo": "a server that echoes the API key in every field of its answers, sync and async; zero hits anywhere",
     "wire shapes": "arbitrary JSON (hypothesis) in place of each answer",
+    "wrong shapes": "JSON of the wrong shape over the wire (bad times, deep nesting, `{}`, another job, redirects)",
     "deadlines": "slow drips, and `Retry-After` past a caller's deadline",
     "listings": "endless and cyclic pages",
-    "sizes": "gzip bombs and huge bodies",
-    "small hardening": "small hardening cases",
+    "sizes": "gzip bombs and huge bodies, with memory peaks and event-loop lag measured",
+    "small hardening": "forged log lines, unbounded warnings, unusable wait arguments",
 }
 
 Record = dict[str, Any]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from airflow_provider_ft.exceptions import FineTuningApiError
+from airflow_provider_ft.exceptions import BodyTooLarge, FineTuningApiError
 
 #: Content encodings we ask for (``Accept-Encoding``) and can decode within the cap.
 ACCEPTED_ENCODINGS = "gzip, deflate"
@@ -30,10 +30,6 @@ class _Decompressor(Protocol):
     def decompress(self, data: bytes, max_length: int, /) -> bytes: ...
 
     def flush(self) -> bytes: ...
-
-
-class BodyTooLarge(FineTuningApiError):
-    """An answer decoded to more bytes than the connection allows (``max_response_bytes``)."""
 
 
 class BodyReader:

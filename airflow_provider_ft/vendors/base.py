@@ -24,12 +24,13 @@ from airflow_provider_ft.exceptions import (
     FineTuningApiError,
     InvalidJobIdError,
     JobNotFoundError,
+    MalformedAnswerError,
     UnsupportedOperationError,
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import is_retryable_status, parse_retry_after
 from airflow_provider_ft.vendors.ids import validate_job_id
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage, MalformedAnswerError
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
 
 #: Deepest nesting of arrays and objects an answer may have (a real job object nests about five levels deep).
 MAX_JSON_DEPTH = 64

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob
 
 
@@ -59,20 +58,3 @@ class ErrorDetails:
     message: str | None = None
     request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class MalformedAnswerError(FineTuningApiError):
-    """A success answer whose JSON is not what the API documents (a job without an id, a page whose ``data`` is
-    not a list, a time in the year 55000, ...): what the dialects' ``parse_*`` functions raise.
-
-    Not retryable: a server that sent a wrong shape once is expected to send it again. The dialect sees the JSON,
-    not the HTTP answer, so ``http_status`` is 0 unless a caller knows better.
-
-    Takes the parameters of ``FineTuningApiError``; ``message`` says what was wrong with the answer, any server
-    text in it escaped.
-    """
-
-    def _describe(self) -> str:
-        if self.http_status:
-            return super()._describe()
-        return f"{self.message} (in a success answer)"

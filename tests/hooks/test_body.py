@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from airflow_provider_ft.exceptions import FineTuningApiError
-from airflow_provider_ft.hooks._body import BodyReader, BodyTooLarge, Scrubber
+from airflow_provider_ft.exceptions import BodyTooLarge, FineTuningApiError
+from airflow_provider_ft.hooks._body import BodyReader, Scrubber
 
 KEY = "sk-live-AbC/123+xyz"
 

@@ -260,22 +260,30 @@ REDIRECT_CALLS: dict[str, Callable[[FineTuningHook, str], Any]] = {
 }
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
-@pytest.mark.parametrize("column", sorted(REDIRECT_CALLS))
-@pytest.mark.parametrize("vendor", sorted(CONN_TYPES))
+@pytest.mark.parametrize(
+    ("vendor", "column", "status"),
+    [
+        pytest.param(
+            vendor,
+            column,
+            status,
+            id=f"{status}-{column}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=AREA, row=f"redirect-{status}", column=column, vendor=vendor, label=f"HTTP {status} with a job"
+            ),
+        )
+        for status in (301, 302, 307, 308)
+        for column in sorted(REDIRECT_CALLS)
+        for vendor in sorted(CONN_TYPES)
+    ],
+)
 def test_a_redirect_carrying_a_succeeded_job_is_not_success(
     emulator: FineTuningEmulator,
     hook_for: Callable[[str], FineTuningHook],
     vendor: str,
     column: str,
     status: int,
-    request: pytest.FixtureRequest,
 ) -> None:
-    request.applymarker(
-        pytest.mark.reliability(
-            area=AREA, row=f"redirect-{status}", column=column, vendor=vendor, label=f"HTTP {status} with a job body"
-        )
-    )
     job_id = emulator.seed_job(vendor, status=RUNNING[vendor], runs_for=None)
     emulator.inject(Fault(kind="redirect", variant="job", status=status, times=ALWAYS))
     with closing(hook_for(vendor)) as hook:

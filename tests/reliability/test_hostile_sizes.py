@@ -31,12 +31,16 @@ import pytest
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.emulator.faults import BOMB_SIZE
 from airflow_provider_ft.emulator.floods import gzip_bomb
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
-from airflow_provider_ft.hooks._body import BodyTooLarge
+from airflow_provider_ft.exceptions import (
+    BodyTooLarge,
+    FineTuningApiError,
+    FineTuningError,
+    FineTuningTransportError,
+    MalformedAnswerError,
+)
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
-from airflow_provider_ft.vendors.wire import MalformedAnswerError
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
 

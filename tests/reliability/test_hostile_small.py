@@ -92,24 +92,32 @@ FORGING_CALLS: dict[str, Callable[[str, str], None]] = {
 }
 
 
-@pytest.mark.parametrize("column", sorted(FORGING_CALLS))
-@pytest.mark.parametrize("vendor", sorted(CONN_TYPES))
-@pytest.mark.parametrize("status", ["running", "failed", "unknown word"])
+@pytest.mark.parametrize(
+    ("status", "vendor", "column"),
+    [
+        pytest.param(
+            status,
+            vendor,
+            column,
+            id=f"{status}-{vendor}-{column}",
+            marks=pytest.mark.reliability(
+                area=AREA, row=f"control characters in a {status} job's text", column=column, vendor=vendor
+            ),
+        )
+        for status in ("running", "failed", "unknown word")
+        for vendor in sorted(CONN_TYPES)
+        for column in sorted(FORGING_CALLS)
+    ],
+)
 def test_server_text_cannot_forge_a_log_line(
     emulator: FineTuningEmulator,
     make_connection: ConnectionFactory,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
-    request: pytest.FixtureRequest,
     vendor: str,
     column: str,
     status: str,
 ) -> None:
-    request.applymarker(
-        pytest.mark.reliability(
-            area=AREA, row=f"control characters in a {status} job's text", column=column, vendor=vendor
-        )
-    )
     conn_id = make_connection(f"forge_{vendor}", CONN_TYPES[vendor], host=emulator.url(vendor), **EXTRAS)
     seeded = {"running": RUNNING, "failed": FAILED}.get(status, RUNNING)[vendor]
     job_id = emulator.seed_job(vendor, status=seeded, runs_for=None)
@@ -181,16 +189,22 @@ REFUSERS: dict[str, Callable[[str, object], object]] = {
 }
 
 
-@pytest.mark.parametrize("value", NOT_SECONDS, ids=repr)
-@pytest.mark.parametrize("entry", sorted(REFUSERS))
+@pytest.mark.parametrize(
+    ("entry", "value"),
+    [
+        pytest.param(
+            entry,
+            value,
+            id=f"{entry}-{value!r}",
+            marks=pytest.mark.reliability(area=AREA, row=f"{entry} = {value!r}", column="refused before any request"),
+        )
+        for entry in sorted(REFUSERS)
+        for value in NOT_SECONDS
+    ],
+)
 def test_arguments_no_wait_can_use_are_refused_before_any_request(
-    emulator: FineTuningEmulator,
-    make_connection: ConnectionFactory,
-    request: pytest.FixtureRequest,
-    entry: str,
-    value: object,
+    emulator: FineTuningEmulator, make_connection: ConnectionFactory, entry: str, value: object
 ) -> None:
-    request.applymarker(pytest.mark.reliability(area=AREA, row=f"{entry} = {value!r}", column="refused"))
     conn_id = make_connection("args_dashscope", "dashscope", host=emulator.url("dashscope"), **EXTRAS)
     with pytest.raises(FineTuningConfigError, match="seconds"):
         REFUSERS[entry](conn_id, value)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, MalformedAnswerError
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect
 from airflow_provider_ft.vendors.base import MAX_JSON_DEPTH, Dialect
-from airflow_provider_ft.vendors.wire import ApiResponse, MalformedAnswerError
+from airflow_provider_ft.vendors.wire import ApiResponse
 
 DIALECTS = [pytest.param(DashScopeDialect(), id="dashscope"), pytest.param(OpenAIDialect(), id="openai")]
 NOT_A_LIST = [5, True, "jobs", {"id": "ftjob-1"}, None]
