@@ -75,6 +75,16 @@ class FineTuningHook(BaseHook):
             self._transport = SyncTransport(self.settings)
         return self._transport
 
+    def fork(self) -> FineTuningHook:
+        """A new hook on this hook's connection, as already read, with an HTTP session of its own (one per thread).
+
+        The connection is not read again: inside a task, Airflow 3 fetches connections through the task's one
+        channel to its supervisor, which threads must not use at the same time.
+        """
+        twin = type(self)(self.conn_id, page_size=self.page_size)
+        twin._settings = self.settings
+        return twin
+
     def get_conn(self) -> SyncTransport:
         return self.transport
 

@@ -191,7 +191,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
     def _act_on_each_concurrently(self, matched: Sequence[FineTuningJob]) -> dict[str, JobOutcome]:
         if not matched:
             return {}
-        hooks = HookPerThread(lambda: _make_hook(self.conn_id))
+        hooks = HookPerThread(self.hook.fork)  # the connection was read once, in this thread
         try:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(matched))) as pool:
                 results = pool.map(lambda job: self._act_on(hooks.get(), job), matched)
@@ -298,7 +298,7 @@ def call_patiently(call: Callable[[], T], *, policy: RetryPolicy, patience: floa
 class HookPerThread:
     """One hook, so one HTTP session, per worker thread (a ``requests.Session`` is not guaranteed thread-safe).
 
-    :param make: builds a new hook
+    :param make: builds a new hook (``FineTuningHook.fork``: no thread reads the Airflow connection itself)
     """
 
     def __init__(self, make: Callable[[], FineTuningHook]) -> None:

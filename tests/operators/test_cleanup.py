@@ -270,6 +270,27 @@ def test_concurrency_is_bounded(emulator: FineTuningEmulator, vendor: Vendor, co
     assert max(in_flight_seen) >= 2, "calls did run in parallel"
 
 
+def test_worker_threads_never_read_the_connection(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inside an Airflow 3 task a connection is fetched over the task's one channel to its supervisor, which is not
+    # safe to use from several threads at once (Airflow 3.0's dag.test() loses its channel when they do).
+    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+
+    seed_stale(emulator, vendor.name, 6)
+    readers: list[str] = []
+    read = FineTuningHook.get_connection
+
+    def spy(conn_id: str) -> Any:
+        readers.append(threading.current_thread().name)
+        return read(conn_id)
+
+    monkeypatch.setattr(FineTuningHook, "get_connection", staticmethod(spy))
+    summary = run.execute(cleanup(connection, concurrency=3))
+    assert summary["acted"] == 6
+    assert readers == [threading.current_thread().name], "read once, by the task's own thread"
+
+
 # -- validation -------------------------------------------------------------------------------------------------
 
 
