@@ -115,9 +115,16 @@ class FineTuningJob:
         }
 
     def log_progress(self, log: ProgressLog) -> None:
-        """Log ``describe_progress()``, and warn when the status is one this provider does not know."""
+        """Log ``describe_progress()``; say so when the job is paused (it makes no progress until it is resumed), and
+        warn when the status is one this provider does not know."""
         log.info("%s", self.describe_progress())
-        if self.status is JobStatus.UNKNOWN:
+        if self.status is JobStatus.PAUSED:
+            log.info(
+                "Job %s is paused (%s): not terminal, it makes no progress until it is resumed; still waiting",
+                printable(self.id, _ID_LENGTH),
+                printable(self.vendor_status, _WORD_LENGTH),
+            )
+        elif self.status is JobStatus.UNKNOWN:
             log.warning(
                 "Job %s has status '%s', which this provider does not know; treating it as still running",
                 printable(self.id, _ID_LENGTH),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
-from airflow_provider_ft.jobs import FineTuningJob
+from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, JobPage
 
@@ -97,6 +97,67 @@ def cancel_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
     if cancelled is None:
         cancelled = yield from get_job(dialect, job_id)
     return cancelled
+
+
+#: States a pause leaves as they are: already paused, or stopping (a cancel under way) or stopped for good.
+_NOT_PAUSABLE = frozenset({JobStatus.PAUSED, JobStatus.CANCELLING})
+
+
+def pause_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
+    """Pause a job unless it is already paused, being cancelled or terminal; the job as it stands afterwards.
+
+    The request is built first, so a bad id or a vendor without pause (``UnsupportedOperationError``) fails before
+    any I/O. A job already paused or finished is returned as it is, without a pause request. A pause the vendor
+    refuses because the job is paused (an earlier attempt whose answer was lost already paused it) or finished in
+    the meantime is confirmed with a read and returns the job as it is.
+    """
+    request = dialect.pause_job(job_id)
+    job = yield from get_job(dialect, job_id)
+    if job.is_terminal or job.status in _NOT_PAUSABLE:
+        return job
+    return (yield from _change_state(dialect, request, job_id, done=_paused_or_beyond))
+
+
+def resume_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
+    """Resume a paused job; the job as it stands afterwards.
+
+    The request is built first (same checks as ``pause_job``). A job that is not paused is returned as it is,
+    without a resume request. A resume the vendor refuses because the job is no longer paused (an earlier attempt
+    whose answer was lost already resumed it) is confirmed with a read and returns the job as it is.
+    """
+    request = dialect.resume_job(job_id)
+    job = yield from get_job(dialect, job_id)
+    if job.status is not JobStatus.PAUSED:
+        return job
+    return (yield from _change_state(dialect, request, job_id, done=_not_paused))
+
+
+def _paused_or_beyond(job: FineTuningJob) -> bool:
+    return job.is_terminal or job.status in _NOT_PAUSABLE
+
+
+def _not_paused(job: FineTuningJob) -> bool:
+    return job.status is not JobStatus.PAUSED
+
+
+def _change_state(
+    dialect: Dialect, request: ApiRequest, job_id: str, *, done: Callable[[FineTuningJob], bool]
+) -> Operation[FineTuningJob]:
+    """Send a request that moves the job to another state; the job it answers.
+
+    A refusal because of the job's current state is read as "already done" only if a fresh read of the job shows
+    ``done``; otherwise the refusal is raised.
+    """
+    try:
+        payload = yield request
+    except FineTuningApiError as error:
+        if not dialect.refuses_in_current_state(error):
+            raise
+        job = yield from get_job(dialect, job_id)
+        if not done(job):
+            raise
+        return job
+    return dialect.parse_job(payload, job_id=job_id)
 
 
 def delete_job(dialect: Dialect, job_id: str) -> Operation[None]:

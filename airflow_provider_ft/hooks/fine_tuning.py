@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class FineTuningHook(BaseHook):
-    """Get, list, cancel, delete and wait for fine-tuning jobs on DashScope or OpenAI.
+    """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope or OpenAI.
 
     The vendor follows from the connection's type (``dashscope``, ``openai_fine_tuning``, or ``openai`` as made
     for the official OpenAI provider). The password holds the API key; the host, if set, the base URL.
@@ -132,6 +132,29 @@ class FineTuningHook(BaseHook):
         idempotent: safe for retries and teardown tasks).
         """
         job: FineTuningJob = self._run(operations.cancel_job(self.dialect, job_id))
+        return job
+
+    def pause_job(self, job_id: str) -> FineTuningJob:
+        """Pause the job (OpenAI); the job as it stands after the call (``PAUSED``, or as it was).
+
+        Idempotent, so safe for retries: a job that is already paused, being cancelled or terminal is returned as
+        it is, and no pause request is sent. A paused job is not terminal; ``resume_job`` carries it on. DashScope
+        has no pause: ``UnsupportedOperationError`` before any request.
+
+        :param job_id: the vendor's job id
+        """
+        job: FineTuningJob = self._run(operations.pause_job(self.dialect, job_id))
+        return job
+
+    def resume_job(self, job_id: str) -> FineTuningJob:
+        """Resume a paused job (OpenAI); the job as it stands after the call (queued again, or as it was).
+
+        Idempotent, so safe for retries: a job that is not paused is returned as it is, and no resume request is
+        sent. DashScope has no resume: ``UnsupportedOperationError`` before any request.
+
+        :param job_id: the vendor's job id
+        """
+        job: FineTuningJob = self._run(operations.resume_job(self.dialect, job_id))
         return job
 
     def delete_job(self, job_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Operators that cancel and delete one fine-tuning job on any vendor the hook supports.
+"""Operators that cancel, pause, resume and delete one fine-tuning job on any vendor the hook supports.
 
 They are thin: the hook knows the vendors; these decide what to call, log it, and return JSON to XCom. The
 cleanup sweep lives in ``airflow_provider_ft.operators.cleanup`` and is re-exported here for the older import path.
@@ -29,6 +29,8 @@ __all__ = [
     "CancelFineTuningJobOperator",
     "CleanupFineTuningJobsOperator",
     "DeleteFineTuningJobOperator",
+    "PauseFineTuningJobOperator",
+    "ResumeFineTuningJobOperator",
 ]
 
 DEFAULT_POLL_INTERVAL = 30.0
@@ -151,6 +153,79 @@ class CancelFineTuningJobOperator(_JobOperator):
         job = terminal_job_from_event(event, job_id=self.job_id, timeout_error=FineTuningTimeout)
         self.log.info("Job %s ended %s", job.get("id"), job.get("status"))
         return job
+
+
+class _PauseOrResume(_JobOperator):
+    """What pausing and resuming share: the vendor and id checks, the link, a job that does not exist."""
+
+    def __init__(
+        self, *, job_id: str, conn_id: str = DEFAULT_CONN_ID, ignore_if_missing: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(job_id=job_id, conn_id=conn_id, ignore_if_missing=ignore_if_missing, **kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        self.hook.dialect.ensure_can_pause()
+        job_id = self._validate_job_id_and_store_link(context)
+        try:
+            job = self._change(job_id)
+        except JobNotFoundError as error:
+            self._raise_unless_ignoring_missing(job_id, error)
+            return None
+        self._report(job_id, job)
+        return job.to_dict()
+
+    def _change(self, job_id: str) -> FineTuningJob:
+        raise NotImplementedError
+
+    def _report(self, job_id: str, job: FineTuningJob) -> None:
+        raise NotImplementedError
+
+
+class PauseFineTuningJobOperator(_PauseOrResume):
+    """Pause a fine-tuning job (OpenAI); its state afterwards (``FineTuningJob.to_dict()``) goes to XCom.
+
+    Idempotent, so safe on retries: a job that is already paused or finished is logged and returned as it is,
+    without a pause request. A paused job is not terminal (the sensor keeps waiting and reports it paused); resume it
+    with ``ResumeFineTuningJobOperator``. A vendor whose API cannot pause jobs (DashScope) fails with
+    ``UnsupportedOperationError`` before any request is sent.
+
+    :param job_id: the vendor's job id (templated, e.g. from a setup task's XCom)
+    :param conn_id: the fine-tuning connection (templated); its type selects the vendor
+    :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
+        ``JobNotFoundError``
+    """
+
+    def _change(self, job_id: str) -> FineTuningJob:
+        return self.hook.pause_job(job_id)
+
+    def _report(self, job_id: str, job: FineTuningJob) -> None:
+        if job.status is JobStatus.PAUSED:
+            self.log.info("Pause on %s: %s", self.hook.dialect.display_name, job.describe_progress())
+        else:
+            self.log.info("Job %s is %s; nothing to pause", job_id, job.status.value)
+
+
+class ResumeFineTuningJobOperator(_PauseOrResume):
+    """Resume a paused fine-tuning job (OpenAI); its state afterwards (``FineTuningJob.to_dict()``) goes to XCom.
+
+    Idempotent, so safe on retries: a job that is not paused (already resumed, running or finished) is logged and
+    returned as it is, without a resume request. A vendor whose API cannot pause jobs (DashScope) fails with
+    ``UnsupportedOperationError`` before any request is sent.
+
+    :param job_id: the vendor's job id (templated, e.g. from a setup task's XCom)
+    :param conn_id: the fine-tuning connection (templated); its type selects the vendor
+    :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
+        ``JobNotFoundError``
+    """
+
+    def _change(self, job_id: str) -> FineTuningJob:
+        return self.hook.resume_job(job_id)
+
+    def _report(self, job_id: str, job: FineTuningJob) -> None:
+        if job.is_terminal:
+            self.log.info("Job %s is already %s; nothing to resume", job_id, job.status.value)
+        else:
+            self.log.info("Resume on %s: %s", self.hook.dialect.display_name, job.describe_progress())
 
 
 class DeleteFineTuningJobOperator(_JobOperator):

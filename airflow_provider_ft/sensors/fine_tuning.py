@@ -34,8 +34,10 @@ class FineTuningJobSensor(BaseSensorOperator):
     ``CANCELLED``) and return the final job, as ``FineTuningJob.to_dict()``, to XCom.
 
     Each check logs one progress line (status, trained tokens, estimated finish, fine-tuned model, as the vendor
-    reports them). A job whose status the provider does not know (``UNKNOWN``) is not terminal: the sensor warns
-    and keeps waiting. An error the vendor may recover from (rate limit, 5xx, lost connection) that outlasts the
+    reports them). A ``PAUSED`` job (OpenAI pause, DashScope ``SUSPENDED``) is not terminal: each check logs that it
+    is paused and makes no progress until it is resumed, and the sensor keeps waiting (``timeout`` still holds).
+    A job whose status the provider does not know (``UNKNOWN``) is not terminal either: the sensor warns and keeps
+    waiting. An error the vendor may recover from (rate limit, 5xx, lost connection) that outlasts the
     hook's own retries is logged and the job is checked again at the next poke; a missing job
     (``JobNotFoundError``), a rejected key or an invalid job id fails the task at once.
 

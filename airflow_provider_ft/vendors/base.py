@@ -139,6 +139,8 @@ class Dialect(ABC):
     default_base_url: ClassVar[str]
     list_filters: ClassVar[tuple[str, ...]] = ()
     supports_delete: ClassVar[bool] = False
+    #: Whether the API can pause a running job and resume it later (``pause_job``, ``resume_job``).
+    supports_pause: ClassVar[bool] = False
     status_words: ClassVar[Mapping[str, JobStatus]]
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -177,6 +179,26 @@ class Dialect(ABC):
             raise UnsupportedOperationError(
                 f"The {self.display_name} API has no way to delete a fine-tuning job; "
                 "cancel it instead (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
+            )
+
+    def pause_job(self, job_id: object) -> ApiRequest:
+        """The request that pauses a job; ``InvalidJobIdError`` or ``UnsupportedOperationError`` before any I/O."""
+        validate_job_id(job_id)
+        self.ensure_can_pause()
+        raise NotImplementedError(f"{type(self).__name__} says it supports pause but builds no request")
+
+    def resume_job(self, job_id: object) -> ApiRequest:
+        """The request that resumes a paused job; the same checks as ``pause_job``."""
+        validate_job_id(job_id)
+        self.ensure_can_pause()
+        raise NotImplementedError(f"{type(self).__name__} says it supports resume but builds no request")
+
+    def ensure_can_pause(self) -> None:
+        """Raise ``UnsupportedOperationError`` (no I/O) if this API cannot pause and resume fine-tuning jobs."""
+        if not self.supports_pause:
+            raise UnsupportedOperationError(
+                f"The {self.display_name} API has no way to pause or resume a fine-tuning job; "
+                "cancel it instead if it must stop (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
             )
 
     @abstractmethod

@@ -1,7 +1,8 @@
 """OpenAI fine_tuning jobs API (also OpenAI-compatible gateways).
 
 Wire notes: the job object is the body itself; errors are ``{"error": {"message", "type", "param", "code"}}``;
-listing pages by cursor (``after`` = id of the last job seen, ``has_more``). There is no job deletion.
+listing pages by cursor (``after`` = id of the last job seen, ``has_more``). There is no job deletion. Pause and
+resume answer the job (``paused``, which the spec's status enum does not list, then ``queued``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class OpenAIDialect(Dialect):
     conn_types = ("openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
     list_filters = ("metadata",)
+    supports_pause = True
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "validating_files": JobStatus.QUEUED,
         "queued": JobStatus.QUEUED,
@@ -76,6 +78,12 @@ class OpenAIDialect(Dialect):
 
     def cancel_job(self, job_id: object) -> ApiRequest:
         return ApiRequest("cancel", "POST", job_path(JOBS_PATH, job_id, "/cancel"), job_id=str(job_id))
+
+    def pause_job(self, job_id: object) -> ApiRequest:
+        return ApiRequest("pause", "POST", job_path(JOBS_PATH, job_id, "/pause"), job_id=str(job_id))
+
+    def resume_job(self, job_id: object) -> ApiRequest:
+        return ApiRequest("resume", "POST", job_path(JOBS_PATH, job_id, "/resume"), job_id=str(job_id))
 
     def console_url(self, job_id: str) -> str:
         return f"https://platform.openai.com/finetune/{job_id}"

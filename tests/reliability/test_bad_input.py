@@ -1,8 +1,9 @@
 """Bad input through every public entry point: refused before any request, with a message that says what is wrong.
 
-Job ids go through the hook (get, cancel, delete, wait, asyncio get), the cancel and delete operators, the sensor's
-poke and the trigger. Broken connections go through the operators, the sensor and the trigger (the hook itself is
-covered by ``tests/hooks/test_connections.py``). Bad operator arguments are refused when the DAG file is parsed.
+Job ids go through the hook (get, cancel, pause, resume, delete, wait, asyncio get), the cancel, pause, resume and
+delete operators, the sensor's poke and the trigger. Broken connections go through the cancel, delete and cleanup
+operators, the sensor and the trigger (the hook itself is covered by ``tests/hooks/test_connections.py``). Bad
+operator arguments are refused when the DAG file is parsed.
 The dialect-level id rules are in ``tests/vendors/test_dialects.py``; the emulator's own answers to malformed
 bodies, unknown paths and oversized pages are in ``tests/emulator/``.
 """
@@ -30,6 +31,8 @@ from airflow_provider_ft.operators.fine_tuning import (
     CancelFineTuningJobOperator,
     CleanupFineTuningJobsOperator,
     DeleteFineTuningJobOperator,
+    PauseFineTuningJobOperator,
+    ResumeFineTuningJobOperator,
 )
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
@@ -71,6 +74,14 @@ def hook_cancel(conn_id: str, job_id: Any) -> Observed:
     return observe(lambda: FineTuningHook(conn_id).cancel_job(job_id))
 
 
+def hook_pause(conn_id: str, job_id: Any) -> Observed:
+    return observe(lambda: FineTuningHook(conn_id).pause_job(job_id))
+
+
+def hook_resume(conn_id: str, job_id: Any) -> Observed:
+    return observe(lambda: FineTuningHook(conn_id).resume_job(job_id))
+
+
 def hook_delete(conn_id: str, job_id: Any) -> Observed:
     return observe(lambda: FineTuningHook(conn_id).delete_job(job_id))
 
@@ -81,6 +92,16 @@ def hook_wait(conn_id: str, job_id: Any) -> Observed:
 
 def cancel_operator(conn_id: str, job_id: Any) -> Observed:
     operator = CancelFineTuningJobOperator(task_id="cancel", job_id=job_id, conn_id=conn_id)
+    return observe(lambda: operator.execute(context()))
+
+
+def pause_operator(conn_id: str, job_id: Any) -> Observed:
+    operator = PauseFineTuningJobOperator(task_id="pause", job_id=job_id, conn_id=conn_id)
+    return observe(lambda: operator.execute(context()))
+
+
+def resume_operator(conn_id: str, job_id: Any) -> Observed:
+    operator = ResumeFineTuningJobOperator(task_id="resume", job_id=job_id, conn_id=conn_id)
     return observe(lambda: operator.execute(context()))
 
 
@@ -127,14 +148,19 @@ class Entry:
         return inspect.iscoroutinefunction(self.call)
 
 
-# DeleteFineTuningJobOperator refuses OpenAI (no delete API) before it looks at the id: DashScope only.
+# DeleteFineTuningJobOperator refuses OpenAI (no delete API) before it looks at the id: DashScope only. The pause and
+# resume operators likewise refuse DashScope (no pause API) first: OpenAI only. The hook checks the id first.
 ID_ENTRIES = [
     Entry("hook.get_job", hook_get),
     Entry("hook.cancel_job", hook_cancel),
+    Entry("hook.pause_job", hook_pause),
+    Entry("hook.resume_job", hook_resume),
     Entry("hook.delete_job", hook_delete),
     Entry("hook.wait_for_job", hook_wait),
     Entry("hook.aget_job", hook_aget_job),
     Entry("cancel operator", cancel_operator),
+    Entry("pause operator", pause_operator, vendors=("openai",)),
+    Entry("resume operator", resume_operator, vendors=("openai",)),
     Entry("delete operator", delete_operator, vendors=("dashscope",)),
     Entry("sensor poke", sensor_poke),
     Entry("trigger run", trigger_run),
