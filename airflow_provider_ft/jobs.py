@@ -149,3 +149,54 @@ class FineTuningJob:
 
 def _isoformat(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+_EVENT_LENGTH = 1000
+#: Event levels logged at WARNING (the rest at INFO).
+_WARNING_LEVELS = frozenset({"warn", "warning", "error"})
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One entry of a job's own progress log, as the vendor wrote it (OpenAI event, DashScope log line).
+
+    :param cursor: where this entry stands in the vendor's log; the entries after it are read with
+        ``FineTuningHook.new_events(job_id, after=cursor)`` (OpenAI: the event's id; DashScope: the line number)
+    :param message: the vendor's text, as sent (escape it with ``printable`` before showing it)
+    :param created_at: when the vendor wrote it (timezone-aware), where reported
+    :param level: the vendor's level word (``info``, ``warn``, ``error``), where reported
+    :param step: the training step this entry reports, where reported
+    :param total_steps: the steps the training takes in all, where reported
+    :param train_loss: the training loss at ``step``, where reported
+    """
+
+    cursor: str
+    message: str
+    created_at: datetime | None = None
+    level: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+
+    def describe(self, job_id: str) -> str:
+        """One readable line: the job, the time, the level, the message and any figures (server text escaped)."""
+        parts = [f"job {printable(job_id, _ID_LENGTH)} progress:"]
+        if self.created_at is not None:
+            parts.append(self.created_at.isoformat())
+        if self.level:
+            parts.append(f"[{printable(self.level, _WORD_LENGTH)}]")
+        parts.append(printable(self.message, _EVENT_LENGTH))
+        figures = []
+        if self.step is not None:
+            figures.append(f"step {self.step}" + (f" of {self.total_steps}" if self.total_steps is not None else ""))
+        if self.train_loss is not None:
+            figures.append(f"training loss {self.train_loss:.4g}")
+        line = " ".join(parts)
+        return f"{line} ({', '.join(figures)})" if figures else line
+
+    def log(self, log: ProgressLog, job_id: str) -> None:
+        """Log ``describe()`` as one line: at WARNING for a ``warn`` or ``error`` entry, else at INFO."""
+        if self.level is not None and self.level.lower() in _WARNING_LEVELS:
+            log.warning("%s", self.describe(job_id))
+        else:
+            log.info("%s", self.describe(job_id))

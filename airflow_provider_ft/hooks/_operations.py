@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, JobPage
 
@@ -169,6 +169,68 @@ def delete_job(dialect: Dialect, job_id: str) -> Operation[None]:
             raise
         return
     dialect.parse_delete(payload)
+
+
+@dataclass(frozen=True)
+class NewEvents:
+    """The entries of a job's progress log after a cursor, oldest first, and the cursor to read on from.
+
+    :param events: the new entries, oldest first, each once
+    :param cursor: the cursor of the newest entry read (the one given when there was none)
+    :param skipped: whether the walk stopped at its page bound before meeting the cursor it was given, so that
+        entries between that cursor and ``events`` were not read (only where the log pages from the newest back;
+        forward, the rest is read by the next call)
+    """
+
+    events: list[JobEvent]
+    cursor: str | None
+    skipped: bool = False
+
+
+def new_events(dialect: Dialect, job_id: str, after: str | None, limit: int, max_pages: int) -> Operation[NewEvents]:
+    """The entries of the job's progress log after ``after`` (``None``: all), oldest first, in at most
+    ``max_pages`` requests.
+
+    A log that pages forward is read from right after ``after`` until its last page, or ``max_pages`` pages (the
+    next call reads on). A log that pages from the newest back is read from its newest page until a page holds
+    ``after``, or to its oldest page, or ``max_pages`` pages (then ``skipped``). A cursor sent twice, or a page
+    that promises more but brings nothing, fails with ``FineTuningApiError``. Requests are built first, so a bad
+    job id or cursor fails before any I/O.
+    """
+    newest_first = dialect.events_newest_first
+    dialect.events_page(job_id, after, limit)  # checks the id and the cursor
+    cursor = None if newest_first else after
+    pages: list[list[JobEvent]] = []
+    seen: set[str | None] = {cursor}
+    met = after is None or not newest_first
+    for _ in range(max_pages):
+        payload = yield dialect.events_page(job_id, cursor, limit)
+        page = dialect.parse_events(payload, cursor)
+        entries = page.events
+        marks = [entry.cursor for entry in entries]
+        if newest_first and after is not None and after in marks:
+            pages.append(entries[len(marks) - marks[::-1].index(after) :])
+            met = True
+            break
+        pages.append(entries)
+        if page.next_cursor is None:
+            met = True
+            break
+        if page.next_cursor in seen or not entries:
+            reason = "sent a cursor a second time" if entries else "promised more but sent no entry"
+            raise FineTuningApiError(
+                f"Stopped reading the {dialect.display_name} log of job {job_id}: the server {reason}"
+            )
+        seen.add(page.next_cursor)
+        cursor = page.next_cursor
+    ordered = [entry for entries in (reversed(pages) if newest_first else pages) for entry in entries]
+    events: list[JobEvent] = []
+    marks_seen: set[str] = set() if after is None else {after}
+    for entry in ordered:
+        if entry.cursor not in marks_seen:
+            marks_seen.add(entry.cursor)
+            events.append(entry)
+    return NewEvents(events, events[-1].cursor if events else after, skipped=not met)
 
 
 class PageTrail:

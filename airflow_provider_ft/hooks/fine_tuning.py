@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseHook
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, FineTuningTimeout
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, FineTuningError, FineTuningTimeout
 from airflow_provider_ft.get_provider_info import connection_type_info
 from airflow_provider_ft.hooks import _operations as operations
 from airflow_provider_ft.hooks._connection import settings_from_connection
 from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.jobs import FineTuningJob
+    from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
     from airflow_provider_ft.vendors.base import Dialect
 
 
@@ -173,7 +173,101 @@ class FineTuningHook(BaseHook):
         except FineTuningApiError as error:
             return self._unread(job_id, error)
 
-    def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> FineTuningJob:
+    def new_events(
+        self, job_id: str, after: str | None = None, *, max_pages: int | None = None, deadline: float | None = None
+    ) -> tuple[list[JobEvent], str | None]:
+        """The entries of the job's own progress log written after ``after``, oldest first, and the cursor to pass
+        as ``after`` next time (OpenAI: the newest event's id; DashScope: the number of log lines read).
+
+        Each call sends at most ``max_pages`` requests (default: the connection's ``max_pages``). On DashScope a
+        longer log is read on by the next call; on OpenAI, whose events page from the newest back, the entries
+        older than the newest ``max_pages`` pages are skipped, with a warning. A bad cursor fails with
+        ``FineTuningConfigError`` before any request.
+
+        :param job_id: the vendor's job id
+        :param after: a cursor this method returned (``None``: from the first entry)
+        :param max_pages: most requests this call sends
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
+        """
+        operation = self._events_operation(job_id, after, max_pages)
+        return self._got_events(job_id, self._run(operation, deadline))
+
+    async def anew_events(
+        self,
+        transport: AsyncTransport,
+        job_id: str,
+        after: str | None = None,
+        *,
+        max_pages: int | None = None,
+        deadline: float | None = None,
+    ) -> tuple[list[JobEvent], str | None]:
+        """``new_events`` over an asyncio transport from ``async_transport()``."""
+        operation = self._events_operation(job_id, after, max_pages)
+        batch = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        return self._got_events(job_id, batch)
+
+    def log_new_events(
+        self, job_id: str, after: str | None, log: ProgressLog | None = None, *, deadline: float | None = None
+    ) -> str | None:
+        """Log each entry after ``after`` as one line and return the cursor to pass next time. A typed failure to
+        read the log is logged at WARNING and ``after`` is returned (the next call tries again): the job's status,
+        not its log, decides a wait."""
+        try:
+            events, cursor = self.new_events(job_id, after, deadline=deadline)
+        except FineTuningError as error:
+            return self._events_unread(job_id, after, error, log)
+        return self._log_events(job_id, events, cursor, log)
+
+    async def alog_new_events(
+        self,
+        transport: AsyncTransport,
+        job_id: str,
+        after: str | None,
+        log: ProgressLog | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> str | None:
+        """``log_new_events`` over an asyncio transport from ``async_transport()``."""
+        try:
+            events, cursor = await self.anew_events(transport, job_id, after, deadline=deadline)
+        except FineTuningError as error:
+            return self._events_unread(job_id, after, error, log)
+        return self._log_events(job_id, events, cursor, log)
+
+    def _events_operation(
+        self, job_id: str, after: str | None, max_pages: int | None
+    ) -> operations.Operation[operations.NewEvents]:
+        pages = self.settings.max_pages if max_pages is None else _validate.whole_number("max_pages", max_pages)
+        return operations.new_events(self.dialect, job_id, after, self.dialect.events_page_size, pages)
+
+    def _got_events(self, job_id: str, batch: operations.NewEvents) -> tuple[list[JobEvent], str | None]:
+        if batch.skipped:
+            self.log.warning(
+                "The %s log of job %s grew by more than max_pages pages since it was last read; the entries "
+                "between were not read",
+                self.dialect.display_name,
+                printable(job_id, 140),
+            )
+        return batch.events, batch.cursor
+
+    def _log_events(
+        self, job_id: str, events: list[JobEvent], cursor: str | None, log: ProgressLog | None
+    ) -> str | None:
+        for event in events:
+            event.log(log or self.log, job_id)
+        return cursor
+
+    def _events_unread(self, job_id: str, after: str | None, error: Exception, log: ProgressLog | None) -> str | None:
+        (log or self.log).warning(
+            "Could not read the progress log of job %s this time, will try again at the next poll: %s",
+            printable(job_id, 140),
+            printable(error, 1000),
+        )
+        return after
+
+    def wait_for_job(
+        self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None, *, log_events: bool = True
+    ) -> FineTuningJob:
         """Poll until the job is terminal and return it.
 
         Errors the vendor may recover from (rate limits, 5xx, lost connections) that outlast the per-call retries
@@ -181,14 +275,20 @@ class FineTuningHook(BaseHook):
 
         :param poll_interval: seconds between polls
         :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
+        :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
+            (OpenAI events, DashScope log lines) not logged before, one line each, oldest first; a failure to read
+            them is logged at WARNING and never ends the wait
         """
         poll_interval = _validate.seconds("poll_interval", poll_interval)
         timeout = _validate.optional_seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        cursor: str | None = None
         while True:
             job = self.poll_job(job_id, deadline=deadline)
             if not isinstance(job, FineTuningApiError):
                 job.log_progress(self.log)
+                if log_events:
+                    cursor = self.log_new_events(job_id, cursor, deadline=deadline)
                 if job.is_terminal:
                     return job
             if deadline is not None and time.monotonic() + poll_interval > deadline:

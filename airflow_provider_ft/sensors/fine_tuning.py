@@ -59,6 +59,11 @@ class FineTuningJobSensor(BaseSensorOperator):
         (default ``[sensors] default_timeout``, 7 days)
     :param mode: ``poke`` or ``reschedule`` (ignored when ``deferrable``)
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``
+    :param log_events: log the entries of the vendor's own progress log (OpenAI events, DashScope log lines),
+        one line each, oldest first, each once: in ``poke`` mode after each check (the cursor is kept on the
+        sensor), and in deferrable mode in the triggerer. In ``reschedule`` mode they are not logged (each check
+        starts afresh, so it would repeat them). A failure to read them is logged at WARNING and never fails the
+        task.
     :param fail_on_failure: if ``True`` (default) a job that ends ``FAILED`` or ``CANCELLED`` fails the task with
         ``FineTuningJobFailed``, carrying the vendor's error message and the job (``.job``); if ``False`` any
         terminal state succeeds (for teardown and reporting flows), and downstream tasks read the status from XCom
@@ -78,6 +83,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         mode: str = "poke",
         deferrable: bool | None = None,
         fail_on_failure: bool = True,
+        log_events: bool = True,
         **kwargs: Any,
     ) -> None:
         if timeout is not None:  # None: the base class's default ([sensors] default_timeout) or a default_args one
@@ -87,7 +93,9 @@ class FineTuningJobSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.fail_on_failure = fail_on_failure
+        self.log_events = bool(log_events)
         self._deadline: float | None = None
+        self._events_cursor: str | None = None
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -122,6 +130,10 @@ class FineTuningJobSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the job once: done (with the final job as XCom value) when it is terminal."""
         job = self._check()
+        if job is not None and self.log_events and self.mode == "poke":
+            self._events_cursor = self.hook.log_new_events(
+                self.job_id, self._events_cursor, self.log, deadline=self._deadline
+            )
         if job is None or not job.is_terminal:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(job.to_dict()))
@@ -173,6 +185,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 job_id=self.job_id,
                 poll_interval=self.poke_interval,
                 deadline=deadline,
+                log_events=self.log_events,
             ),
             method_name="execute_complete",
             timeout=deferral_timeout(deadline),

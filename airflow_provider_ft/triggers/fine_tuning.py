@@ -60,6 +60,10 @@ class FineTuningJobTrigger(BaseTrigger):
         keeps the same deadline.
     :param max_consecutive_errors: fire an ``error`` event after this many polls in a row failed with a
         transient error; ``None`` (default) keeps polling until the deadline
+    :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
+        (OpenAI events, DashScope log lines) not logged before, one line each, oldest first, in the triggerer's
+        log. The cursor is kept in memory: a trigger re-created after a triggerer restart logs the entries from
+        the first again. A failure to read them is logged at WARNING and never ends the wait.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class FineTuningJobTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         deadline: float | None = None,
         max_consecutive_errors: int | None = None,
+        log_events: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         poll_interval = _validate.seconds("poll_interval", poll_interval)
@@ -83,6 +88,7 @@ class FineTuningJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.deadline = None if deadline is None else float(deadline)
         self.max_consecutive_errors = max_consecutive_errors
+        self.log_events = bool(log_events)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r}, job_id={self.job_id!r}, deadline={self.deadline!r})"
@@ -97,6 +103,7 @@ class FineTuningJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "max_consecutive_errors": self.max_consecutive_errors,
+                "log_events": self.log_events,
             },
         )
 
@@ -123,6 +130,7 @@ class FineTuningJobTrigger(BaseTrigger):
         deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
         last_job: FineTuningJob | None = None
         failures = 0
+        cursor: str | None = None
         while True:
             polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
             if isinstance(polled, FineTuningApiError):
@@ -133,6 +141,8 @@ class FineTuningJobTrigger(BaseTrigger):
             else:
                 failures, last_job = 0, polled
                 polled.log_progress(self.log)
+                if self.log_events:
+                    cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
                 if polled.is_terminal:
                     return self._event(SUCCESS, polled, f"Job {polled.id} reached {polled.status.value}")
             pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)

@@ -30,7 +30,7 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import is_retryable_status, parse_retry_after
 from airflow_provider_ft.vendors.ids import validate_job_id
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
 
 #: Deepest nesting of arrays and objects an answer may have (a real job object nests about five levels deep).
 MAX_JSON_DEPTH = 64
@@ -142,6 +142,11 @@ class Dialect(ABC):
     #: Whether the API can pause a running job and resume it later (``pause_job``, ``resume_job``).
     supports_pause: ClassVar[bool] = False
     status_words: ClassVar[Mapping[str, JobStatus]]
+    #: Entries asked for per page of a job's progress log (at most what the API allows).
+    events_page_size: ClassVar[int] = 100
+    #: Whether the progress log pages from the newest entry back. A walk for the entries after a cursor then
+    #: starts at the newest page and ends where it meets the cursor; otherwise it starts right after the cursor.
+    events_newest_first: ClassVar[bool] = False
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         self.extras: Mapping[str, Any] = extras or {}
@@ -202,6 +207,11 @@ class Dialect(ABC):
             )
 
     @abstractmethod
+    def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
+        """The request for a page of the job's progress log: the entries after ``cursor`` in the vendor's paging
+        order (``None``: the first page). ``InvalidJobIdError`` or ``FineTuningConfigError`` before any I/O."""
+
+    @abstractmethod
     def console_url(self, job_id: str) -> str:
         """Where a person can see the job in the vendor's web console."""
 
@@ -222,6 +232,14 @@ class Dialect(ABC):
         :param payload: the decoded answer
         :param cursor: the cursor the page was asked for with (``None``: the first page)
         :param page_size: the page size asked for
+        """
+
+    @abstractmethod
+    def parse_events(self, payload: object, cursor: str | None) -> EventPage:
+        """One page of a job's progress log, entries oldest first; ``MalformedAnswerError`` if it is not one.
+
+        :param payload: the decoded answer
+        :param cursor: the cursor the page was asked for with (``None``: the first page)
         """
 
     def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:

@@ -1,7 +1,8 @@
 """DashScope (Alibaba Cloud Model Studio) fine-tunes API.
 
 Wire notes: success ``{"request_id", "output": {...}}``; error ``{"request_id", "code", "message"}``, which can
-also arrive with HTTP 200. Pages are numbered from 1 (``page_no``/``page_size``). Times carry no zone.
+also arrive with HTTP 200. Pages are numbered from 1 (``page_no``/``page_size``). Times carry no zone. A job's log is
+read by line (``offset`` from 1, at most ``line`` = 1000 lines), oldest first, with the ``total`` of lines.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors.base import Dialect, optional_count, optional_str, shown
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
 
 JOBS_PATH = "/fine-tunes"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
@@ -34,6 +35,7 @@ class DashScopeDialect(Dialect):
     default_base_url = defaults.DASHSCOPE_BASE_URL
     list_filters = ("model",)
     supports_delete = True
+    events_page_size = 1000
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "PENDING": JobStatus.QUEUED,
         "QUEUING": JobStatus.QUEUED,
@@ -68,6 +70,11 @@ class DashScopeDialect(Dialect):
     def delete_job(self, job_id: object) -> ApiRequest:
         return ApiRequest("delete", "DELETE", job_path(JOBS_PATH, job_id), job_id=str(job_id))
 
+    def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
+        """The log lines after line ``cursor`` (``None``: from the first); ``offset`` counts lines from 1."""
+        params = (("offset", str(lines_read(cursor) + 1)), ("line", str(limit)))
+        return ApiRequest("logs", "GET", job_path(JOBS_PATH, job_id, "/logs"), params=params, job_id=str(job_id))
+
     def console_url(self, job_id: str) -> str:
         return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
@@ -92,6 +99,30 @@ class DashScopeDialect(Dialect):
         total = self._total(output.get("total"))
         has_more = page_no * page_size < total if total is not None else len(jobs) >= page_size
         return JobPage(jobs, str(page_no + 1) if has_more and jobs else None)
+
+    def parse_events(self, payload: object, cursor: str | None) -> EventPage:
+        """``{"output": {"total": n, "logs": [line, ...]}}``: both required, ``total`` a whole number from 0 to
+        ``MAX_TOTAL``, every line a string. Each line's cursor is its line number; the next cursor is the last
+        line's number while fewer than ``total`` lines are read."""
+        before = lines_read(cursor)
+        output = self.job_object(
+            self.job_object(payload, "the logs answer").get("output"), "the logs answer's 'output'"
+        )
+        lines = output.get("logs")
+        if not isinstance(lines, list):
+            raise self.malformed(f"the logs answer's 'logs' is {shown(lines)}, not an array of lines")
+        total = output.get("total")
+        if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= MAX_TOTAL:
+            raise self.malformed(
+                f"the logs answer's 'total' is {shown(total)}, not a number of lines from 0 to {MAX_TOTAL}"
+            )
+        events = []
+        for index, line in enumerate(lines):
+            if not isinstance(line, str):
+                raise self.malformed(f"line {before + index + 1} of the job's log is {shown(line)}, not a string")
+            events.append(JobEvent(cursor=str(before + index + 1), message=line))
+        read = before + len(events)
+        return EventPage(events, str(read) if events and read < total else None)
 
     def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:
         """``None`` (fetch the job then): the answer is ``{"output": {"status": "success"}}``, the call's result,
@@ -203,6 +234,15 @@ def page_number(cursor: str | None) -> int:
         return 1
     if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= len(str(MAX_TOTAL))) or int(cursor) < 1:
         raise FineTuningConfigError(f"A DashScope page cursor is a page number from 1, got '{printable(cursor, 40)}'")
+    return int(cursor)
+
+
+def lines_read(cursor: str | None) -> int:
+    """The number of log lines a cursor says were read (``None``: none); the cursors are this dialect's ``str(n)``."""
+    if cursor is None:
+        return 0
+    if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) <= len(str(MAX_TOTAL))):
+        raise FineTuningConfigError(f"A DashScope log cursor is a line number, got '{printable(cursor, 40)}'")
     return int(cursor)
 
 

@@ -1,20 +1,23 @@
 """OpenAI fine_tuning jobs API (also OpenAI-compatible gateways).
 
 Wire notes: the job object is the body itself; errors are ``{"error": {"message", "type", "param", "code"}}``;
-listing pages by cursor (``after`` = id of the last job seen, ``has_more``). There is no job deletion. Pause and
+listing pages by cursor (``after`` = id of the last job seen, ``has_more``). Job events page the same way, newest
+first (``after`` = id of the oldest event of the previous page). There is no job deletion. Pause and
 resume answer the job (``paused``, which the spec's status enum does not list, then ``queued``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from airflow_provider_ft import defaults
-from airflow_provider_ft.exceptions import FineTuningApiError
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors.base import (
     EARLIEST_TIME,
     LATEST_TIME,
@@ -24,11 +27,13 @@ from airflow_provider_ft.vendors.base import (
     shown,
 )
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobPage
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
 
 JOBS_PATH = "/fine_tuning/jobs"
 _EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
 _LATEST_SECONDS = LATEST_TIME.timestamp()
+#: The longest event id believed (real ones are ``ftevent-`` and 24 characters).
+MAX_EVENT_ID_LENGTH = 200
 
 
 class OpenAIDialect(Dialect):
@@ -38,6 +43,7 @@ class OpenAIDialect(Dialect):
     default_base_url = defaults.OPENAI_BASE_URL
     list_filters = ("metadata",)
     supports_pause = True
+    events_newest_first = True
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "validating_files": JobStatus.QUEUED,
         "queued": JobStatus.QUEUED,
@@ -85,6 +91,14 @@ class OpenAIDialect(Dialect):
     def resume_job(self, job_id: object) -> ApiRequest:
         return ApiRequest("resume", "POST", job_path(JOBS_PATH, job_id, "/resume"), job_id=str(job_id))
 
+    def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
+        params = [("limit", str(limit))]
+        if cursor is not None:
+            params.append(("after", event_id(cursor)))
+        return ApiRequest(
+            "events", "GET", job_path(JOBS_PATH, job_id, "/events"), params=tuple(params), job_id=str(job_id)
+        )
+
     def console_url(self, job_id: str) -> str:
         return f"https://platform.openai.com/finetune/{job_id}"
 
@@ -128,6 +142,46 @@ class OpenAIDialect(Dialect):
         ]
         return JobPage(jobs, jobs[-1].id if has_more and jobs else None)
 
+    def parse_events(self, payload: object, cursor: str | None) -> EventPage:
+        """``{"data": [event, ...], "has_more": bool}``, newest first: both required, every entry an event with an
+        ``id`` (the cursor), ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level``
+        and the ``data`` figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the
+        id of the page's oldest event when ``has_more``."""
+        page = self.job_object(payload, "the events page")
+        entries = page.get("data")
+        if not isinstance(entries, list):
+            raise self.malformed(f"the events page's 'data' is {shown(entries)}, not an array of events")
+        has_more = page.get("has_more")
+        if not isinstance(has_more, bool):
+            raise self.malformed(f"the events page's 'has_more' is {shown(has_more)}, not true or false")
+        newest_first = [self._event(entry, index) for index, entry in enumerate(entries)]
+        return EventPage(newest_first[::-1], newest_first[-1].cursor if has_more and newest_first else None)
+
+    def _event(self, entry: object, index: int) -> JobEvent:
+        event = self.job_object(entry, f"entry {index} of the events page")
+        found = event.get("id")
+        if not isinstance(found, str) or not found.strip() or len(found) > MAX_EVENT_ID_LENGTH:
+            raise self.malformed(f"entry {index} of the events page has 'id' {shown(found)}, not an event id")
+        where = f"event {printable(found, 60)}"
+        created = event.get("created_at")
+        if isinstance(created, bool) or not isinstance(created, int | float):
+            raise self.malformed(f"the 'created_at' of {where} is {shown(created)}, not Unix seconds")
+        message = event.get("message")
+        if not isinstance(message, str):
+            raise self.malformed(f"the 'message' of {where} is {shown(message)}, not a string")
+        data = event.get("data")
+        figures: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
+        loss = figures.get("train_loss")
+        return JobEvent(
+            cursor=found,
+            message=message,
+            created_at=self.unix_time(event, "created_at", where),
+            level=optional_str(event.get("level")),
+            step=optional_count(figures.get("step")),
+            total_steps=optional_count(figures.get("total_steps")),
+            train_loss=_finite_number(loss),
+        )
+
     def unix_time(self, job: Mapping[str, Any], field: str, job_id: str) -> datetime | None:
         """``job[field]`` as a time: ``None`` if absent or not a number, ``MalformedAnswerError`` if out of range."""
         value = job.get(field)
@@ -154,6 +208,24 @@ class OpenAIDialect(Dialect):
         # OpenAI does not document what cancelling a finished job answers: any 400/409 may mean that,
         # so the hook confirms with a retrieve before treating it as "already terminal".
         return error.http_status in (400, 409)
+
+
+def event_id(cursor: object) -> str:
+    """An events cursor (an event id) as sent in ``after``; ``FineTuningConfigError`` if it cannot be one."""
+    if not isinstance(cursor, str) or not cursor.strip() or len(cursor) > MAX_EVENT_ID_LENGTH:
+        raise FineTuningConfigError(f"An OpenAI events cursor is an event id, got {printable(repr(cursor), 60)}")
+    return cursor
+
+
+def _finite_number(value: object) -> float | None:
+    """A finite number as a float, or ``None`` for anything else (an optional figure of the wrong type)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _metadata(value: Any) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ft.jobs import FineTuningJob
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,15 @@ class JobPage:
     """One page of a job listing and the cursor of the next page (``None`` on the last page)."""
 
     jobs: list[FineTuningJob]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of a job's progress log: its entries oldest first, and the cursor of the next page (``None``: no
+    more pages in the direction the vendor pages in)."""
+
+    events: list[JobEvent]
     next_cursor: str | None = None
 
 

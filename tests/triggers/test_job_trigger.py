@@ -81,6 +81,14 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
     assert again.serialize() == (classpath, kwargs)
 
 
+def test_serialize_keeps_log_events() -> None:
+    _, kwargs = FineTuningJobTrigger("ft_conn", "ft-1").serialize()
+    assert kwargs["log_events"] is True
+    _, kwargs = FineTuningJobTrigger("ft_conn", "ft-1", log_events=False).serialize()
+    assert kwargs["log_events"] is False
+    assert FineTuningJobTrigger(**serde_round_trip(kwargs)).log_events is False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
