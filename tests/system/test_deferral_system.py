@@ -42,8 +42,9 @@ API_KEY = "sk-system-test-key"
 DAG_ID = "ft_system_deferral"
 TRIGGER_CLASSPATH = "airflow_provider_ft.triggers.fine_tuning.FineTuningJobTrigger"
 #: Emulated seconds per real second: a job created through the API queues 5 s and runs 600 s (emulated), so it
-#: finishes about 10 real seconds after it is created.
-TIME_SCALE = 60.0
+#: finishes about 30 real seconds after it is created: long enough for a loaded scheduler to start the sensor,
+#: whose first check must find the job still running for it to defer.
+TIME_SCALE = 20.0
 BUDGET_SECONDS = 170.0
 
 DAG_SOURCE = """
