@@ -61,7 +61,8 @@ class FineTuningJobSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``
     :param log_events: log the entries of the vendor's own progress log (OpenAI events, DashScope log lines),
         one line each, oldest first, each once: in ``poke`` mode after each check (the cursor is kept on the
-        sensor), and in deferrable mode in the triggerer. In ``reschedule`` mode they are not logged (each check
+        sensor), and in deferrable mode by the check before deferring and then in the triggerer, which starts
+        where that check stopped. In ``reschedule`` mode they are not logged (each check
         starts afresh, so it would repeat them). A failure to read them is logged at WARNING and never fails the
         task.
     :param fail_on_failure: if ``True`` (default) a job that ends ``FAILED`` or ``CANCELLED`` fails the task with
@@ -175,6 +176,10 @@ class FineTuningJobSensor(BaseSensorOperator):
     def _execute_deferrable(self, context: Context) -> Any:
         deadline = time.time() + self.timeout
         job = self._check()
+        if job is not None and self.log_events:
+            self._events_cursor = self.hook.log_new_events(
+                self.job_id, self._events_cursor, self.log, deadline=self._deadline
+            )
         if job is not None and job.is_terminal:
             return self._finish(job.to_dict())
         from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
@@ -186,6 +191,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 deadline=deadline,
                 log_events=self.log_events,
+                events_after=self._events_cursor,
             ),
             method_name="execute_complete",
             timeout=deferral_timeout(deadline),

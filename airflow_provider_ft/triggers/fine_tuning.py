@@ -31,6 +31,8 @@ SUCCESS, TIMEOUT, ERROR = defaults.EVENT_SUCCESS, defaults.EVENT_TIMEOUT, defaul
 POLL_JITTER = 0.1
 #: An idle connection is kept this much longer than the poll interval, so that the next poll reuses it.
 KEEPALIVE_MARGIN_SECONDS = 5.0
+#: Longest progress-log cursor taken (an OpenAI event id, a DashScope line count); it is stored with the trigger.
+MAX_CURSOR_LENGTH = 200
 
 
 class FineTuningJobTrigger(BaseTrigger):
@@ -62,8 +64,10 @@ class FineTuningJobTrigger(BaseTrigger):
         transient error; ``None`` (default) keeps polling until the deadline
     :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
         (OpenAI events, DashScope log lines) not logged before, one line each, oldest first, in the triggerer's
-        log. The cursor is kept in memory: a trigger re-created after a triggerer restart logs the entries from
-        the first again. A failure to read them is logged at WARNING and never ends the wait.
+        log. A failure to read them is logged at WARNING and never ends the wait.
+    :param events_after: the progress-log cursor to start from (``None``: the first entry): the sensor passes the
+        one its check before deferring reached, so each entry is logged once across the deferral. The cursor then
+        moves on in memory: a trigger re-created after a triggerer restart logs again from ``events_after``.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class FineTuningJobTrigger(BaseTrigger):
         deadline: float | None = None,
         max_consecutive_errors: int | None = None,
         log_events: bool = True,
+        events_after: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         poll_interval = _validate.seconds("poll_interval", poll_interval)
@@ -89,6 +94,9 @@ class FineTuningJobTrigger(BaseTrigger):
         self.deadline = None if deadline is None else float(deadline)
         self.max_consecutive_errors = max_consecutive_errors
         self.log_events = bool(log_events)
+        if events_after is not None and (not isinstance(events_after, str) or len(events_after) > MAX_CURSOR_LENGTH):
+            raise FineTuningConfigError(f"events_after must be a cursor string or None, got {events_after!r:.80}")
+        self.events_after = events_after
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r}, job_id={self.job_id!r}, deadline={self.deadline!r})"
@@ -104,6 +112,7 @@ class FineTuningJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "log_events": self.log_events,
+                "events_after": self.events_after,
             },
         )
 
@@ -130,7 +139,7 @@ class FineTuningJobTrigger(BaseTrigger):
         deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
         last_job: FineTuningJob | None = None
         failures = 0
-        cursor: str | None = None
+        cursor = self.events_after
         while True:
             polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
             if isinstance(polled, FineTuningApiError):

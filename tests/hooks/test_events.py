@@ -361,3 +361,32 @@ async def test_trigger_log_events_false_reads_no_events(
         events = [event async for event in trigger.run()]
     assert events[0].payload["status"] == "success"
     assert not any(request.path.endswith(EVENTS_PATH[vendor.name]) for request in emulator.requests)
+
+
+async def test_each_entry_is_logged_once_across_a_deferral(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from airflow_provider_ft._compat import TaskDeferred
+    from tests.operators.conftest import RecordingTaskInstance
+
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=0.5)
+    caplog.set_level(logging.INFO)
+    sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=connection, deferrable=True, poke_interval=0.05)
+    with pytest.raises(TaskDeferred) as raised:
+        sensor.execute({"ti": RecordingTaskInstance()})  # type: ignore[arg-type]
+    before_deferring = progress_lines(logged(caplog, capfd))
+    trigger = raised.value.trigger
+    assert isinstance(trigger, FineTuningJobTrigger)
+    assert trigger.serialize()[1]["events_after"] is not None, "the check before deferring read the log"
+    caplog.clear()
+    async with asyncio.timeout(20):
+        fired = [event async for event in trigger.run()]
+    assert fired[0].payload["status"] == "success"
+    in_the_triggerer = progress_lines(logged(caplog, capfd))
+    assert before_deferring, "entries were logged before deferring"
+    assert in_the_triggerer, "and the rest in the triggerer"
+    assert before_deferring + in_the_triggerer == expected_lines(connection, job_id)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.hooks._transport import AsyncTransport
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
@@ -87,6 +88,17 @@ def test_serialize_keeps_log_events() -> None:
     _, kwargs = FineTuningJobTrigger("ft_conn", "ft-1", log_events=False).serialize()
     assert kwargs["log_events"] is False
     assert FineTuningJobTrigger(**serde_round_trip(kwargs)).log_events is False
+
+
+def test_serialize_keeps_the_events_cursor() -> None:
+    _, kwargs = FineTuningJobTrigger("ft_conn", "ft-1", events_after="ftevent-7").serialize()
+    assert FineTuningJobTrigger(**serde_round_trip(kwargs)).events_after == "ftevent-7"
+
+
+@pytest.mark.parametrize("cursor", [7, "x" * 201, ["ftevent-7"]])
+def test_an_unusable_events_cursor_is_refused(cursor: object) -> None:
+    with pytest.raises(FineTuningConfigError, match="events_after"):
+        FineTuningJobTrigger("ft_conn", "ft-1", events_after=cursor)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
