@@ -216,7 +216,8 @@ class FineTuningHook(BaseHook):
             events, cursor = self.new_events(job_id, after, deadline=deadline)
         except FineTuningError as error:
             return self._events_unread(job_id, after, error, log)
-        return self._log_events(job_id, events, cursor, log)
+        self._log_events(job_id, events, log)
+        return cursor
 
     async def alog_new_events(
         self,
@@ -232,7 +233,8 @@ class FineTuningHook(BaseHook):
             events, cursor = await self.anew_events(transport, job_id, after, deadline=deadline)
         except FineTuningError as error:
             return self._events_unread(job_id, after, error, log)
-        return self._log_events(job_id, events, cursor, log)
+        self._log_events(job_id, events, log)
+        return cursor
 
     def _events_operation(
         self, job_id: str, after: str | None, max_pages: int | None
@@ -250,12 +252,9 @@ class FineTuningHook(BaseHook):
             )
         return batch.events, batch.cursor
 
-    def _log_events(
-        self, job_id: str, events: list[JobEvent], cursor: str | None, log: ProgressLog | None
-    ) -> str | None:
+    def _log_events(self, job_id: str, events: list[JobEvent], log: ProgressLog | None) -> None:
         for event in events:
             event.log(log or self.log, job_id)
-        return cursor
 
     def _events_unread(self, job_id: str, after: str | None, error: Exception, log: ProgressLog | None) -> str | None:
         (log or self.log).warning(

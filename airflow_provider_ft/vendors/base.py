@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
@@ -174,37 +174,38 @@ class Dialect(ABC):
     def cancel_job(self, job_id: object) -> ApiRequest: ...
 
     def delete_job(self, job_id: object) -> ApiRequest:
-        validate_job_id(job_id)
-        self.ensure_can_delete()
-        raise NotImplementedError(f"{type(self).__name__} says it supports delete but builds no request")
+        """The request that deletes a job; ``InvalidJobIdError`` or ``UnsupportedOperationError`` before any I/O."""
+        self._refuse_unbuilt(job_id, self.ensure_can_delete, "delete")
 
     def ensure_can_delete(self) -> None:
         """Raise ``UnsupportedOperationError`` (no I/O) if this API cannot delete fine-tuning jobs."""
         if not self.supports_delete:
-            raise UnsupportedOperationError(
-                f"The {self.display_name} API has no way to delete a fine-tuning job; "
-                "cancel it instead (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
-            )
+            raise self._unsupported("delete a fine-tuning job", "cancel it instead")
 
     def pause_job(self, job_id: object) -> ApiRequest:
         """The request that pauses a job; ``InvalidJobIdError`` or ``UnsupportedOperationError`` before any I/O."""
-        validate_job_id(job_id)
-        self.ensure_can_pause()
-        raise NotImplementedError(f"{type(self).__name__} says it supports pause but builds no request")
+        self._refuse_unbuilt(job_id, self.ensure_can_pause, "pause")
 
     def resume_job(self, job_id: object) -> ApiRequest:
         """The request that resumes a paused job; the same checks as ``pause_job``."""
-        validate_job_id(job_id)
-        self.ensure_can_pause()
-        raise NotImplementedError(f"{type(self).__name__} says it supports resume but builds no request")
+        self._refuse_unbuilt(job_id, self.ensure_can_pause, "resume")
 
     def ensure_can_pause(self) -> None:
         """Raise ``UnsupportedOperationError`` (no I/O) if this API cannot pause and resume fine-tuning jobs."""
         if not self.supports_pause:
-            raise UnsupportedOperationError(
-                f"The {self.display_name} API has no way to pause or resume a fine-tuning job; "
-                "cancel it instead if it must stop (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
-            )
+            raise self._unsupported("pause or resume a fine-tuning job", "cancel it instead if it must stop")
+
+    def _refuse_unbuilt(self, job_id: object, ensure_supported: Callable[[], None], verb: str) -> NoReturn:
+        """What an optional request does in a dialect that does not build it: the id and capability checks."""
+        validate_job_id(job_id)
+        ensure_supported()
+        raise NotImplementedError(f"{type(self).__name__} says it supports {verb} but builds no request")
+
+    def _unsupported(self, action: str, advice: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(
+            f"The {self.display_name} API has no way to {action}; "
+            f"{advice} (CancelFineTuningJobOperator or FineTuningHook.cancel_job)"
+        )
 
     @abstractmethod
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:

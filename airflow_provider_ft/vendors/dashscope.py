@@ -96,7 +96,7 @@ class DashScopeDialect(Dialect):
             self._job(self.job_object(entry, f"entry {index} of the page's 'jobs'"), None)
             for index, entry in enumerate(entries)
         ]
-        total = self._total(output.get("total"))
+        total = self._total(output.get("total"), "the page's", "jobs")
         has_more = page_no * page_size < total if total is not None else len(jobs) >= page_size
         return JobPage(jobs, str(page_no + 1) if has_more and jobs else None)
 
@@ -111,11 +111,9 @@ class DashScopeDialect(Dialect):
         lines = output.get("logs")
         if not isinstance(lines, list):
             raise self.malformed(f"the logs answer's 'logs' is {shown(lines)}, not an array of lines")
-        total = output.get("total")
-        if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= MAX_TOTAL:
-            raise self.malformed(
-                f"the logs answer's 'total' is {shown(total)}, not a number of lines from 0 to {MAX_TOTAL}"
-            )
+        total = self._total(output.get("total"), "the logs answer's", "lines")
+        if total is None:
+            raise self.malformed(f"the logs answer's 'total' is null, not a number of lines from 0 to {MAX_TOTAL}")
         events = []
         for index, line in enumerate(lines):
             if not isinstance(line, str):
@@ -153,11 +151,12 @@ class DashScopeDialect(Dialect):
             raw=dict(job),
         )
 
-    def _total(self, value: object) -> int | None:
+    def _total(self, value: object, whose: str, unit: str) -> int | None:
+        """A ``total`` count from 0 to ``MAX_TOTAL``; ``None`` if absent (``null``)."""
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOTAL:
-            raise self.malformed(f"the page's 'total' is {shown(value)}, not a number of jobs from 0 to {MAX_TOTAL}")
+            raise self.malformed(f"{whose} 'total' is {shown(value)}, not a number of {unit} from 0 to {MAX_TOTAL}")
         return value
 
     def _call_succeeded(self, payload: object, operation: str) -> None:

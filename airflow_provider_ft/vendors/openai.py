@@ -129,13 +129,7 @@ class OpenAIDialect(Dialect):
 
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
         """``{"data": [job, ...], "has_more": bool}``: both required, every entry a job object."""
-        page = self.job_object(payload, "the page")
-        entries = page.get("data")
-        if not isinstance(entries, list):
-            raise self.malformed(f"the page's 'data' is {shown(entries)}, not an array of jobs")
-        has_more = page.get("has_more")
-        if not isinstance(has_more, bool):
-            raise self.malformed(f"the page's 'has_more' is {shown(has_more)}, not true or false")
+        entries, has_more = self._list_envelope(payload, "the page", "jobs")
         jobs = [
             self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
             for index, entry in enumerate(entries)
@@ -147,15 +141,20 @@ class OpenAIDialect(Dialect):
         ``id`` (the cursor), ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level``
         and the ``data`` figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the
         id of the page's oldest event when ``has_more``."""
-        page = self.job_object(payload, "the events page")
-        entries = page.get("data")
-        if not isinstance(entries, list):
-            raise self.malformed(f"the events page's 'data' is {shown(entries)}, not an array of events")
-        has_more = page.get("has_more")
-        if not isinstance(has_more, bool):
-            raise self.malformed(f"the events page's 'has_more' is {shown(has_more)}, not true or false")
+        entries, has_more = self._list_envelope(payload, "the events page", "events")
         newest_first = [self._event(entry, index) for index, entry in enumerate(entries)]
         return EventPage(newest_first[::-1], newest_first[-1].cursor if has_more and newest_first else None)
+
+    def _list_envelope(self, payload: object, what: str, items: str) -> tuple[list[Any], bool]:
+        """The ``data`` array and the ``has_more`` flag of a list answer, both required, of the right types."""
+        page = self.job_object(payload, what)
+        entries = page.get("data")
+        if not isinstance(entries, list):
+            raise self.malformed(f"{what}'s 'data' is {shown(entries)}, not an array of {items}")
+        has_more = page.get("has_more")
+        if not isinstance(has_more, bool):
+            raise self.malformed(f"{what}'s 'has_more' is {shown(has_more)}, not true or false")
+        return entries, has_more
 
     def _event(self, entry: object, index: int) -> JobEvent:
         event = self.job_object(entry, f"entry {index} of the events page")
