@@ -233,6 +233,30 @@ def make_drip(
     return make
 
 
+def record_seconds(request: pytest.FixtureRequest, elapsed: float, bound: float) -> None:
+    """Keep the figures for the report: how long the call took, and the bound it was held to."""
+    request.node.user_properties.append(("seconds", round(elapsed, 3)))
+    request.node.user_properties.append(("bound_seconds", round(bound, 3)))
+
+
+def check_dripped(
+    request: pytest.FixtureRequest,
+    scenario: DripScenario,
+    settings: ClientSettings,
+    error: BaseException,
+    elapsed: float,
+) -> None:
+    """A dripped answer ended in one transport error, for the reason the drip causes, after every attempt."""
+    drip = scenario.drip
+    record_seconds(request, elapsed, upper_bound(settings))
+    check_error(error, FineTuningTransportError, drip.says)
+    assert isinstance(error, FineTuningTransportError)
+    assert drip.reason in error.reason
+    assert error.attempts == attempts_of(settings)
+    drip.check_time(settings, elapsed)
+    scenario.check_attempts(settings)
+
+
 @pytest.mark.parametrize(("drip", "retries", "vendor"), drip_cases(("get",)))
 def test_drip_get(
     request: pytest.FixtureRequest,
@@ -252,14 +276,7 @@ def test_drip_get(
         elapsed = time.monotonic() - started
     finally:
         hook.close()
-    request.node.user_properties.append(("seconds", round(elapsed, 3)))
-    request.node.user_properties.append(("bound_seconds", round(upper_bound(settings), 3)))
-    check_error(raised.value, FineTuningTransportError, drip.says)
-    assert isinstance(raised.value, FineTuningTransportError)
-    assert drip.reason in raised.value.reason
-    assert raised.value.attempts == attempts_of(settings)
-    drip.check_time(settings, elapsed)
-    scenario.check_attempts(settings)
+    check_dripped(request, scenario, settings, raised.value, elapsed)
 
 
 @pytest.mark.parametrize(("drip", "retries", "vendor"), drip_cases(("aget_job",)))
@@ -283,15 +300,8 @@ async def test_drip_aget_job(
         else:
             pytest.fail(f"a dripped answer was accepted: {job!r}")
         elapsed = time.monotonic() - started
-    request.node.user_properties.append(("seconds", round(elapsed, 3)))
-    request.node.user_properties.append(("bound_seconds", round(upper_bound(settings), 3)))
     assert error is not None
-    check_error(error, FineTuningTransportError, drip.says)
-    assert isinstance(error, FineTuningTransportError)
-    assert drip.reason in error.reason
-    assert error.attempts == attempts_of(settings)
-    drip.check_time(settings, elapsed)
-    scenario.check_attempts(settings)
+    check_dripped(request, scenario, settings, error, elapsed)
 
 
 @pytest.mark.parametrize(("drip", "retries", "vendor"), drip_cases(("trigger poll",)))
@@ -310,8 +320,7 @@ async def test_drip_trigger_poll(
     async with asyncio.timeout(upper_bound(settings) + SLACK_SECONDS):
         event = await single_event(trigger)
     elapsed = time.monotonic() - started
-    request.node.user_properties.append(("seconds", round(elapsed, 3)))
-    request.node.user_properties.append(("bound_seconds", round(upper_bound(settings), 3)))
+    record_seconds(request, elapsed, upper_bound(settings))
     assert event["status"] == "error", event
     assert event["error"]["type"] == FineTuningTransportError.__name__
     assert event["error"]["retryable"] is True
@@ -394,8 +403,7 @@ def check_rate_limited(error: BaseException) -> None:
 
 def timed(request: pytest.FixtureRequest, started: float, bound: float) -> float:
     elapsed = time.monotonic() - started
-    request.node.user_properties.append(("seconds", round(elapsed, 3)))
-    request.node.user_properties.append(("bound_seconds", round(bound, 3)))
+    record_seconds(request, elapsed, bound)
     assert elapsed <= bound, f"took {elapsed:.3f} s, the caller allowed {PATIENCE:g} s (bound {bound:.3f} s)"
     return elapsed
 
