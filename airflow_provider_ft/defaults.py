@@ -42,4 +42,6 @@ PAGE_SIZE = 50
 EVENT_SUCCESS = "success"
 EVENT_TIMEOUT = "timeout"
 EVENT_ERROR = "error"
-EVENT_STATUSES = (EVENT_SUCCESS, EVENT_TIMEOUT, EVENT_ERROR)
+#: A cost guard was passed (the trigger cancelled the job before firing).
+EVENT_BUDGET = "budget"
+EVENT_STATUSES = (EVENT_SUCCESS, EVENT_TIMEOUT, EVENT_ERROR, EVENT_BUDGET)

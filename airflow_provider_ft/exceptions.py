@@ -104,6 +104,15 @@ class FineTuningJobFailed(FineTuningError, AirflowFailException):
         super().__init__(message)
 
 
+class FineTuningBudgetExceeded(FineTuningJobFailed):
+    """A job passed a cost guard (``max_trained_tokens``, ``max_runtime``) and was cancelled.
+
+    Fails the task without retries: a retry would re-attach to the cancelled job.
+
+    :param job: the job's state after the cancel, as a dict (``FineTuningJob.to_dict()``)
+    """
+
+
 class FineTuningTransportError(FineTuningApiError):
     """No usable HTTP answer arrived: the host could not be reached, timed out, or dropped the connection.
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from airflow_provider_ft._text import printable
@@ -200,3 +201,48 @@ class JobEvent:
             log.warning("%s", self.describe(job_id))
         else:
             log.info("%s", self.describe(job_id))
+
+
+@dataclass(frozen=True)
+class JobBudget:
+    """Cost guards of a running job: the most tokens it may train and the longest it may run.
+
+    A guard is checked against what the vendor reports on each poll. OpenAI reports ``trained_tokens`` only once a
+    job has finished and DashScope its ``usage`` likewise, so ``max_trained_tokens`` mostly catches a job that ended
+    over budget (the task then fails instead of succeeding); ``max_runtime``, counted from the vendor's
+    ``created_at``, is the guard that stops a job before it costs more.
+
+    :param max_trained_tokens: most tokens the job may train (``None``: no limit)
+    :param max_runtime: most seconds from the job's creation (``None``: no limit)
+    """
+
+    max_trained_tokens: int | None = None
+    max_runtime: float | None = None
+
+    def __post_init__(self) -> None:
+        tokens = self.max_trained_tokens
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
+            raise ValueError(f"max_trained_tokens must be a whole number of at least 1 or None, got {tokens!r}")
+        runtime = self.max_runtime
+        if runtime is not None and (
+            isinstance(runtime, bool) or not isinstance(runtime, int | float) or not math.isfinite(runtime)
+        ):
+            raise ValueError(f"max_runtime must be a finite number of seconds or None, got {runtime!r}")
+        if runtime is not None and runtime <= 0:
+            raise ValueError(f"max_runtime must be a positive number of seconds or None, got {runtime!r}")
+
+    @property
+    def is_set(self) -> bool:
+        return self.max_trained_tokens is not None or self.max_runtime is not None
+
+    def exceeded(self, job: FineTuningJob, now: datetime) -> str | None:
+        """Which limit ``job`` has passed at ``now`` (a sentence naming it and the figures), or ``None``."""
+        tokens, most = job.trained_tokens, self.max_trained_tokens
+        if most is not None and tokens is not None and tokens > most:
+            return f"max_trained_tokens: the job trained {tokens} tokens, more than the {most} allowed"
+        if self.max_runtime is not None and job.created_at is not None and not job.is_terminal:
+            ran = timedelta(seconds=round((now - job.created_at).total_seconds()))
+            allowed = timedelta(seconds=round(self.max_runtime))
+            if ran.total_seconds() > self.max_runtime:
+                return f"max_runtime: the job has run {ran}, longer than the {allowed} allowed"
+        return None

@@ -341,6 +341,14 @@ class FineTuningHook(BaseHook):
         job: FineTuningJob = await operations.arun(operation, lambda request: transport.send(request, deadline))
         return job
 
+    async def acancel_job(
+        self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
+    ) -> FineTuningJob:
+        """``cancel_job`` over an asyncio transport from ``async_transport()``."""
+        operation = operations.cancel_job(self.dialect, job_id)
+        job: FineTuningJob = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        return job
+
     async def apoll_job(
         self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
     ) -> FineTuningJob | FineTuningApiError:
