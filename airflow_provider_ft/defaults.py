@@ -35,6 +35,10 @@ RETRY_AFTER_MAX = 60.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 #: The most pages one listing may take (connection extra ``max_pages``) before it ends with an error.
 MAX_PAGES = 1000
+#: The slowest upload an attempt allows for: an upload's deadline grows by its size at this many bytes a second.
+UPLOAD_BYTES_PER_SECOND = 512 * 1024
+#: Seconds to wait before each look for a job (or file) whose create answer was lost, before creating again.
+SETTLE_DELAYS = (0.0, 2.0, 5.0, 10.0)
 #: Jobs per page when listing.
 PAGE_SIZE = 50
 

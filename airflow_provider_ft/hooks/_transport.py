@@ -29,6 +29,7 @@ from airflow_provider_ft import __version__, defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
 from airflow_provider_ft.hooks._body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
+from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.retry import RetryPolicy
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
@@ -117,18 +118,24 @@ class _Transport:
 
         return {
             "stop": stop,
-            "retry": tenacity.retry_if_exception(_is_retryable),
+            "retry": tenacity.retry_if_exception(lambda error: request.retry_safe and _is_retryable(error)),
             "wait": wait,
             "before_sleep": before_sleep,
             "reraise": True,
         }
 
-    def _attempt_deadline(self, deadline: float | None) -> float:
+    def _attempt_deadline(self, request: ApiRequest, deadline: float | None) -> float:
         """When this attempt must be over: its own budget, cut at the caller's deadline. A caller whose deadline has
         already passed still gets one look (a last check before reporting a timeout), within the attempt's budget."""
         now = time.monotonic()
-        own = now + self.settings.attempt_seconds
+        own = now + self._attempt_seconds(request)
         return own if deadline is None or deadline <= now else min(own, deadline)
+
+    def _attempt_seconds(self, request: ApiRequest) -> float:
+        """An attempt's budget: ``attempt_seconds``, plus an upload's size at the slowest upload rate allowed."""
+        if request.upload is None:
+            return self.settings.attempt_seconds
+        return self.settings.attempt_seconds + request.upload.source.size / defaults.UPLOAD_BYTES_PER_SECOND
 
     def _reader(self, status: int, headers: Mapping[str, str]) -> BodyReader:
         is_error = not 200 <= status < 300
@@ -149,7 +156,7 @@ class _Transport:
         )
 
     def _deadline_error(self, request: ApiRequest) -> FineTuningTransportError:
-        seconds = self.settings.attempt_seconds
+        seconds = self._attempt_seconds(request)
         return self._transport_error(request, "deadline", f"the answer was not complete within {seconds:g} s")
 
     def _refused(self, request: ApiRequest, error: FineTuningApiError) -> FineTuningApiError:
@@ -195,7 +202,7 @@ class SyncTransport(_Transport):
     def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
         from airflow_provider_ft.hooks._deadline import request_deadline
 
-        with request_deadline(self._attempt_deadline(deadline)) as attempt:
+        with request_deadline(self._attempt_deadline(request, deadline)) as attempt:
             try:
                 status, headers, body = self._exchange(request, attempt.remaining)
             except self._request_errors as error:
@@ -211,11 +218,14 @@ class SyncTransport(_Transport):
 
     def _exchange(self, request: ApiRequest, remaining: Callable[[], float]) -> tuple[int, dict[str, str], bytes]:
         timeout = max(min(self.settings.timeout, remaining()), 0.001)
+        body, headers = _upload_body(request)
         with self.session.request(
             request.method,
             self.settings.url(request),
             params=list(request.params),
             json=request.json_body,
+            data=body,
+            headers=headers,
             timeout=(timeout, timeout),
             allow_redirects=False,
             stream=True,
@@ -310,7 +320,7 @@ class AsyncTransport(_Transport):
             raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
     async def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
-        budget = max(self._attempt_deadline(deadline) - time.monotonic(), 0.0)
+        budget = max(self._attempt_deadline(request, deadline) - time.monotonic(), 0.0)
         try:
             async with asyncio.timeout(budget):
                 status, headers, body = await self._exchange(request)
@@ -325,6 +335,8 @@ class AsyncTransport(_Transport):
         return self._decode(request, status, headers, body)
 
     async def _exchange(self, request: ApiRequest) -> tuple[int, dict[str, str], bytes]:
+        if request.upload is not None:
+            raise NotImplementedError("uploads are sent by the blocking transport (from a worker), not in a trigger")
         async with self.client.stream(
             request.method, self.settings.url(request), params=list(request.params), json=request.json_body
         ) as answer:
@@ -335,6 +347,14 @@ class AsyncTransport(_Transport):
                 if reader.full:
                     break
             return answer.status_code, headers, reader.finish()
+
+
+def _upload_body(request: ApiRequest) -> tuple[MultipartBody | None, dict[str, str] | None]:
+    """The streamed multipart body of an upload and its ``Content-Type``, or nothing for other requests."""
+    if request.upload is None:
+        return None, None
+    body = MultipartBody(request.upload)
+    return body, {"Content-Type": body.content_type}
 
 
 def _bearer_only(prepared: Any) -> Any:

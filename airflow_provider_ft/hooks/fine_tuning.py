@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +17,11 @@ from airflow_provider_ft.hooks._connection import settings_from_connection
 from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
 
 if TYPE_CHECKING:
+    from airflow_provider_ft.hooks._submit import Submission
+    from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
     from airflow_provider_ft.vendors.base import Dialect
+    from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
 
 class FineTuningHook(BaseHook):
@@ -156,6 +159,59 @@ class FineTuningHook(BaseHook):
         """
         job: FineTuningJob = self._run(operations.resume_job(self.dialect, job_id))
         return job
+
+    def submit_job(
+        self, spec: JobSpec, identity: TaskIdentity, *, settle_delays: Sequence[float] = defaults.SETTLE_DELAYS
+    ) -> Submission:
+        """The job of task instance ``identity``: the one it already has (from an earlier try, a cleared task or a
+        create whose answer was lost), or a new one made as ``spec`` says, exactly once.
+
+        The create request is sent once, never retried blindly: after an answer that may hide a created job (no
+        answer, a timeout, 5xx, 408, 409, 429) the job is looked for after each of ``settle_delays`` seconds, and
+        created again only if none appeared. Duplicates of one identity are cancelled, keeping the oldest. Every
+        argument is checked (``FineTuningConfigError``) before any request.
+
+        :param spec: the job to make
+        :param identity: the task instance it is for (``TaskIdentity``)
+        :param settle_delays: seconds to wait before each look after a lost answer
+        """
+        from airflow_provider_ft.hooks import _submit
+
+        return _submit.submit_job(self, spec, identity, settle_delays)
+
+    def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
+        """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""
+        from airflow_provider_ft.hooks import _submit
+
+        return _submit.jobs_of(self, spec, identity)
+
+    def check_training_file(self, source: Any, spec: JobSpec, *, what: str = "training_file") -> LocalFile:
+        """Check a local file (path or ``ObjectStoragePath``) record by record for ``spec``'s data format, without
+        reading it whole; ``TrainingFileError`` naming the first bad line. Sends nothing.
+
+        :param source: the file
+        :param spec: the job it is for (its method or training type decides the record format)
+        :param what: the argument it came from, for messages
+        """
+        from airflow_provider_ft.training_files import check_training_file
+
+        return check_training_file(source, self.dialect.record_check(spec), what=what)
+
+    def upload_file(
+        self, source: LocalFile, *, settle_delays: Sequence[float] = defaults.SETTLE_DELAYS
+    ) -> tuple[RemoteFile, bool]:
+        """The vendor's copy of a checked file (``check_training_file``) and whether this call uploaded it.
+
+        An identical file uploaded before is used again: OpenAI finds it by its name (which carries the first 16
+        hex digits of the content's SHA-256) and size, DashScope by its description (``sha256:<hex>``). The body
+        is streamed from the file. Like a create, an upload is sent once and looked for after a lost answer.
+
+        :param source: the checked local file
+        :param settle_delays: seconds to wait before each look after a lost answer
+        """
+        from airflow_provider_ft.hooks import _submit
+
+        return _submit.upload_file(self, source, settle_delays)
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""

@@ -17,11 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
+    FineTuningConfigError,
     InvalidJobIdError,
     JobNotFoundError,
     MalformedAnswerError,
@@ -29,8 +30,23 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import is_retryable_status, parse_retry_after
-from airflow_provider_ft.vendors.ids import validate_job_id
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
+from airflow_provider_ft.vendors.ids import validate_file_id, validate_job_id
+from airflow_provider_ft.vendors.wire import (
+    ApiRequest,
+    ApiResponse,
+    ErrorDetails,
+    EventPage,
+    FilePage,
+    JobPage,
+    JobSpec,
+    LocalFile,
+    RemoteFile,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.identity import TaskIdentity
+
+RecordCheck = Callable[[object], "str | None"]
 
 #: Deepest nesting of arrays and objects an answer may have (a real job object nests about five levels deep).
 MAX_JSON_DEPTH = 64
@@ -49,6 +65,7 @@ _MESSAGE_LENGTH = 500
 _CODE_LENGTH = 100
 _VALUE_LENGTH = 60
 _STATUS_LENGTH = 64
+_MODEL_LENGTH = 256
 log = logging.getLogger(__name__)
 
 
@@ -147,6 +164,10 @@ class Dialect(ABC):
     #: Whether the progress log pages from the newest entry back. A walk for the entries after a cursor then
     #: starts at the newest page and ends where it meets the cursor; otherwise it starts right after the cursor.
     events_newest_first: ClassVar[bool] = False
+    #: The optional ``JobSpec`` fields a create request of this API takes; the others are refused before any I/O.
+    create_options: ClassVar[frozenset[str]] = frozenset()
+    #: Files per page when looking through the vendor's files for one already uploaded.
+    files_page_size: ClassVar[int] = 100
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         self.extras: Mapping[str, Any] = extras or {}
@@ -215,6 +236,75 @@ class Dialect(ABC):
     @abstractmethod
     def console_url(self, job_id: str) -> str:
         """Where a person can see the job in the vendor's web console."""
+
+    # -- making a job: the create request, the identity it carries, the files it trains on ---------------
+
+    @abstractmethod
+    def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
+        """The request that creates a job as ``spec`` says, tagged with ``identity``; not retry-safe.
+        ``FineTuningConfigError`` (naming the field) before any I/O for anything this API would refuse."""
+
+    @abstractmethod
+    def identity_filters(self, spec: JobSpec, identity: TaskIdentity) -> dict[str, Any]:
+        """The ``list_page`` filters that narrow a listing to the jobs that may carry ``identity``."""
+
+    @abstractmethod
+    def carries_identity(self, job: FineTuningJob, identity: TaskIdentity) -> bool:
+        """Whether ``job`` was created for ``identity`` (checked on every listed job: a gateway may not filter)."""
+
+    @abstractmethod
+    def record_check(self, spec: JobSpec) -> RecordCheck:
+        """The check each record of the training file must pass for ``spec``'s method or training type."""
+
+    @abstractmethod
+    def upload_file(self, source: LocalFile) -> ApiRequest:
+        """The request that uploads ``source`` for fine-tuning, named so that ``is_upload_of`` finds it again."""
+
+    @abstractmethod
+    def parse_upload(self, payload: object) -> RemoteFile:
+        """The stored file an upload answer describes; ``FineTuningApiError`` for a refused upload."""
+
+    @abstractmethod
+    def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
+        """The request for a page of the account's fine-tuning files (``None``: the first page)."""
+
+    @abstractmethod
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
+        """One page of the file listing; ``MalformedAnswerError`` if it is not one."""
+
+    @abstractmethod
+    def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
+        """Whether ``remote`` is an earlier upload of ``source`` (same content), so it can be used again."""
+
+    def refuse_other_options(self, spec: JobSpec) -> None:
+        """``FineTuningConfigError`` naming the options of ``spec`` this API does not take."""
+        refused = [name for name in spec.given_options() if name not in self.create_options]
+        if refused:
+            taken = ", ".join(sorted(self.create_options)) or "none"
+            raise FineTuningConfigError(
+                f"The {self.display_name} API takes no {', '.join(refused)} for a fine-tuning job "
+                f"(the options it takes: {taken})"
+            )
+
+    def create_basics(self, spec: JobSpec) -> tuple[str, str, str | None]:
+        """The model, training file id and validation file id of ``spec``, checked before any I/O."""
+        if not isinstance(spec.model, str) or not spec.model.strip() or len(spec.model) > _MODEL_LENGTH:
+            raise FineTuningConfigError(f"model must be a model name of 1 to {_MODEL_LENGTH} characters")
+        training = validate_file_id(spec.training_file, "training file id")
+        validation = None
+        if spec.validation_file is not None:
+            validation = validate_file_id(spec.validation_file, "validation file id")
+        return spec.model, training, validation
+
+    def file_id_in(self, entry: Mapping[str, Any], field: str, what: str = "the file") -> str:
+        """The vendor's id of a file object (``entry[field]``): a string that is a safe id."""
+        value = entry.get(field)
+        if not isinstance(value, str) or not value:
+            raise self.malformed(f"{what}'s '{field}' is {shown(value)}, not a file id")
+        try:
+            return validate_file_id(value)
+        except FineTuningConfigError as refused:
+            raise self.malformed(f"{what}'s '{field}' is not a usable file id: {printable(refused, 200)}") from None
 
     # -- responses --------------------------------------------------------------------------------------
 

@@ -9,18 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
-from airflow_provider_ft.vendors.base import Dialect, optional_count, optional_str, shown
+from airflow_provider_ft.vendors import training
+from airflow_provider_ft.vendors.base import Dialect, RecordCheck, optional_count, optional_str, shown
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
+from airflow_provider_ft.vendors.wire import (
+    ApiRequest,
+    ApiResponse,
+    ErrorDetails,
+    EventPage,
+    FilePage,
+    JobPage,
+    JobSpec,
+    LocalFile,
+    RemoteFile,
+    Upload,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.identity import TaskIdentity
 
 JOBS_PATH = "/fine-tunes"
+FILES_PATH = "/files"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
 _RETRYABLE_CODES = ("Throttling", "InternalError", "ServiceUnavailable", "RequestTimeOut")
 _SUCCESS_OUTPUT = '{"status": "success"}'
@@ -36,6 +52,7 @@ class DashScopeDialect(Dialect):
     list_filters = ("model",)
     supports_delete = True
     events_page_size = 1000
+    create_options = frozenset({"hyperparameters", "training_type"})
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "PENDING": JobStatus.QUEUED,
         "QUEUING": JobStatus.QUEUED,
@@ -77,6 +94,88 @@ class DashScopeDialect(Dialect):
 
     def console_url(self, job_id: str) -> str:
         return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
+
+    def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
+        """``POST /fine-tunes``; the identity goes in ``job_name`` (the API has no metadata and no idempotency key)."""
+        self.refuse_other_options(spec)
+        model, training_file, validation_file = self.create_basics(spec)
+        body: dict[str, Any] = {"model": model, "training_file_ids": [training_file], "job_name": identity.tag}
+        if validation_file is not None:
+            body["validation_file_ids"] = [validation_file]
+        if spec.hyperparameters is not None:
+            if not isinstance(spec.hyperparameters, Mapping):
+                raise FineTuningConfigError("hyperparameters must be a mapping (DashScope hyper_parameters)")
+            body["hyper_parameters"] = dict(spec.hyperparameters)
+        if spec.training_type is not None:
+            if not isinstance(spec.training_type, str) or not spec.training_type.strip():
+                raise FineTuningConfigError("training_type must be a DashScope training type such as 'sft'")
+            body["training_type"] = spec.training_type
+        return ApiRequest("create", "POST", JOBS_PATH, json_body=body, retry_safe=False)
+
+    def identity_filters(self, spec: JobSpec, identity: TaskIdentity) -> dict[str, Any]:
+        # The listing filters by model only: every job of the model is read, and matched by name here.
+        return {"model": spec.model}
+
+    def carries_identity(self, job: FineTuningJob, identity: TaskIdentity) -> bool:
+        return job.name == identity.tag
+
+    def record_check(self, spec: JobSpec) -> RecordCheck:
+        kind = (spec.training_type or "sft").lower()
+        if kind.startswith("dpo"):
+            return training.dashscope_preference_record
+        return training.text_record if kind.startswith("cpt") else training.chat_record
+
+    def upload_file(self, source: LocalFile) -> ApiRequest:
+        """``POST /files``, multipart: the file in ``files``, its content hash in ``descriptions``."""
+        fields = (("purpose", "fine-tune"), ("descriptions", source.description))
+        upload = Upload("files", source.stored_name, source, fields)
+        return ApiRequest("upload", "POST", FILES_PATH, upload=upload, retry_safe=False)
+
+    def parse_upload(self, payload: object) -> RemoteFile:
+        """``{"data": {"uploaded_files": [{"file_id", "name"}], "failed_uploads": [{"name", "code", "message"}]}}``:
+        a refused file comes back in ``failed_uploads`` with HTTP 200, and is raised as ``FineTuningApiError``."""
+        data = self.job_object(self.job_object(payload, "the upload answer").get("data"), "the upload answer's 'data'")
+        failed = data.get("failed_uploads")
+        if isinstance(failed, list) and failed:
+            first = failed[0] if isinstance(failed[0], Mapping) else {}
+            code = optional_str(first.get("code"))
+            message = printable(optional_str(first.get("message")) or "no reason given", 500)
+            raise FineTuningApiError(f"DashScope refused the upload: {message}", vendor_code=code)
+        uploaded = data.get("uploaded_files")
+        if not isinstance(uploaded, list) or len(uploaded) != 1:
+            raise self.malformed(f"the upload answer's 'uploaded_files' is {shown(uploaded)}, not one file")
+        entry = self.job_object(uploaded[0], "the uploaded file")
+        return RemoteFile(self.file_id_in(entry, "file_id", "the uploaded file"), optional_str(entry.get("name")))
+
+    def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
+        params = (("page_no", str(page_number(cursor))), ("page_size", str(page_size)))
+        return ApiRequest("list files", "GET", FILES_PATH, params=params)
+
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
+        """``{"data": {"files": [file, ...], "total": n}}``: ``files`` required; a full page means more without one."""
+        page_no = page_number(cursor)
+        data = self.job_object(self.job_object(payload, "the files page").get("data"), "the files page's 'data'")
+        entries = data.get("files")
+        if not isinstance(entries, list):
+            raise self.malformed(f"the files page's 'files' is {shown(entries)}, not an array of files")
+        files = [self._file(entry, index) for index, entry in enumerate(entries)]
+        total = self._total(data.get("total"), "the files page's", "files")
+        has_more = page_no * page_size < total if total is not None else len(files) >= page_size
+        return FilePage(files, str(page_no + 1) if has_more and files else None)
+
+    def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
+        """The content hash in the description, and the size where the listing gives it."""
+        return remote.description == source.description and remote.size in (None, source.size)
+
+    def _file(self, entry: object, index: int) -> RemoteFile:
+        what = f"entry {index} of the files page"
+        file = self.job_object(entry, what)
+        return RemoteFile(
+            id=self.file_id_in(file, "file_id", what),
+            filename=optional_str(file.get("name")),
+            size=optional_count(file.get("size")),
+            description=optional_str(file.get("description")),
+        )
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
         """The job in ``{"output": {...}}``. ``job_id`` and ``status`` are required; optional fields of the wrong

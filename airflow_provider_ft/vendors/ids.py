@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from airflow_provider_ft.exceptions import InvalidJobIdError
+from airflow_provider_ft.exceptions import FineTuningConfigError, InvalidJobIdError
 
 MAX_JOB_ID_LENGTH = 128
 _JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -39,3 +39,11 @@ def validate_job_id(job_id: object) -> str:
 
 def job_path(prefix: str, job_id: object, suffix: str = "") -> str:
     return f"{prefix}/{quote(validate_job_id(job_id), safe='')}{suffix}"
+
+
+def validate_file_id(file_id: object, what: str = "file id") -> str:
+    """Return ``file_id`` if it is a safe vendor file id (the rules of job ids), else ``FineTuningConfigError``."""
+    try:
+        return validate_job_id(file_id)
+    except InvalidJobIdError as refused:
+        raise FineTuningConfigError(str(refused).replace("job id", what)) from None

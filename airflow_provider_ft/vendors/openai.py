@@ -12,24 +12,50 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
+from airflow_provider_ft.vendors import training
 from airflow_provider_ft.vendors.base import (
     EARLIEST_TIME,
     LATEST_TIME,
     Dialect,
+    RecordCheck,
     optional_count,
     optional_str,
     shown,
 )
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, EventPage, JobPage
+from airflow_provider_ft.vendors.wire import (
+    ApiRequest,
+    ApiResponse,
+    ErrorDetails,
+    EventPage,
+    FilePage,
+    JobPage,
+    JobSpec,
+    LocalFile,
+    RemoteFile,
+    Upload,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.identity import TaskIdentity
 
 JOBS_PATH = "/fine_tuning/jobs"
+FILES_PATH = "/files"
+#: The metadata key that carries a job's task-instance identity (filtered on server-side when looking it up).
+IDENTITY_KEY = "airflow_ti"
+#: The spec's limits of ``metadata``: pairs, key and value lengths.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+_OWN_PREFIX = "airflow_"
+METHODS = ("supervised", "dpo", "reinforcement")
+MAX_SUFFIX_LENGTH = 64
 _EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
 _LATEST_SECONDS = LATEST_TIME.timestamp()
 #: The longest event id believed (real ones are ``ftevent-`` and 24 characters).
@@ -44,6 +70,7 @@ class OpenAIDialect(Dialect):
     list_filters = ("metadata",)
     supports_pause = True
     events_newest_first = True
+    create_options = frozenset({"method", "hyperparameters", "suffix", "seed", "metadata", "integrations"})
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "validating_files": JobStatus.QUEUED,
         "queued": JobStatus.QUEUED,
@@ -101,6 +128,69 @@ class OpenAIDialect(Dialect):
 
     def console_url(self, job_id: str) -> str:
         return f"https://platform.openai.com/finetune/{job_id}"
+
+    def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
+        """``POST /fine_tuning/jobs``; the identity goes in ``metadata`` (``airflow_ti`` and readable ids)."""
+        self.refuse_other_options(spec)
+        model, training_file, validation_file = self.create_basics(spec)
+        body: dict[str, Any] = {"model": model, "training_file": training_file}
+        if validation_file is not None:
+            body["validation_file"] = validation_file
+        method = _method(spec.method, spec.hyperparameters)
+        if method is not None:
+            body["method"] = method
+        if spec.suffix is not None:
+            body["suffix"] = _suffix(spec.suffix)
+        if spec.seed is not None:
+            body["seed"] = _seed(spec.seed)
+        if spec.integrations is not None:
+            body["integrations"] = _integrations(spec.integrations)
+        body["metadata"] = {**_user_metadata(spec.metadata), **identity_metadata(identity)}
+        return ApiRequest("create", "POST", JOBS_PATH, json_body=body, retry_safe=False)
+
+    def identity_filters(self, spec: JobSpec, identity: TaskIdentity) -> dict[str, Any]:
+        return {"metadata": {IDENTITY_KEY: identity.key}}
+
+    def carries_identity(self, job: FineTuningJob, identity: TaskIdentity) -> bool:
+        return job.metadata.get(IDENTITY_KEY) == identity.key
+
+    def record_check(self, spec: JobSpec) -> RecordCheck:
+        kind = spec.method.get("type") if isinstance(spec.method, Mapping) else spec.method
+        return training.openai_preference_record if kind == "dpo" else training.chat_record
+
+    def upload_file(self, source: LocalFile) -> ApiRequest:
+        """``POST /files``, multipart: ``purpose=fine-tune`` and the file, named with its content hash."""
+        upload = Upload("file", source.stored_name, source, (("purpose", "fine-tune"),))
+        return ApiRequest("upload", "POST", FILES_PATH, upload=upload, retry_safe=False)
+
+    def parse_upload(self, payload: object) -> RemoteFile:
+        return self._file(payload, "the uploaded file")
+
+    def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
+        params = [("purpose", "fine-tune"), ("limit", str(page_size)), ("order", "desc")]
+        if cursor:
+            params.append(("after", cursor))
+        return ApiRequest("list files", "GET", FILES_PATH, params=tuple(params))
+
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
+        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
+        entries, has_more = self._list_envelope(payload, "the files page", "files")
+        files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
+        return FilePage(files, files[-1].id if has_more and files else None)
+
+    def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
+        """Same content-addressed name and size, and not refused by the vendor."""
+        usable = remote.status not in ("error", "deleted")
+        return usable and remote.filename == source.stored_name and remote.size == source.size
+
+    def _file(self, payload: object, what: str) -> RemoteFile:
+        entry = self.job_object(payload, what)
+        return RemoteFile(
+            id=self.file_id_in(entry, "id", what),
+            filename=optional_str(entry.get("filename")),
+            size=optional_count(entry.get("bytes")),
+            status=optional_str(entry.get("status")),
+        )
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
         """The job object (the body itself). ``id`` and ``status`` are required; optional fields of the wrong
@@ -207,6 +297,77 @@ class OpenAIDialect(Dialect):
         # OpenAI does not document what cancelling a finished job answers: any 400/409 may mean that,
         # so the hook confirms with a retrieve before treating it as "already terminal".
         return error.http_status in (400, 409)
+
+
+def identity_metadata(identity: TaskIdentity) -> dict[str, str]:
+    """The metadata pairs that tag a job with its task instance: the key, and the ids for people to read."""
+    readable = {
+        "airflow_dag_id": identity.dag_id,
+        "airflow_task_id": identity.task_id,
+        "airflow_run_id": identity.run_id,
+        "airflow_map_index": str(identity.map_index),
+    }
+    return {IDENTITY_KEY: identity.key, **{key: value[:MAX_METADATA_VALUE] for key, value in readable.items()}}
+
+
+def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The user's metadata pairs, checked against the spec's limits and the keys this provider keeps for itself."""
+    if metadata is None:
+        return {}
+    room = MAX_METADATA_PAIRS - 5
+    if not isinstance(metadata, Mapping) or len(metadata) > room:
+        raise FineTuningConfigError(f"metadata must be a mapping of at most {room} pairs (5 are this provider's)")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY or key.startswith(_OWN_PREFIX):
+            raise FineTuningConfigError(
+                f"metadata key {printable(repr(key), 80)} must be a string of 1 to {MAX_METADATA_KEY} characters "
+                f"not starting with '{_OWN_PREFIX}' (those keys are this provider's)"
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise FineTuningConfigError(
+                f"metadata value of {key!r} must be a string of at most {MAX_METADATA_VALUE} characters"
+            )
+    return dict(metadata)
+
+
+def _method(method: object, hyperparameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``method`` object: a method name (with ``hyperparameters``) or the whole object as given."""
+    if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
+        raise FineTuningConfigError(f"hyperparameters must be a mapping, got {type(hyperparameters).__name__}")
+    if method is None:
+        method = "supervised" if hyperparameters is not None else None
+    if method is None:
+        return None
+    if isinstance(method, Mapping):
+        if method.get("type") not in METHODS:
+            raise FineTuningConfigError(f"method's 'type' must be one of {', '.join(METHODS)}")
+        if hyperparameters is not None:
+            raise FineTuningConfigError("give the hyperparameters inside the method object, not beside it")
+        return dict(method)
+    if method not in METHODS:
+        raise FineTuningConfigError(f"method must be one of {', '.join(METHODS)}, or a method object")
+    if method == "reinforcement":
+        raise FineTuningConfigError("a reinforcement method needs its grader: give the whole method object")
+    chosen: dict[str, Any] = {"hyperparameters": dict(hyperparameters)} if hyperparameters else {}
+    return {"type": method, method: chosen}
+
+
+def _suffix(suffix: object) -> str:
+    if not isinstance(suffix, str) or not 1 <= len(suffix) <= MAX_SUFFIX_LENGTH:
+        raise FineTuningConfigError(f"suffix must be a string of 1 to {MAX_SUFFIX_LENGTH} characters")
+    return suffix
+
+
+def _seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2_147_483_647:
+        raise FineTuningConfigError(f"seed must be a whole number from 0 to 2147483647, got {seed!r:.40}")
+    return seed
+
+
+def _integrations(integrations: object) -> list[dict[str, Any]]:
+    if not isinstance(integrations, list | tuple) or not all(isinstance(item, Mapping) for item in integrations):
+        raise FineTuningConfigError("integrations must be a list of integration objects")
+    return [dict(item) for item in integrations]
 
 
 def event_id(cursor: object) -> str:

@@ -3,9 +3,9 @@ and the error a success answer of the wrong shape becomes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent
 
@@ -19,6 +19,10 @@ class ApiRequest:
     :param path: path below the base URL, starting with ``/``, already quoted
     :param params: query parameters, in order
     :param job_id: the job the request is about, if any (a 404 then means that job does not exist)
+    :param upload: a file to send as the body (``multipart/form-data``), streamed from its source
+    :param retry_safe: whether the transport may send the request again after an error; ``False`` for requests
+        that make something (a job, a file): an answer lost after the server acted would otherwise make a second
+        one, so the caller looks before sending again
     """
 
     operation: str
@@ -27,6 +31,8 @@ class ApiRequest:
     params: tuple[tuple[str, str], ...] = ()
     json_body: dict[str, Any] | None = None
     job_id: str | None = None
+    upload: Upload | None = None
+    retry_safe: bool = True
 
     @property
     def is_mutating(self) -> bool:
@@ -67,3 +73,109 @@ class ErrorDetails:
     message: str | None = None
     request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a new fine-tuning job is to be: the base model, the files (vendor file ids) and the vendor's options.
+
+    The options a vendor does not take are refused by its dialect before any request.
+
+    :param model: the base model
+    :param training_file: the training file's vendor id
+    :param validation_file: the validation file's vendor id, if any
+    :param method: OpenAI ``method``: ``supervised``, ``dpo`` or ``reinforcement``, or the whole method object
+    :param hyperparameters: hyper-parameters (OpenAI: of the method; DashScope: ``hyper_parameters``)
+    :param training_type: DashScope ``training_type`` (``sft``, ``efficient_sft``, ``dpo_full``, ...)
+    :param suffix: OpenAI ``suffix`` of the fine-tuned model's name
+    :param seed: OpenAI ``seed``
+    :param metadata: OpenAI ``metadata`` (string pairs; keys starting ``airflow_`` are this provider's)
+    :param integrations: OpenAI ``integrations`` (e.g. Weights and Biases)
+    """
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    method: str | Mapping[str, Any] | None = None
+    hyperparameters: Mapping[str, Any] | None = None
+    training_type: str | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    metadata: Mapping[str, str] | None = None
+    integrations: Sequence[Mapping[str, Any]] | None = None
+
+    def given_options(self) -> list[str]:
+        """The names of the optional fields that were given (not ``None``)."""
+        optional = ("method", "hyperparameters", "training_type", "suffix", "seed", "metadata", "integrations")
+        return [name for name in optional if getattr(self, name) is not None]
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A training file checked on this machine: its name, size, content hash and how to read it again.
+
+    :param name: the file's own name (without directories)
+    :param size: its size in bytes
+    :param sha256: the SHA-256 of its content, in hex
+    :param lines: how many records it holds
+    :param open: opens it for reading in binary (each upload attempt reads it afresh, from the start)
+    """
+
+    name: str
+    size: int
+    sha256: str
+    lines: int
+    open: Callable[[], IO[bytes]] = field(repr=False, compare=False)
+
+    @property
+    def stored_name(self) -> str:
+        """The name it is uploaded under: its stem, the first 16 hex digits of its hash, ``.jsonl``. The hash makes
+        an identical file already uploaded findable by name."""
+        stem = self.name[:-6] if self.name.endswith(".jsonl") else self.name
+        return f"{stem[:80]}.{self.sha256[:16]}.jsonl"
+
+    @property
+    def description(self) -> str:
+        return f"sha256:{self.sha256}"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A ``multipart/form-data`` body: form fields, then one file part streamed from ``source``.
+
+    :param file_field: the name of the file's part (OpenAI ``file``, DashScope ``files``)
+    :param filename: the file name the part carries
+    :param source: the local file
+    :param fields: the other form fields, in order
+    """
+
+    file_field: str
+    filename: str
+    source: LocalFile
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file stored at the vendor.
+
+    :param id: the vendor's file id
+    :param filename: its name at the vendor
+    :param size: its size in bytes, where reported
+    :param description: its description (DashScope), where reported
+    :param status: the vendor's status word for it (OpenAI ``processed``, ``error``), where reported
+    """
+
+    id: str
+    filename: str | None = None
+    size: int | None = None
+    description: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of the vendor's file listing and the cursor of the next page (``None`` on the last page)."""
+
+    files: list[RemoteFile]
+    next_cursor: str | None = None

@@ -1,0 +1,178 @@
+"""Making a job or a file exactly once: look first, send without blind retries, look again after a lost answer.
+
+Neither vendor takes an idempotency key, so what was made is found again by what it carries: a job its task
+instance's identity (OpenAI ``metadata``, DashScope ``job_name``), a file its content hash (in its name or its
+description). The rules:
+
+1. Look before making: what a retry, a cleared task or a lost answer made is used again.
+2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429)
+   is final; anything else (no answer, a timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may
+   have made the thing, so look again after each of ``settle_delays`` before sending again.
+3. Several jobs for one identity (two tries that raced, or a job listed too late): the oldest is kept, the others
+   are cancelled, and every try picks the same one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.exceptions import FineTuningApiError, MalformedAnswerError
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+    from airflow_provider_ft.identity import TaskIdentity
+    from airflow_provider_ft.jobs import FineTuningJob
+    from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
+
+T = TypeVar("T")
+_LATEST = datetime.max.replace(tzinfo=UTC)
+#: HTTP statuses of a create that may have been acted on (the server timed out, conflicted, or was overloaded).
+_UNKNOWN_4XX = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``submit_job`` ended with.
+
+    :param job: the task instance's job
+    :param created: whether this call's create made it (``False``: it existed, from an earlier try or a lost answer)
+    :param cancelled: ids of duplicate jobs of the same identity that were cancelled
+    """
+
+    job: FineTuningJob
+    created: bool
+    cancelled: list[str] = field(default_factory=list)
+
+
+def may_have_acted(error: FineTuningApiError) -> bool:
+    """Whether a failed create may still have made its job or file (so it must be looked for before a new one)."""
+    if isinstance(error, MalformedAnswerError):
+        return True
+    status = error.http_status
+    return not 400 <= status < 500 or status in _UNKNOWN_4XX
+
+
+def submit_job(
+    hook: FineTuningHook, spec: JobSpec, identity: TaskIdentity, settle_delays: Sequence[float]
+) -> Submission:
+    """The job of ``identity``: found again if it exists, else created once. See the module's rules."""
+    dialect = hook.dialect
+    request = dialect.create_job(spec, identity)  # every argument is checked before any request
+    cancelled: list[str] = []
+
+    def look() -> FineTuningJob | None:
+        return _keep_oldest(hook, jobs_of(hook, spec, identity), cancelled)
+
+    def create() -> FineTuningJob:
+        job = dialect.parse_job(hook.transport.send(request))
+        hook.log.info("Created %s job %s for %s", dialect.display_name, job.id, identity.describe())
+        winner = _keep_oldest(hook, [job, *jobs_of(hook, spec, identity)], cancelled)
+        return winner or job
+
+    job, created = make_once(f"{dialect.display_name} job for {identity.describe()}", look, create, settle_delays, hook)
+    return Submission(job, created and job.id not in cancelled, cancelled)
+
+
+def jobs_of(hook: FineTuningHook, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
+    """Every job that carries ``identity``, oldest first (each listed job is checked: a gateway may not filter)."""
+    dialect = hook.dialect
+    listed = hook.list_jobs(**dialect.identity_filters(spec, identity))
+    return sorted((job for job in listed if dialect.carries_identity(job, identity)), key=_age)
+
+
+def upload_file(hook: FineTuningHook, source: LocalFile, settle_delays: Sequence[float]) -> tuple[RemoteFile, bool]:
+    """The vendor's copy of ``source`` and whether this call uploaded it (``False``: an identical one was found)."""
+    dialect = hook.dialect
+    request = dialect.upload_file(source)
+
+    def look() -> RemoteFile | None:
+        return next((remote for remote in files(hook) if dialect.is_upload_of(remote, source)), None)
+
+    def upload() -> RemoteFile:
+        return dialect.parse_upload(hook.transport.send(request))
+
+    return make_once(f"upload of {source.stored_name}", look, upload, settle_delays, hook)
+
+
+def files(hook: FineTuningHook) -> Iterator[RemoteFile]:
+    """The account's fine-tuning files, page by page, within the connection's ``max_pages``."""
+    dialect = hook.dialect
+    cursor: str | None = None
+    seen: set[str | None] = {None}
+    for _ in range(hook.settings.max_pages):
+        request = dialect.files_page(cursor, dialect.files_page_size)
+        page = dialect.parse_files_page(hook.transport.send(request), cursor, dialect.files_page_size)
+        yield from page.files
+        if page.next_cursor is None:
+            return
+        if page.next_cursor in seen or not page.files:
+            raise FineTuningApiError(f"Stopped listing {dialect.display_name} files: the listing does not end")
+        seen.add(page.next_cursor)
+        cursor = page.next_cursor
+    raise FineTuningApiError(f"Stopped listing {dialect.display_name} files after max_pages pages")
+
+
+def make_once(
+    what: str,
+    look: Callable[[], T | None],
+    make: Callable[[], T],
+    settle_delays: Sequence[float],
+    hook: FineTuningHook,
+) -> tuple[T, bool]:
+    """What ``look`` finds, else what ``make`` makes (``True``), trying ``make`` again only after every look of
+    ``settle_delays`` found nothing, and at most ``max_retries + 1`` times."""
+    found = look()
+    if found is not None:
+        hook.log.info("Found the %s from an earlier try; using it", what)
+        return found, False
+    tries = hook.settings.retry.max_retries + 1
+    for attempt in range(1, tries + 1):
+        try:
+            return make(), True
+        except FineTuningApiError as error:
+            if not may_have_acted(error):
+                raise
+            hook.log.warning(
+                "The %s got no usable answer (try %d of %d: %s); looking for it before trying again",
+                what,
+                attempt,
+                tries,
+                printable(error, 300),
+            )
+            last = error
+        for delay in settle_delays:
+            time.sleep(delay)
+            found = look()
+            if found is not None:
+                hook.log.info("The %s was made after all; using it", what)
+                return found, False
+    raise FineTuningApiError(
+        f"Gave up on the {what}: {tries} tries got no usable answer and nothing was made; last error: {last}",
+        http_status=last.http_status,
+        vendor_code=last.vendor_code,
+        request_id=last.request_id,
+    )
+
+
+def _keep_oldest(hook: FineTuningHook, jobs: list[FineTuningJob], cancelled: list[str]) -> FineTuningJob | None:
+    """The oldest of ``jobs`` (by creation time, then id: every try picks the same); the others are cancelled."""
+    unique = sorted({job.id: job for job in jobs}.values(), key=_age)
+    if not unique:
+        return None
+    winner, *others = unique
+    for duplicate in others:
+        if duplicate.id in cancelled:
+            continue
+        hook.log.warning("Job %s duplicates job %s (same task instance); cancelling it", duplicate.id, winner.id)
+        hook.cancel_job(duplicate.id)
+        cancelled.append(duplicate.id)
+    return winner
+
+
+def _age(job: FineTuningJob) -> tuple[datetime, str]:
+    return job.created_at or _LATEST, job.id
