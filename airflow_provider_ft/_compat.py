@@ -64,9 +64,11 @@ __all__ = [
     "TriggerEvent",
     "XCom",
     "aget_connection",
+    "annotate_outlet_events",
     "connection_form_widgets",
     "default_deferrable",
     "mask_secret",
+    "object_storage_path",
 ]
 
 
@@ -75,6 +77,31 @@ def mask_secret(secret: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret as _mask_secret
 
     _mask_secret(secret)
+
+
+def object_storage_path(url: str) -> Any:
+    """Airflow's ``ObjectStoragePath`` for ``url`` (``s3://...``, ``gs://...``, ``file://...``): ``airflow.sdk``'s on
+    Airflow 3, ``airflow.io.path``'s on 2.11."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(url)
+
+
+def annotate_outlet_events(context: Context, outlets: list[Any], extra: dict[str, Any]) -> None:
+    """Add ``extra`` to the events Airflow records for the task's asset outlets (dataset outlets on 2.11) when the
+    task succeeds, so a downstream DAG scheduled on the asset reads them from its triggering event.
+
+    Airflow 2.10+ and 3 both offer ``context["outlet_events"][outlet].extra``; outlets that are not assets
+    (aliases, other objects) are left alone.
+    """
+    from airflow.providers.common.compat.sdk import Asset
+
+    accessors = context.get("outlet_events")
+    if accessors is None:
+        return
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            accessors[outlet].extra.update(extra)
 
 
 def default_deferrable() -> bool:

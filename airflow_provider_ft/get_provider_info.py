@@ -11,6 +11,12 @@ from airflow_provider_ft import __version__, defaults
 
 _INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning")
 _COMMON_FIELDS: dict[str, Any] = {
+    "namespace": {
+        "label": "Job identity namespace",
+        "schema": {"type": ["string", "null"]},
+        "description": "Part of the identity that finds a task's job again after a retry; give each Airflow "
+        "deployment sharing this account its own.",
+    },
     "timeout": {
         "label": "Timeout (seconds)",
         "schema": {"type": ["number", "null"], "default": defaults.TIMEOUT},
@@ -70,7 +76,9 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "operators": _per_integration(
-            "airflow_provider_ft.operators.fine_tuning", "airflow_provider_ft.operators.cleanup"
+            "airflow_provider_ft.operators.fine_tuning",
+            "airflow_provider_ft.operators.create",
+            "airflow_provider_ft.operators.cleanup",
         ),
         "sensors": _per_integration("airflow_provider_ft.sensors.fine_tuning"),
         "triggers": _per_integration("airflow_provider_ft.triggers.fine_tuning"),

@@ -55,6 +55,7 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
             ),
             max_response_bytes=_extra(dialect.extras, "max_response_bytes", _whole, defaults.MAX_RESPONSE_BYTES),
             max_pages=_extra(dialect.extras, "max_pages", _whole, defaults.MAX_PAGES),
+            namespace=_namespace(dialect.extras.get("namespace")),
         )
     except FineTuningConfigError as error:
         raise fail(str(error)) from None
@@ -126,6 +127,15 @@ def _number(text: str) -> object:
         except ValueError:
             continue
     return text
+
+
+def _namespace(value: object) -> str:
+    """The ``namespace`` extra: any short text (``""`` when unset)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 200:
+        raise FineTuningConfigError("extra 'namespace' must be a text of at most 200 characters")
+    return value
 
 
 def _retry_count(name: str, value: object) -> int:

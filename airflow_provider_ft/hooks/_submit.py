@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob
-    from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
+    from airflow_provider_ft.vendors.wire import ApiRequest, JobSpec, LocalFile, RemoteFile
 
 T = TypeVar("T")
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -58,18 +58,28 @@ def may_have_acted(error: FineTuningApiError) -> bool:
 
 
 def submit_job(
-    hook: FineTuningHook, spec: JobSpec, identity: TaskIdentity, settle_delays: Sequence[float]
+    hook: FineTuningHook,
+    spec: JobSpec,
+    identity: TaskIdentity,
+    settle_delays: Sequence[float],
+    prepare: Callable[[JobSpec], JobSpec] | None = None,
 ) -> Submission:
-    """The job of ``identity``: found again if it exists, else created once. See the module's rules."""
+    """The job of ``identity``: found again if it exists, else created once. See the module's rules.
+
+    ``prepare`` (uploading the files, say) runs only when a job is to be created, once, and gives the spec sent.
+    """
     dialect = hook.dialect
-    request = dialect.create_job(spec, identity)  # every argument is checked before any request
+    dialect.create_job(spec, identity)  # every argument is checked before any request
     cancelled: list[str] = []
+    requests: list[ApiRequest] = []
 
     def look() -> FineTuningJob | None:
         return _keep_oldest(hook, jobs_of(hook, spec, identity), cancelled)
 
     def create() -> FineTuningJob:
-        job = dialect.parse_job(hook.transport.send(request))
+        if not requests:
+            requests.append(dialect.create_job(prepare(spec) if prepare else spec, identity))
+        job = dialect.parse_job(hook.transport.send(requests[0]))
         hook.log.info("Created %s job %s for %s", dialect.display_name, job.id, identity.describe())
         winner = _keep_oldest(hook, [job, *jobs_of(hook, spec, identity)], cancelled)
         return winner or job

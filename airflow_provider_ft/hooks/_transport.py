@@ -53,6 +53,7 @@ class ClientSettings:
     :param retry: how often and how patiently to try a request
     :param max_response_bytes: most bytes one answer may decode to
     :param max_pages: most pages one listing may take
+    :param namespace: what keeps this deployment's job identities apart from another's on the same account
     """
 
     conn_id: str
@@ -63,6 +64,7 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
     max_pages: int = defaults.MAX_PAGES
+    namespace: str = ""
 
     @property
     def attempt_seconds(self) -> float:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseHook
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, FineTuningError, FineTuningTimeout
+from airflow_provider_ft.exceptions import (
+    FineTuningApiError,
+    FineTuningBudgetExceeded,
+    FineTuningConfigError,
+    FineTuningError,
+    FineTuningTimeout,
+)
 from airflow_provider_ft.get_provider_info import connection_type_info
 from airflow_provider_ft.hooks import _operations as operations
 from airflow_provider_ft.hooks._connection import settings_from_connection
@@ -19,7 +26,7 @@ from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings,
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._submit import Submission
     from airflow_provider_ft.identity import TaskIdentity
-    from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
+    from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobEvent, ProgressLog
     from airflow_provider_ft.vendors.base import Dialect
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
@@ -161,7 +168,12 @@ class FineTuningHook(BaseHook):
         return job
 
     def submit_job(
-        self, spec: JobSpec, identity: TaskIdentity, *, settle_delays: Sequence[float] = defaults.SETTLE_DELAYS
+        self,
+        spec: JobSpec,
+        identity: TaskIdentity,
+        *,
+        settle_delays: Sequence[float] = defaults.SETTLE_DELAYS,
+        prepare: Callable[[JobSpec], JobSpec] | None = None,
     ) -> Submission:
         """The job of task instance ``identity``: the one it already has (from an earlier try, a cleared task or a
         create whose answer was lost), or a new one made as ``spec`` says, exactly once.
@@ -174,10 +186,12 @@ class FineTuningHook(BaseHook):
         :param spec: the job to make
         :param identity: the task instance it is for (``TaskIdentity``)
         :param settle_delays: seconds to wait before each look after a lost answer
+        :param prepare: runs once, only when a job is to be created, and gives the spec to send (e.g. with the
+            files uploaded by then): a try that re-attaches uploads nothing
         """
         from airflow_provider_ft.hooks import _submit
 
-        return _submit.submit_job(self, spec, identity, settle_delays)
+        return _submit.submit_job(self, spec, identity, settle_delays, prepare)
 
     def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
         """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""
@@ -321,7 +335,13 @@ class FineTuningHook(BaseHook):
         return after
 
     def wait_for_job(
-        self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None, *, log_events: bool = True
+        self,
+        job_id: str,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        *,
+        log_events: bool = True,
+        budget: JobBudget | None = None,
     ) -> FineTuningJob:
         """Poll until the job is terminal and return it.
 
@@ -333,6 +353,8 @@ class FineTuningHook(BaseHook):
         :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
             (OpenAI events, DashScope log lines) not logged before, one line each, oldest first; a failure to read
             them is logged at WARNING and never ends the wait
+        :param budget: cost guards checked after each poll that read the job: past one, the job is cancelled
+            and ``FineTuningBudgetExceeded`` names the limit
         """
         poll_interval = _validate.seconds("poll_interval", poll_interval)
         timeout = _validate.optional_seconds("timeout", timeout)
@@ -344,11 +366,26 @@ class FineTuningHook(BaseHook):
                 job.log_progress(self.log)
                 if log_events:
                     cursor = self.log_new_events(job_id, cursor, deadline=deadline)
+                if budget is not None:
+                    self.enforce_budget(job, budget)
                 if job.is_terminal:
                     return job
             if deadline is not None and time.monotonic() + poll_interval > deadline:
                 raise FineTuningTimeout(f"Job {job_id} did not reach a terminal state within {timeout:g} s")
             time.sleep(poll_interval)
+
+    def enforce_budget(self, job: FineTuningJob, budget: JobBudget) -> None:
+        """If ``job`` has passed a limit of ``budget``, cancel it (unless it has finished) and raise
+        ``FineTuningBudgetExceeded`` naming the limit."""
+        reason = budget.exceeded(job, datetime.now(UTC))
+        if reason is None:
+            return
+        if not job.is_terminal:
+            self.log.warning("Job %s passed %s; cancelling it", printable(job.id, 140), reason)
+            job = self.cancel_job(job.id)
+        raise FineTuningBudgetExceeded(
+            f"Fine-tuning job {job.id} passed {reason}; it is {job.status.value}", job.to_dict()
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one job). The message never contains the API key.

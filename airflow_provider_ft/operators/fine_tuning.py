@@ -18,6 +18,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, 
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.operators.cleanup import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
+from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.vendors.ids import validate_job_id
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = [
     "CLEANUP_SUMMARY_XCOM_KEY",
     "CancelFineTuningJobOperator",
     "CleanupFineTuningJobsOperator",
+    "CreateFineTuningJobOperator",
     "DeleteFineTuningJobOperator",
     "PauseFineTuningJobOperator",
     "ResumeFineTuningJobOperator",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ _CODE_LENGTH = 100
 _VALUE_LENGTH = 60
 _STATUS_LENGTH = 64
 _MODEL_LENGTH = 256
+_FILE_ID = re.compile(r"file-[A-Za-z0-9][A-Za-z0-9_.\-]{0,122}")
 log = logging.getLogger(__name__)
 
 
@@ -275,6 +277,11 @@ class Dialect(ABC):
     @abstractmethod
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """Whether ``remote`` is an earlier upload of ``source`` (same content), so it can be used again."""
+
+    def is_file_id(self, value: object) -> bool:
+        """Whether a training or validation file argument names a file at the vendor (else it is a local path).
+        Both vendors' ids start ``file-`` and have no ``/`` or ``.jsonl``."""
+        return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")
 
     def refuse_other_options(self, spec: JobSpec) -> None:
         """``FineTuningConfigError`` naming the options of ``spec`` this API does not take."""

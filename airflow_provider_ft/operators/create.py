@@ -1,0 +1,374 @@
+"""``CreateFineTuningJobOperator``: upload the data, start the job exactly once, watch it, never leave it orphaned.
+
+Kept light at import time (DAG parsing imports it): the hook, the trigger and the file checks are imported when a
+task runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_ft import _validate, defaults
+from airflow_provider_ft._compat import BaseOperator, default_deferrable
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningJobFailed, FineTuningTimeout
+from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobStatus
+from airflow_provider_ft.links import FineTuningJobLink
+
+if TYPE_CHECKING:
+    from airflow_provider_ft._compat import Context
+    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+    from airflow_provider_ft.identity import TaskIdentity
+    from airflow_provider_ft.vendors.wire import JobSpec, LocalFile
+
+#: XCom keys pushed besides the return value.
+JOB_ID_XCOM_KEY = "job_id"
+FINE_TUNED_MODEL_XCOM_KEY = "fine_tuned_model"
+_ENDED_BADLY = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class CreateFineTuningJobOperator(BaseOperator):
+    """Start a fine-tuning job on the connection's vendor, exactly once per task instance, and (by default) wait
+    until it ends; the final job (``FineTuningJob.to_dict()``) goes to XCom, and its ``fine_tuned_model`` under
+    the key ``fine_tuned_model``. The job's id is pushed under ``job_id`` as soon as it exists, for teardown tasks.
+
+    **Files.** ``training_file`` and ``validation_file`` are each a vendor file id (``file-...``) or a local path,
+    ``os.PathLike``, ``ObjectStoragePath`` or object-storage URL (``s3://...``) to upload first. A file to upload
+    is checked on the worker before anything is sent: every line must be one JSON record in the vendor's format
+    for the job's method (chat ``messages``; preference pairs for DPO; DashScope ``text`` for ``cpt``), and the
+    first bad line is named. It is streamed, never read whole, and an identical file uploaded before (same
+    content hash) is used again instead of uploading it twice.
+
+    **Exactly once.** The job is tagged with an identity derived from the task instance (DAG, task, run, map index,
+    and the connection extra ``namespace``; not the try number): OpenAI ``metadata["airflow_ti"]``, DashScope
+    ``job_name``. Each try first looks for a job with that identity and re-attaches to it, so a retry, a cleared
+    task or a create whose answer was lost never starts a second job; a create is never retried blindly. A job
+    found in a terminal state is re-attached to as well (clear the task and change the DAG run, or the
+    ``namespace``, to train again). docs/operators/create.md says where each vendor cannot guarantee this.
+
+    **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, cleared,
+    ``execution_timeout``): in the worker through ``on_kill``; while deferred through the trigger's ``on_kill``,
+    which Airflow 3.3+ calls only for a user's action, never for a triggerer restart. ``cancel_on_timeout``
+    cancels it when ``timeout`` ends the wait. The cost guards ``max_trained_tokens`` and ``max_runtime`` cancel
+    it and fail the task (``FineTuningBudgetExceeded``) naming the limit passed.
+
+    :param model: the base model to fine-tune (templated)
+    :param training_file: a vendor file id, or a local path / ``ObjectStoragePath`` / URL to check and upload
+        (templated)
+    :param validation_file: the same for validation data, optional (templated)
+    :param conn_id: the fine-tuning connection; its type selects the vendor (templated)
+    :param method: OpenAI: ``supervised``, ``dpo`` or ``reinforcement``, or the whole ``method`` object (templated)
+    :param hyperparameters: OpenAI: the method's hyperparameters; DashScope: ``hyper_parameters`` (templated)
+    :param training_type: DashScope ``training_type``, e.g. ``sft``, ``efficient_sft``, ``dpo_full`` (templated)
+    :param suffix: OpenAI: up to 64 characters in the fine-tuned model's name (templated)
+    :param seed: OpenAI ``seed`` for reproducible training
+    :param metadata: OpenAI ``metadata``, at most 11 string pairs (keys starting ``airflow_`` are this provider's)
+        (templated)
+    :param integrations: OpenAI ``integrations`` (e.g. Weights and Biases)
+    :param wait_for_completion: wait until the job ends (default); ``False`` returns the job once it exists
+    :param deferrable: wait in the triggerer instead of the worker (default ``[operators] default_deferrable``)
+    :param poll_interval: seconds between checks while waiting
+    :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
+    :param cancel_on_kill: cancel the job when the task is killed (see above)
+    :param cancel_on_timeout: cancel the job when ``timeout`` ends the wait
+    :param max_trained_tokens: cancel and fail once the vendor reports more trained tokens (OpenAI and DashScope
+        report them when the job has finished, so this mostly fails a job that ended over budget)
+    :param max_runtime: cancel and fail once the job has run longer than this, counted from its creation
+        (seconds or a ``timedelta``)
+    :param log_events: log the vendor's own progress entries (OpenAI events, DashScope log lines) as they
+        appear, each once, in the worker and in the triggerer
+    :param fail_on_failure: a job that ends ``FAILED`` or ``CANCELLED`` fails the task with ``FineTuningJobFailed``
+    :param settle_delays: seconds to wait before each look for a job whose create answer was lost
+    """
+
+    template_fields: Sequence[str] = (
+        "conn_id",
+        "model",
+        "training_file",
+        "validation_file",
+        "method",
+        "hyperparameters",
+        "training_type",
+        "suffix",
+        "metadata",
+    )
+    template_fields_renderers = {"hyperparameters": "json", "metadata": "json", "method": "json"}
+    operator_extra_links = (FineTuningJobLink(),)
+    ui_color = "#dff5e3"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        training_file: Any,
+        validation_file: Any = None,
+        conn_id: str = defaults.DEFAULT_CONN_ID,
+        method: str | Mapping[str, Any] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        training_type: str | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        integrations: Sequence[Mapping[str, Any]] | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: timedelta | float = 60.0,
+        timeout: timedelta | float | None = None,
+        cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
+        max_trained_tokens: int | None = None,
+        max_runtime: timedelta | float | None = None,
+        log_events: bool = True,
+        fail_on_failure: bool = True,
+        settle_delays: Sequence[float] = defaults.SETTLE_DELAYS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.training_file = training_file
+        self.validation_file = validation_file
+        self.conn_id = conn_id
+        self.method = method
+        self.hyperparameters = hyperparameters
+        self.training_type = training_type
+        self.suffix = suffix
+        self.seed = seed
+        self.metadata = metadata
+        self.integrations = integrations
+        self.wait_for_completion = bool(wait_for_completion)
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self.poll_interval = _validate.seconds("poll_interval", poll_interval)
+        self.timeout = _validate.optional_seconds("timeout", timeout)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self.cancel_on_timeout = bool(cancel_on_timeout)
+        self.budget = _budget(max_trained_tokens, max_runtime)
+        self.log_events = bool(log_events)
+        self.fail_on_failure = bool(fail_on_failure)
+        self.settle_delays = tuple(
+            _validate.seconds("settle_delays", delay, allow_zero=True) for delay in settle_delays
+        )
+        self._job_id: str | None = None
+
+    @cached_property
+    def hook(self) -> FineTuningHook:
+        from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+
+        return FineTuningHook(self.conn_id)
+
+    # -- submit ---------------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            job = self._submit(context)
+            if not self.wait_for_completion or job.is_terminal:
+                return self._finish(context, job)
+            if self.deferrable:
+                self._defer(job)
+            return self._finish(context, self._wait(job))
+        finally:
+            self.hook.close()
+
+    def _submit(self, context: Context) -> FineTuningJob:
+        """The task instance's job: re-attached to, or created once with its files checked and uploaded."""
+        identity = self._identity(context)
+        spec = self._spec()
+        checked = self._checked_files(spec)  # before any request: a bad file sends nothing
+        submission = self.hook.submit_job(
+            spec, identity, settle_delays=self.settle_delays, prepare=lambda ready: self._uploaded(ready, checked)
+        )
+        job = submission.job
+        self._job_id = job.id
+        FineTuningJobLink.persist(context, self.hook.console_url(job.id))
+        context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
+        verb = "Started" if submission.created else "Re-attached to"
+        self.log.info("%s %s %s", verb, self.hook.dialect.display_name, job.describe_progress())
+        for duplicate in submission.cancelled:
+            self.log.warning("Cancelled job %s, a duplicate of job %s for this task instance", duplicate, job.id)
+        return job
+
+    def _identity(self, context: Context) -> TaskIdentity:
+        from airflow_provider_ft.identity import TaskIdentity
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return TaskIdentity(
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=-1 if map_index is None else int(map_index),
+            namespace=self.hook.settings.namespace,
+        )
+
+    def _spec(self) -> JobSpec:
+        from airflow_provider_ft.vendors.wire import JobSpec
+
+        training = self.training_file if self.hook.dialect.is_file_id(self.training_file) else "file-to-upload"
+        validation = self.validation_file
+        return JobSpec(
+            model=self.model,
+            training_file=training,
+            validation_file=validation if validation is None or self.hook.dialect.is_file_id(validation) else None,
+            method=self.method,
+            hyperparameters=self.hyperparameters,
+            training_type=self.training_type,
+            suffix=self.suffix,
+            seed=self.seed,
+            metadata=self.metadata,
+            integrations=list(self.integrations) if self.integrations is not None else None,
+        )
+
+    def _file_arguments(self) -> dict[str, Any]:
+        return {"training_file": self.training_file, "validation_file": self.validation_file}
+
+    def _checked_files(self, spec: JobSpec) -> dict[str, LocalFile]:
+        """The local files to upload, each checked record by record (``TrainingFileError`` names a bad line)."""
+        dialect = self.hook.dialect
+        return {
+            name: self.hook.check_training_file(_local(source), spec, what=name)
+            for name, source in self._file_arguments().items()
+            if source is not None and not dialect.is_file_id(source)
+        }
+
+    def _uploaded(self, spec: JobSpec, checked: Mapping[str, LocalFile]) -> JobSpec:
+        """``spec`` with both files as vendor ids, uploading the checked ones (or reusing identical uploads)."""
+        ids = {name: value for name, value in self._file_arguments().items() if name not in checked}
+        for name, local in checked.items():
+            remote, uploaded = self.hook.upload_file(local, settle_delays=self.settle_delays)
+            self.log.info(
+                "%s %s (%d records, %d bytes): %s file %s",
+                "Uploaded" if uploaded else "Found an identical upload of",
+                printable(local.name, 200),
+                local.lines,
+                local.size,
+                self.hook.dialect.display_name,
+                remote.id,
+            )
+            ids[name] = remote.id
+        return replace(spec, training_file=ids["training_file"], validation_file=ids["validation_file"])
+
+    # -- watch ----------------------------------------------------------------------------------------------
+
+    def _wait(self, job: FineTuningJob) -> FineTuningJob:
+        self.log.info("Waiting for job %s to end (check every %g s)", job.id, self.poll_interval)
+        try:
+            return self.hook.wait_for_job(
+                job.id,
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
+                log_events=self.log_events,
+                budget=self.budget,
+            )
+        except FineTuningTimeout as error:
+            self._cancel_after_timeout(job.id)
+            raise FineTuningTimeout(f"{error}{self._timeout_outcome()}") from error
+
+    def _defer(self, job: FineTuningJob) -> None:
+        """Hand the wait to ``FineTuningJobTrigger``, after logging the progress entries so far (the trigger logs
+        on from there); the task resumes in ``execute_complete``."""
+        from airflow_provider_ft.triggers.events import deferral_timeout
+        from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+
+        cursor = self.hook.log_new_events(job.id, None, self.log) if self.log_events else None
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        self.log.info("Deferring until job %s ends; now %s", job.id, job.describe_progress())
+        self.defer(
+            trigger=FineTuningJobTrigger(
+                conn_id=self.conn_id,
+                job_id=job.id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+                log_events=self.log_events,
+                events_after=cursor,
+                cancel_on_kill=self.cancel_on_kill,
+                cancel_on_timeout=self.cancel_on_timeout,
+                max_trained_tokens=self.budget.max_trained_tokens,
+                max_runtime=self.budget.max_runtime,
+            ),
+            method_name="execute_complete",
+            timeout=deferral_timeout(deadline),
+        )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Finish after the trigger fired: the final job, or the trigger's timeout, budget or error raised.
+
+        :param context: the task's context
+        :param event: the trigger's payload (``status``: ``success``, ``timeout``, ``budget`` or ``error``)
+        """
+        from airflow_provider_ft.triggers.events import terminal_job_from_event
+
+        job_id = str((event or {}).get("job_id") or context["ti"].xcom_pull(key=JOB_ID_XCOM_KEY) or "")
+        self._job_id = job_id or None
+        try:
+            payload = terminal_job_from_event(event, job_id=job_id, timeout_error=FineTuningTimeout)
+        except FineTuningTimeout:
+            if event and not event.get("cancelled"):
+                self._cancel_after_timeout(job_id)
+            raise
+        finally:
+            self.hook.close()
+        return self._finish(context, _job_from_dict(payload, self.hook))
+
+    # -- finish and stop --------------------------------------------------------------------------------------
+
+    def _finish(self, context: Context, job: FineTuningJob) -> dict[str, Any]:
+        """Push the model, record the asset event, and fail for a job that ended badly (``fail_on_failure``)."""
+        if job.status in _ENDED_BADLY and self.fail_on_failure:
+            reason = printable(job.error or "the vendor gave no reason", 500)
+            raise FineTuningJobFailed(f"Fine-tuning job {job.id} ended {job.status.value}: {reason}", job.to_dict())
+        if job.fine_tuned_model:
+            context["ti"].xcom_push(key=FINE_TUNED_MODEL_XCOM_KEY, value=job.fine_tuned_model)
+        if job.status is JobStatus.SUCCEEDED and self.outlets:
+            from airflow_provider_ft._compat import annotate_outlet_events
+
+            extra = {"fine_tuned_model": job.fine_tuned_model, "job_id": job.id, "vendor": job.vendor}
+            annotate_outlet_events(context, list(self.outlets), extra)
+        self.log.info("Job %s is %s", job.id, job.describe_progress())
+        return job.to_dict()
+
+    def on_kill(self) -> None:
+        """Cancel the job when the task is killed in the worker (``cancel_on_kill``); never raises."""
+        if not self.cancel_on_kill or self._job_id is None:
+            return
+        try:
+            job = self.hook.cancel_job(self._job_id)
+        except Exception as error:
+            self.log.warning("The task was killed but job %s could not be cancelled: %s", self._job_id, error)
+            return
+        self.log.info("The task was killed; cancelled %s", job.describe_progress())
+
+    def _cancel_after_timeout(self, job_id: str) -> None:
+        if self.cancel_on_timeout and job_id:
+            job = self.hook.cancel_job(job_id)
+            self.log.warning("The wait timed out; cancelled %s", job.describe_progress())
+
+    def _timeout_outcome(self) -> str:
+        return "; the job was cancelled (cancel_on_timeout)" if self.cancel_on_timeout else "; the job still runs"
+
+
+def _local(source: Any) -> Any:
+    """A file argument as something to read: object-storage URLs become ``ObjectStoragePath``."""
+    if isinstance(source, str) and "://" in source:
+        from airflow_provider_ft._compat import object_storage_path
+
+        return object_storage_path(source)
+    return source
+
+
+def _budget(max_trained_tokens: int | None, max_runtime: timedelta | float | None) -> JobBudget:
+    runtime = _validate.optional_seconds("max_runtime", max_runtime)
+    if max_trained_tokens is not None:
+        _validate.whole_number("max_trained_tokens", max_trained_tokens)
+    try:
+        return JobBudget(max_trained_tokens=max_trained_tokens, max_runtime=runtime)
+    except ValueError as error:
+        raise FineTuningConfigError(str(error)) from None
+
+
+def _job_from_dict(payload: Mapping[str, Any], hook: FineTuningHook) -> FineTuningJob:
+    """The trigger's terminal job, read again with the hook for a typed job (the event carries a dict)."""
+    return hook.get_job(str(payload["id"]))
