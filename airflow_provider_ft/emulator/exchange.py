@@ -45,7 +45,8 @@ class Exchange:
     :param scope: the ASGI scope
     :param receive: the server's ``receive``
     :param send: the server's ``send``
-    :param body: the request body, already read
+    :param body: the request body, or the start of it, already read
+    :param more_body: whether the rest of the body is still to be received (then it streams through ``receive``)
     :param vendor: whose mount the path is under (``None``: neither)
     :param request_id: the id sent back as ``x-request-id``
     :param presented_key: the bearer token the client sent ("" when none)
@@ -61,6 +62,7 @@ class Exchange:
         send: Send,
         *,
         body: bytes,
+        more_body: bool = False,
         vendor: Vendor | None,
         request_id: str,
         presented_key: str,
@@ -77,6 +79,7 @@ class Exchange:
         self._receive = receive
         self._send = send
         self._body = body
+        self._more_body = more_body
         self._body_sent = False
         self._sockets = sockets
         self._captured: Captured | None = None
@@ -86,11 +89,15 @@ class Exchange:
     # -- the ASGI side the application sees --------------------------------------------------------------
 
     async def receive(self) -> Message:
-        """Replays the already-read request body, then delegates (so disconnects still arrive)."""
+        """Replays the already-read start of the body, then delegates: the rest of the body (counted in the
+        request log) and, after it, the disconnect."""
         if not self._body_sent:
             self._body_sent = True
-            return {"type": "http.request", "body": self._body, "more_body": False}
-        return await self._receive()
+            return {"type": "http.request", "body": self._body, "more_body": self._more_body}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.entry.body_size += len(message.get("body", b""))
+        return message
 
     async def send(self, message: Message) -> None:
         """Forward ``message``, noting the status and adding ``x-request-id`` to the response head."""

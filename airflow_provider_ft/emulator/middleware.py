@@ -18,6 +18,12 @@ from airflow_provider_ft.emulator.recording import LogEntry, RequestLog
 from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.vocabulary import VENDORS, Vendor
 
+#: Bodies up to this size are read whole before the request is served (and recorded, parsed as JSON); the rest of
+#: a longer one (an upload) streams through to the application, so it is never held in memory.
+BUFFER_LIMIT = 1024 * 1024
+#: Bytes of a body kept in the request log.
+RECORDED_PREFIX = 64 * 1024
+
 
 def split_path(path: str) -> tuple[Vendor | None, str]:
     """The vendor whose mount serves ``path`` and the path relative to that mount."""
@@ -56,20 +62,21 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         vendor, path = split_path(scope["path"])
-        body = await _read_body(receive)
+        body, more_body = await _read_head(receive)
         headers = _headers(scope)
         presented = bearer_token(headers.pop("authorization", None))
         authorized = presented is not None and hmac.compare_digest(presented.encode(), self._api_key)
         request_id = str(uuid.uuid4())
         scope.setdefault("state", {}).update(request_id=request_id, vendor=vendor)
-        entry = self._log.start(
-            LogEntry(vendor, scope["method"], path, _query(scope), headers, _parse_json(body), authorized)
-        )
+        parsed = None if more_body else _parse_json(body)
+        entry = self._log.start(LogEntry(vendor, scope["method"], path, _query(scope), headers, parsed, authorized))
+        entry.body_size, entry.raw_body = len(body), body[:RECORDED_PREFIX]
         exchange = Exchange(
             scope,
             receive,
             send,
             body=body,
+            more_body=more_body,
             vendor=vendor,
             request_id=request_id,
             presented_key=presented or "",
@@ -100,16 +107,21 @@ class EmulatorMiddleware:
         await self.app(exchange.scope, exchange.receive, exchange.send)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_head(receive: Receive) -> tuple[bytes, bool]:
+    """The body, or its first :data:`BUFFER_LIMIT` bytes or so, and whether more of it is still to come."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks), False
+        if size >= BUFFER_LIMIT:
+            return b"".join(chunks), True
 
 
 def _headers(scope: Scope) -> dict[str, str]:

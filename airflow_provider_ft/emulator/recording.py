@@ -16,7 +16,8 @@ class RecordedRequest:
     ``path`` is relative to the vendor mount (``/fine-tunes/ft-1/cancel``); ``headers`` has lowercase names and
     never contains ``authorization``; ``body`` is the parsed JSON body (``None`` when absent or not JSON);
     ``status`` is what was answered (``0`` when the connection was dropped or the request is still in flight);
-    ``fault`` is the kind of the fault that hit the request, if any.
+    ``fault`` is the kind of the fault that hit the request, if any; ``body_size`` is how many body bytes were
+    received and ``raw_body`` the first of them (at most 64 KiB: a large upload is never kept whole).
     """
 
     vendor: Vendor | None
@@ -28,6 +29,8 @@ class RecordedRequest:
     authorized: bool
     status: int
     fault: str | None
+    body_size: int = 0
+    raw_body: bytes = b""
 
 
 @dataclass
@@ -41,6 +44,8 @@ class LogEntry:
     authorized: bool
     status: int = 0
     fault: str | None = None
+    body_size: int = 0
+    raw_body: bytes = b""
 
     def freeze(self) -> RecordedRequest:
         return RecordedRequest(
@@ -53,6 +58,8 @@ class LogEntry:
             authorized=self.authorized,
             status=self.status,
             fault=self.fault,
+            body_size=self.body_size,
+            raw_body=self.raw_body,
         )
 
 

@@ -1,10 +1,11 @@
-"""What the route handlers and the fault actions share: the job store and the emulated accounts' identity."""
+"""What the route handlers and the fault actions share: the job and file stores and the emulated accounts' identity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
+from airflow_provider_ft.emulator.files import FileStore
 from airflow_provider_ft.emulator.store import JobStore
 
 
@@ -16,12 +17,14 @@ class Settings:
     :param dashscope_timezone: the zone DashScope's zone-less times are written in
     :param organization_id: OpenAI ``organization_id`` of every job
     :param workspace_id: DashScope ``workspace_id`` of jobs created without the workspace header
+    :param check_files: whether a job created through the API must name files uploaded (or seeded) before
     """
 
     api_key: str
     dashscope_timezone: str = DASHSCOPE_TIMEZONE
     organization_id: str = "org-emulator"
     workspace_id: str = "llm-emulator"
+    check_files: bool = True
 
 
 @dataclass
@@ -30,3 +33,4 @@ class EmulatorState:
 
     store: JobStore
     settings: Settings
+    files: FileStore = field(default_factory=FileStore)
