@@ -23,7 +23,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cancel-delay", type=float, default=0.0, help="emulated seconds a DashScope job is CANCELING")
     parser.add_argument("--timezone", default=DASHSCOPE_TIMEZONE, help="zone of DashScope time strings")
     parser.add_argument("--seed", choices=["none", "demo"], default="none", help="jobs to start with")
+    parser.add_argument(
+        "--seed-running",
+        type=_seconds,
+        metavar="SECONDS",
+        help="also seed one running job per vendor that succeeds after SECONDS emulated seconds (ids are printed)",
+    )
+    parser.add_argument(
+        "--no-check-files",
+        dest="check_files",
+        action="store_false",
+        help="accept jobs created with file ids that were never uploaded",
+    )
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def seed_running(emulator: FineTuningEmulator, seconds: float) -> dict[str, str]:
+    """Seed one running job per vendor that succeeds after ``seconds`` emulated seconds; their ids by vendor."""
+    return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in ("dashscope", "openai")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,10 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         host=args.host,
         cancel_delay=args.cancel_delay,
+        check_files=args.check_files,
     )
     with emulator as emu:
         if args.seed == "demo":
             seed_demo(emu)
+        if args.seed_running is not None:
+            for vendor, job_id in seed_running(emu, args.seed_running).items():
+                print(f"Running {vendor} job: {job_id} ({args.seed_running:g} s)", flush=True)
         print(f"DashScope: {emu.url('dashscope')}", flush=True)
         print(f"OpenAI:    {emu.url('openai')}", flush=True)
         print(f"API key:   {emu.api_key}", flush=True)

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from airflow_provider_ft.emulator.errors import ApiFailure
 from airflow_provider_ft.emulator.factory import new_job, random_token
+from airflow_provider_ft.emulator.progress import TOTAL_STEPS, milestones
 from airflow_provider_ft.emulator.routing import body_json, int_param, request_id, state_of
 from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
@@ -112,6 +113,26 @@ def seed(
     return new_job(store, "dashscope", job_id, status=status, model=model, age=age, spec=spec, **kwargs)
 
 
+def log_lines(job: Job, now: float, zone: str) -> list[str]:
+    """The job's log by ``now``, oldest first: its status transitions and a ``step`` line per tenth of its run.
+
+    At the same instant a step line comes before a status line, so the log only ever grows at its end.
+    """
+    keyed = [((at, 1, index), f"job {job.id} status {status}") for index, (at, status) in enumerate(job.history)]
+    for m in milestones(job, now):
+        keyed.append(((m.at, 0, m.index), f"step {m.step}/{TOTAL_STEPS} loss {m.train_loss}"))
+    return [f"{format_time(key[0], zone)} {text}" for key, text in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _check_files(state: EmulatorState, spec: dict[str, Any]) -> None:
+    """Every training and validation file must have been uploaded (unless files are not checked)."""
+    if not state.settings.check_files:
+        return
+    for file_id in [*spec["training_file_ids"], *spec["validation_file_ids"]]:
+        if not isinstance(file_id, str) or not state.files.contains("dashscope", file_id):
+            raise _invalid(f"File not found: {file_id}")
+
+
 def _taken(state: EmulatorState) -> Callable[[str], bool]:
     return lambda job_id: state.store.contains("dashscope", job_id)
 
@@ -154,13 +175,14 @@ def _create_spec(body: dict[str, Any], workspace: str) -> dict[str, Any]:
 
 @router.post("/fine-tunes")
 async def create_job(request: Request) -> JSONResponse:
-    """``POST /fine-tunes``: the new job starts ``PENDING``."""
+    """``POST /fine-tunes``: the new job starts ``PENDING``; its files must have been uploaded (see ``check_files``)."""
     state = state_of(request)
     body = body_json(await request.body(), "dashscope")
     if not isinstance(body, dict):
         raise _invalid("Request body must be a JSON object")
     workspace = request.headers.get("x-dashscope-workspace") or state.settings.workspace_id
     spec = _create_spec(body, workspace)
+    _check_files(state, spec)
     now = state.store.clock.now()
     job_id = new_job_id(now, state.settings.dashscope_timezone, _taken(state))
     name = body.get("job_name") or spec["model_name"]
@@ -222,7 +244,7 @@ async def delete_job(request: Request, job_id: str) -> JSONResponse:
 
 @router.get("/fine-tunes/{job_id}/logs")
 async def job_logs(request: Request, job_id: str) -> JSONResponse:
-    """``GET /fine-tunes/{id}/logs?offset=&line=``: one line per lifecycle transition.
+    """``GET /fine-tunes/{id}/logs?offset=&line=``: one line per lifecycle transition and per tenth of the run.
 
     ``offset`` is a 1-based line number (``0`` is read as ``1``), matching the SDK's default of 1.
     """
@@ -232,7 +254,6 @@ async def job_logs(request: Request, job_id: str) -> JSONResponse:
     job = state.store.get("dashscope", job_id)
     if job is None:
         raise _not_found()
-    zone = state.settings.dashscope_timezone
-    logs = [f"{format_time(at, zone)} job {job.id} status {status}" for at, status in job.history]
+    logs = log_lines(job, state.store.clock.now(), state.settings.dashscope_timezone)
     start = max(offset - 1, 0)
     return _ok(request, {"total": len(logs), "logs": logs[start : start + line]})

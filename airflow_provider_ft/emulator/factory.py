@@ -76,7 +76,20 @@ def new_job(
         spec=dict(spec or {}),
     )
     _seed_history(job, WORDS[vendor], age)
+    job.run_seconds = _run_seconds(job, WORDS[vendor], age)
     return store.add(job)
+
+
+def _run_seconds(job: Job, words: Vocabulary, age: float) -> float | None:
+    """The running time of the whole run: what has run already (a running job has run since it was created,
+    a finished one ran its course) plus ``runs_for``."""
+    if job.runs_for is None:
+        return None
+    if job.status == words.running:
+        return age + job.runs_for
+    if job.status in words.terminal and job.finished_at is not None:
+        return job.finished_at - job.created_at
+    return job.runs_for
 
 
 def _seed_history(job: Job, words: Vocabulary, age: float) -> None:

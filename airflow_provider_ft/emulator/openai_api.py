@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 
 from airflow_provider_ft.emulator.errors import ApiFailure
 from airflow_provider_ft.emulator.factory import new_job, random_token
+from airflow_provider_ft.emulator.files import FINE_TUNE
+from airflow_provider_ft.emulator.progress import TOTAL_STEPS, Milestone, milestones
 from airflow_provider_ft.emulator.routing import body_json, int_param, state_of
 from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
@@ -28,6 +30,9 @@ ORG_SLUG = "emulator"
 METHODS = ("supervised", "dpo", "reinforcement")
 AUTO_HYPERPARAMETERS = {"batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"}
 CHECKPOINT_STEPS = (100, 200, 300)
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
 WORDS_OA = WORDS["openai"]
 
 router = APIRouter()
@@ -147,15 +152,22 @@ def seed(
     )
 
 
-def events(job: Job) -> list[dict[str, Any]]:
-    """``fine_tuning.job.event`` objects for the job's history, newest first."""
+def events(job: Job, now: float) -> list[dict[str, Any]]:
+    """``fine_tuning.job.event`` objects for the job's history and training progress by ``now``, newest first.
+
+    Status events keep the ids of their place among the status events; a ``metrics`` event (one per tenth of the
+    run, see :mod:`~airflow_provider_ft.emulator.progress`) has the id of its step. At the same instant a
+    metrics event comes before a status event, so the list only ever grows at its newest end.
+    """
     lines: list[tuple[float, str, str]] = [(job.created_at, "info", f"Created fine-tuning job: {job.id}")]
     for at, status in job.history:
         lines.append((at, "error" if status == WORDS_OA.failed else "info", _event_message(job, status)))
     if job.status == WORDS_OA.succeeded and job.finished_at is not None:
         lines.append((job.finished_at, "info", f"New fine-tuned model created: {fine_tuned_model(job)}"))
         lines.append((job.finished_at, "info", "The job has successfully completed"))
-    return [_event(job, index, *line) for index, line in reversed(list(enumerate(lines)))]
+    keyed = [((at, 1, index), _event(job, index, at, level, text)) for index, (at, level, text) in enumerate(lines)]
+    keyed += [((m.at, 0, m.index), _metrics_event(job, m)) for m in milestones(job, now)]
+    return [event for _, event in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
 
 
 def _event(job: Job, index: int, at: float, level: str, message: str) -> dict[str, Any]:
@@ -167,6 +179,24 @@ def _event(job: Job, index: int, at: float, level: str, message: str) -> dict[st
         "message": message,
         "data": {},
         "type": "message",
+    }
+
+
+def _metrics_event(job: Job, milestone: Milestone) -> dict[str, Any]:
+    loss = milestone.train_loss
+    return {
+        "object": "fine_tuning.job.event",
+        "id": f"ftevent-{_stable_token(job.id, 'metrics', str(milestone.step))}",
+        "created_at": int(milestone.at),
+        "level": "info",
+        "message": f"Step {milestone.step}/{TOTAL_STEPS}: training loss={loss}",
+        "data": {
+            "step": milestone.step,
+            "total_steps": TOTAL_STEPS,
+            "train_loss": loss,
+            "train_mean_token_accuracy": milestone.train_mean_token_accuracy,
+        },
+        "type": "metrics",
     }
 
 
@@ -221,7 +251,7 @@ def _job_or_404(state: EmulatorState, job_id: str) -> Job:
     return job
 
 
-def _page(items: Sequence[T], after: str | None, limit: int, key: Callable[[T], str]) -> tuple[list[T], bool]:
+def page_after(items: Sequence[T], after: str | None, limit: int, key: Callable[[T], str]) -> tuple[list[T], bool]:
     """Items strictly after the one whose id is ``after``, at most ``limit``, and whether more remain."""
     start = 0
     if after:
@@ -256,12 +286,44 @@ def _require_str(body: dict[str, Any], name: str, *, required: bool) -> str | No
 
 
 def _check_metadata(value: Any) -> dict[str, str] | None:
+    """At most :data:`MAX_METADATA_PAIRS` string values, keys and values within their lengths, or a 400."""
     if value is None:
         return None
-    ok = isinstance(value, dict) and len(value) <= 16
-    if not ok or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise _invalid("Invalid 'metadata': expected an object of at most 16 string values.", "metadata")
+    if len(value) > MAX_METADATA_PAIRS:
+        message = (
+            f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
+            f"properties, but got an object with {len(value)} properties instead."
+        )
+        raise _invalid(message, "metadata", "object_above_max_properties")
+    for key, text in value.items():
+        if len(key) > MAX_METADATA_KEY:
+            message = (
+                f"Invalid 'metadata': key too long. Expected a key with maximum length {MAX_METADATA_KEY}, "
+                f"but got a key with length {len(key)} instead."
+            )
+            raise _invalid(message, "metadata", "string_above_max_length")
+        if len(text) > MAX_METADATA_VALUE:
+            message = (
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length "
+                f"{MAX_METADATA_VALUE}, but got a string with length {len(text)} instead."
+            )
+            raise _invalid(message, f"metadata.{key}", "string_above_max_length")
     return dict(value)
+
+
+def _check_files(state: EmulatorState, spec: dict[str, Any]) -> None:
+    """The training and validation files must be uploaded ``fine-tune`` files (unless files are not checked)."""
+    if not state.settings.check_files:
+        return
+    for param in ("training_file", "validation_file"):
+        file_id = spec.get(param)
+        if file_id is None:
+            continue
+        found = state.files.get("openai", file_id)
+        if found is None or found.purpose != FINE_TUNE:
+            raise _invalid(f"invalid {param}: {file_id}", param, f"invalid_{param}")
 
 
 def _check_method(body: dict[str, Any]) -> dict[str, Any]:
@@ -293,7 +355,11 @@ def _create_spec(body: dict[str, Any], job_id: str) -> dict[str, Any]:
 
 @router.post("/fine_tuning/jobs")
 async def create_job(request: Request) -> JSONResponse:
-    """``POST /fine_tuning/jobs``: the new job starts in ``validating_files``."""
+    """``POST /fine_tuning/jobs``: the new job starts in ``validating_files``.
+
+    Its training (and validation) file must have been uploaded with purpose ``fine-tune`` (unless the emulator
+    was started with ``check_files=False``); metadata is held to OpenAI's limits.
+    """
     state = state_of(request)
     body = body_json(await request.body(), "openai")
     if not isinstance(body, dict):
@@ -302,6 +368,7 @@ async def create_job(request: Request) -> JSONResponse:
     job_id = new_job_id()
     spec = _create_spec(body, job_id)
     metadata = _check_metadata(body.get("metadata"))
+    _check_files(state, spec)
     job = new_job(state.store, "openai", job_id, status="validating_files", model=model, metadata=metadata, spec=spec)
     return JSONResponse(serialize(job, state))
 
@@ -313,7 +380,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     limit = int_param(request, "limit", 20, 1, 100, "openai")
     keep = _metadata_filter(request)
     jobs = [job for job in state.store.all("openai") if keep(job)]
-    page, has_more = _page(jobs, request.query_params.get("after"), limit, lambda job: job.id)
+    page, has_more = page_after(jobs, request.query_params.get("after"), limit, lambda job: job.id)
     data = [serialize(job, state) for job in page]
     return JSONResponse({"object": "list", "data": data, "has_more": has_more})
 
@@ -361,8 +428,11 @@ def _transition_answer(state: EmulatorState, job_id: str, outcome: Outcome, job:
 async def list_events(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine_tuning/jobs/{id}/events?after=&limit=``."""
     limit = int_param(request, "limit", 20, 1, 100, "openai")
-    job = _job_or_404(state_of(request), job_id)
-    data, has_more = _page(events(job), request.query_params.get("after"), limit, lambda item: str(item["id"]))
+    state = state_of(request)
+    job = _job_or_404(state, job_id)
+    data, has_more = page_after(
+        events(job, state.store.clock.now()), request.query_params.get("after"), limit, lambda item: str(item["id"])
+    )
     return JSONResponse({"object": "list", "data": data, "has_more": has_more})
 
 
@@ -371,7 +441,9 @@ async def list_checkpoints(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine_tuning/jobs/{id}/checkpoints?after=&limit=``."""
     limit = int_param(request, "limit", 10, 1, 100, "openai")
     job = _job_or_404(state_of(request), job_id)
-    data, has_more = _page(checkpoints(job), request.query_params.get("after"), limit, lambda item: str(item["id"]))
+    data, has_more = page_after(
+        checkpoints(job), request.query_params.get("after"), limit, lambda item: str(item["id"])
+    )
     first = data[0]["id"] if data else None
     last = data[-1]["id"] if data else None
     return JSONResponse({"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": has_more})

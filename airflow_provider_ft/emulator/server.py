@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 import uvicorn
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE, EMULATOR_MOUNTS
-from airflow_provider_ft.emulator import dashscope_api, openai_api
+from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files
 from airflow_provider_ft.emulator.app import build_app
 from airflow_provider_ft.emulator.clock import Clock, as_seconds
 from airflow_provider_ft.emulator.connections import SocketRegistry, protocol_class
 from airflow_provider_ft.emulator.faults import Fault, FaultBook
+from airflow_provider_ft.emulator.files import FINE_TUNE, StoredFile, digest_bytes
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
 from airflow_provider_ft.emulator.state import EmulatorState, Settings
 from airflow_provider_ft.emulator.store import JobStore
@@ -37,7 +38,8 @@ class FineTuningEmulator:
 
     Use it as a context manager (or call :meth:`start`/:meth:`stop`). ``time_scale`` multiplies real elapsed
     time into emulated time; ``cancel_delay`` is how long (emulated seconds) a cancelled DashScope job stays
-    ``CANCELING``; ``port=0`` picks a free port.
+    ``CANCELING``; ``port=0`` picks a free port; ``check_files=False`` lets jobs be created through the API with
+    file ids that were never uploaded.
     """
 
     def __init__(
@@ -49,12 +51,13 @@ class FineTuningEmulator:
         *,
         host: str = "127.0.0.1",
         cancel_delay: float = 0.0,
+        check_files: bool = True,
     ) -> None:
         ZoneInfo(dashscope_timezone)  # fail fast on an unknown zone
         self.host = host
         self._requested_port = port
         self._clock = Clock(time_scale)
-        settings = Settings(api_key=api_key, dashscope_timezone=dashscope_timezone)
+        settings = Settings(api_key=api_key, dashscope_timezone=dashscope_timezone, check_files=check_files)
         self._state = EmulatorState(store=JobStore(self._clock, cancel_delay), settings=settings)
         self._log = RequestLog()
         self._faults = FaultBook()
@@ -209,6 +212,42 @@ class FineTuningEmulator:
         kind = vendor_named(vendor)
         return [_SERIALIZERS[kind](job, self._state) for job in self._state.store.all(kind)]
 
+    # -- files ---------------------------------------------------------------------------------------------
+
+    def seed_file(
+        self,
+        vendor: str,
+        filename: str,
+        content: bytes,
+        *,
+        description: str | None = None,
+        purpose: str = FINE_TUNE,
+    ) -> str:
+        """Store a file as if uploaded now; returns its id (``file-...`` OpenAI, ``file-ft-...`` DashScope).
+
+        A ``fine-tune`` file must be JSONL as an upload must (``ValueError`` otherwise, naming the line).
+        ``description`` is DashScope's (OpenAI files have none).
+        """
+        kind = vendor_named(vendor)
+        found = digest_bytes(filename, content, check=purpose == FINE_TUNE)
+        if found.problem is not None:
+            raise ValueError(f"{filename} is not fine-tuning JSONL: {found.problem}")
+        if kind == "openai":
+            return openai_files.keep(self._state, filename, found, purpose).id
+        return dashscope_files.keep(self._state, filename, found, purpose, description).id
+
+    def files(self, vendor: str) -> list[dict[str, Any]]:
+        """Every file of ``vendor`` as the vendor would serialise it now, newest first."""
+        kind = vendor_named(vendor)
+        stored = self._state.files.all(kind)
+        if kind == "openai":
+            return [openai_files.serialize(f) for f in stored]
+        return [dashscope_files.serialize(f, self._state.settings.dashscope_timezone) for f in stored]
+
+    def file_info(self, vendor: str, file_id: str) -> StoredFile | None:
+        """What the emulator keeps of a file (size, SHA-256, whether its content was checked), or ``None``."""
+        return self._state.files.get(vendor_named(vendor), file_id)
+
     # -- clock, faults, log ----------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -242,8 +281,9 @@ class FineTuningEmulator:
         return self._sockets.opened
 
     def reset(self) -> None:
-        """Drop all jobs, faults and recorded requests (the clock keeps running)."""
+        """Drop all jobs, files, faults and recorded requests (the clock keeps running)."""
         self._state.store.reset()
+        self._state.files.reset()
         self._faults.clear()
         self._log.clear()
 

@@ -19,7 +19,11 @@ FAILED_MESSAGE = "The fine-tuning job failed."
 
 @dataclass
 class Job:
-    """A fine-tuning job in vendor-neutral form; the vendor modules serialise it."""
+    """A fine-tuning job in vendor-neutral form; the vendor modules serialise it.
+
+    ``runs_for`` is the running time still ahead of the job from ``status_since`` (a pause lowers it);
+    ``run_seconds`` the running time its whole run takes (``None`` for both: it runs forever).
+    """
 
     vendor: Vendor
     id: str
@@ -36,6 +40,7 @@ class Job:
     finished_at: float | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[float, str]] = field(default_factory=list)
+    run_seconds: float | None = None
 
     def set_status(self, status: str, at: float) -> None:
         """Enter ``status`` at emulated time ``at`` and remember the transition."""

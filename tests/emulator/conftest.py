@@ -37,6 +37,11 @@ OPENAI_ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 DASHSCOPE_ERROR_KEYS = {"request_id", "code", "message"}
+#: A small valid fine-tuning file (two chat examples).
+TRAINING_JSONL = (
+    b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    b'{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}\n'
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,17 @@ import pytest
 import requests
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from tests.emulator.conftest import TRAINING_JSONL
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 JOB_ID_RE = re.compile(r"^ft-\d{12}-[0-9a-f]{4}$")
 
 
-def test_create_answers_pending_job_in_envelope(ds: str, http: requests.Session) -> None:
+def test_create_answers_pending_job_in_envelope(emulator: FineTuningEmulator, ds: str, http: requests.Session) -> None:
+    file_id = emulator.seed_file("dashscope", "train.jsonl", TRAINING_JSONL)
     body = {
         "model": "qwen-turbo",
-        "training_file_ids": ["file-1"],
+        "training_file_ids": [file_id],
         "hyper_parameters": {"n_epochs": 2},
         "training_type": "efficient_sft",
         "model_name": "my-qwen",
@@ -32,7 +34,7 @@ def test_create_answers_pending_job_in_envelope(ds: str, http: requests.Session)
     assert JOB_ID_RE.match(job["job_id"])
     assert job["status"] == "PENDING"
     assert job["model"] == job["base_model"] == "qwen-turbo"
-    assert job["training_file_ids"] == ["file-1"]
+    assert job["training_file_ids"] == [file_id]
     assert job["hyper_parameters"] == {"n_epochs": 2}
     assert job["training_type"] == "efficient_sft"
     assert job["workspace_id"] == "ws-42"
@@ -215,10 +217,13 @@ def test_logs_follow_the_lifecycle(
     job_id = emulator.seed_job("dashscope", status="PENDING", runs_for=timedelta(minutes=1))
     emulator.advance(120)
     output = http.get(f"{ds}/fine-tunes/{job_id}/logs").json()["output"]
-    assert output["total"] == 3
-    assert [line.rsplit(" ", 1)[1] for line in output["logs"]] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert output["total"] == 13  # three transitions and a step line per tenth of the run
+    statuses = [line.rsplit(" ", 1)[1] for line in output["logs"] if " status " in line]
+    assert statuses == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert output["logs"][1].endswith("status RUNNING")
+    assert output["logs"][-1].endswith("status SUCCEEDED")
     window = http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"offset": 2, "line": 1}).json()["output"]
-    assert window == {"total": 3, "logs": output["logs"][1:2]}
+    assert window == {"total": 13, "logs": output["logs"][1:2]}
     dashscope_error(http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"line": 1001}), 400, "InvalidParameter")
 
 

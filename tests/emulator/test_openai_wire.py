@@ -9,14 +9,18 @@ import pytest
 import requests
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from tests.emulator.conftest import TRAINING_JSONL
 
 JOB_ID_RE = re.compile(r"^ftjob-[A-Za-z0-9]{24}$")
 
 
-def test_create_answers_validating_job(oa: str, http: requests.Session, openai_contract) -> None:
+def test_create_answers_validating_job(
+    emulator: FineTuningEmulator, oa: str, http: requests.Session, openai_contract
+) -> None:
+    file_id = emulator.seed_file("openai", "train.jsonl", TRAINING_JSONL)
     body = {
         "model": "gpt-4o-mini",
-        "training_file": "file-abc123",
+        "training_file": file_id,
         "suffix": "nightly",
         "metadata": {"team": "search"},
         "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
@@ -29,6 +33,7 @@ def test_create_answers_validating_job(oa: str, http: requests.Session, openai_c
     assert job["metadata"] == {"team": "search"}
     assert job["hyperparameters"]["n_epochs"] == 2
     assert job["user_provided_suffix"] == "nightly"
+    assert job["training_file"] == file_id
     assert job["finished_at"] is None
     assert job["fine_tuned_model"] is None
     assert response.headers["x-request-id"]

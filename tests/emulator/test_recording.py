@@ -8,12 +8,14 @@ import pytest
 import requests
 
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
+from tests.emulator.conftest import TRAINING_JSONL
 
 
 def test_records_what_was_sent(emulator: FineTuningEmulator, ds: str, oa: str, http: requests.Session) -> None:
+    file_id = emulator.seed_file("dashscope", "train.jsonl", TRAINING_JSONL)
     http.post(
         f"{ds}/fine-tunes",
-        json={"model": "qwen-turbo", "training_file_ids": ["f-1"]},
+        json={"model": "qwen-turbo", "training_file_ids": [file_id]},
         headers={"X-DashScope-WorkSpace": "ws-1"},
     )
     http.get(
@@ -23,7 +25,7 @@ def test_records_what_was_sent(emulator: FineTuningEmulator, ds: str, oa: str, h
     )
     create, listing = emulator.requests
     assert (create.vendor, create.method, create.path, create.status) == ("dashscope", "POST", "/fine-tunes", 200)
-    assert create.body == {"model": "qwen-turbo", "training_file_ids": ["f-1"]}
+    assert create.body == {"model": "qwen-turbo", "training_file_ids": [file_id]}
     assert create.headers["x-dashscope-workspace"] == "ws-1"
     assert create.headers["content-type"] == "application/json"
     assert (listing.vendor, listing.method, listing.path, listing.body) == ("openai", "GET", "/fine_tuning/jobs", None)

@@ -13,6 +13,7 @@ import pytest
 from dashscope.v2 import errors as ds_errors
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from tests.emulator.conftest import TRAINING_JSONL
 
 
 @pytest.fixture
@@ -48,8 +49,9 @@ def test_finished_jobs_parse(emulator: FineTuningEmulator, client: dashscope.Cli
 
 
 def test_create_cancel_delete_logs(emulator: FineTuningEmulator, client: dashscope.Client) -> None:
+    file_id = emulator.seed_file("dashscope", "train.jsonl", TRAINING_JSONL)
     created = client.fine_tunes.create(
-        model="qwen-turbo", training_file_ids="file-1", mode="sft", finetuned_model="my-qwen"
+        model="qwen-turbo", training_file_ids=file_id, mode="sft", finetuned_model="my-qwen"
     )
     assert created.status == "PENDING"
     assert emulator.requests[-1].body["model_name"] == "my-qwen"

@@ -12,6 +12,7 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from tests.emulator.conftest import TRAINING_JSONL
 
 
 @pytest.fixture
@@ -38,8 +39,9 @@ def test_auto_pagination_walks_every_page(emulator: FineTuningEmulator, client: 
 
 
 def test_create_retrieve_cancel(emulator: FineTuningEmulator, client: openai.OpenAI) -> None:
+    training = emulator.seed_file("openai", "train.jsonl", TRAINING_JSONL)
     created = client.fine_tuning.jobs.create(
-        model="gpt-4o-mini", training_file="file-abc", suffix="demo", metadata={"team": "a"}, seed=7
+        model="gpt-4o-mini", training_file=training, suffix="demo", metadata={"team": "a"}, seed=7
     )
     assert created.status == "validating_files"
     assert (created.seed, created.metadata, created.user_provided_suffix) == (7, {"team": "a"}, "demo")
@@ -54,8 +56,8 @@ def test_sdk_request_bodies_match_the_contract(
 ) -> None:
     client.fine_tuning.jobs.create(
         model="gpt-4o-mini",
-        training_file="file-abc",
-        validation_file="file-def",
+        training_file=emulator.seed_file("openai", "train.jsonl", TRAINING_JSONL),
+        validation_file=emulator.seed_file("openai", "valid.jsonl", TRAINING_JSONL),
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},
     )
     record = emulator.requests[-1]
@@ -72,7 +74,9 @@ def test_pause_resume_events_checkpoints(emulator: FineTuningEmulator, client: o
     done = emulator.seed_job("openai", status="succeeded", age=3600)
     events = list(client.fine_tuning.jobs.list_events(done, limit=2))
     assert events[0].message == "The job has successfully completed"
-    assert len(events) == 5
+    assert [e.type for e in events].count("message") == 5
+    metrics = [e for e in events if e.type == "metrics"]
+    assert [e.data["step"] for e in metrics] == list(range(100, 0, -10))  # type: ignore[index]
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(done, limit=1))
     assert [c.step_number for c in checkpoints] == [300, 200, 100]
 
