@@ -36,3 +36,10 @@ def whole_number(name: str, value: object, *, minimum: int = 1, maximum: int | N
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
         raise FineTuningConfigError(f"{name} must be a whole number {bounds}, got {value!r}")
     return value
+
+
+def flag(name: str, value: object) -> bool:
+    """A ``bool``, as given: a string such as ``"false"`` would otherwise read as true."""
+    if not isinstance(value, bool):
+        raise FineTuningConfigError(f"{name} must be True or False, got {value!r:.80}")
+    return value

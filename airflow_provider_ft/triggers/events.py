@@ -10,9 +10,15 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_ft.defaults import EVENT_STATUSES
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
-from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft._text import printable
+from airflow_provider_ft.defaults import EVENT_BUDGET, EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
+from airflow_provider_ft.exceptions import (
+    FineTuningApiError,
+    FineTuningBudgetExceeded,
+    FineTuningError,
+    JobNotFoundError,
+)
+from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 
 #: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
 #: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
@@ -31,6 +37,10 @@ def terminal_job_from_event(
 ) -> dict[str, Any]:
     """The terminal job (``FineTuningJob.to_dict()``) a ``success`` event carries; raise for anything else.
 
+    A ``timeout`` event raises what ``timeout_error`` builds, from the event's message and whether the trigger
+    cancelled the job; a ``budget`` event raises ``FineTuningBudgetExceeded`` (with the job after the cancel as
+    ``.job``); an ``error`` event raises the error the trigger met (see ``error_from_event``).
+
     :param event: the trigger's payload
     :param job_id: the job the task waited for (for messages)
     :param timeout_error: builds the exception a ``timeout`` event raises, from the event's message
@@ -41,9 +51,12 @@ def terminal_job_from_event(
         )
     status = event["status"]
     message = str(event.get("message") or f"waiting for job {job_id} ended with {status}")
-    if status == "timeout":
-        raise timeout_error(message)
-    if status == "error":
+    if status == EVENT_TIMEOUT:
+        raise timeout_error(f"{message}; {cancel_note(bool(event.get('cancelled')))}")
+    if status == EVENT_BUDGET:
+        job = event.get("job")
+        raise FineTuningBudgetExceeded(message, job=job if isinstance(job, dict) else None)
+    if status == EVENT_ERROR:
         raise error_from_event(event)
     job = event.get("job")
     if not isinstance(job, dict) or not is_terminal_status(job.get("status")):
@@ -75,6 +88,27 @@ def error_from_event(event: Mapping[str, Any]) -> FineTuningError:
     if kind == "JobNotFoundError":
         return JobNotFoundError(not_found_message(event.get("job_id"), event.get("conn_id"), vendor_message), **details)
     return FineTuningApiError(f"Waiting for fine-tuning job {event.get('job_id')} failed: {vendor_message}", **details)
+
+
+def cancel_note(cancelled: bool) -> str:
+    """What a timeout message adds about the job: cancelled, or possibly still running (and costing)."""
+    return "the job was cancelled" if cancelled else "the job was not cancelled and may still be running"
+
+
+def was_cancelled(job: FineTuningJob | None) -> bool:
+    """Whether a cancel left ``job`` stopped or stopping (not a job that had finished some other way first)."""
+    return job is not None and job.status in (JobStatus.CANCELLED, JobStatus.CANCELLING)
+
+
+def budget_message(job_id: str, reason: str, job: FineTuningJob | None, cancelled: bool) -> str:
+    """The message of a passed cost guard: which limit (``reason``) and what became of the job."""
+    if cancelled:
+        outcome = "it was cancelled"
+    elif job is not None and job.is_terminal:
+        outcome = f"it had already ended {job.status.value}"
+    else:
+        outcome = "it could not be cancelled and may still be running"
+    return f"Fine-tuning job {printable(job_id, 140)} passed its budget, {reason}; {outcome}"
 
 
 def is_terminal_status(status: object) -> bool:

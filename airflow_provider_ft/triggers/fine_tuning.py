@@ -12,20 +12,27 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.triggers.events import describe_error
+from airflow_provider_ft.jobs import JobBudget
+from airflow_provider_ft.triggers.events import budget_message, describe_error, was_cancelled
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._transport import AsyncTransport
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import FineTuningJob
 
-SUCCESS, TIMEOUT, ERROR = defaults.EVENT_SUCCESS, defaults.EVENT_TIMEOUT, defaults.EVENT_ERROR
+SUCCESS, TIMEOUT, ERROR, BUDGET = (
+    defaults.EVENT_SUCCESS,
+    defaults.EVENT_TIMEOUT,
+    defaults.EVENT_ERROR,
+    defaults.EVENT_BUDGET,
+)
 
 #: Polls are spread by up to this fraction of the interval, so that triggers deferred together do not poll in step.
 POLL_JITTER = 0.1
@@ -33,6 +40,9 @@ POLL_JITTER = 0.1
 KEEPALIVE_MARGIN_SECONDS = 5.0
 #: Longest progress-log cursor taken (an OpenAI event id, a DashScope line count); it is stored with the trigger.
 MAX_CURSOR_LENGTH = 200
+#: Seconds one cancel may take, connection lookup and retries included. Airflow 3.3's triggerer gives ``on_kill``
+#: 30 s (``[triggerer] on_kill_timeout``); the margin leaves room for the log lines.
+CANCEL_SECONDS = 20.0
 
 
 class FineTuningJobTrigger(BaseTrigger):
@@ -42,7 +52,12 @@ class FineTuningJobTrigger(BaseTrigger):
 
     - ``{"status": "success", "job": <FineTuningJob.to_dict()>, ...}`` when the job reached ``SUCCEEDED``,
       ``FAILED`` or ``CANCELLED`` (whether that outcome is acceptable is for the task to decide);
-    - ``{"status": "timeout", "job": <last job seen or None>, ...}`` when ``deadline`` passed first;
+    - ``{"status": "timeout", "job": <last job seen or None>, "cancelled": <bool>, ...}`` when ``deadline``
+      passed first. With ``cancel_on_timeout`` the job is cancelled first and ``job`` is the job after the cancel;
+      ``cancelled`` says whether the job now stands cancelled (or cancelling);
+    - ``{"status": "budget", "job": <the job after the cancel>, "cancelled": <bool>, ...}`` when a poll found the
+      job past ``max_trained_tokens`` or ``max_runtime``: a running job is cancelled first, a job that has already
+      ended is not (``cancelled`` false); ``message`` names the limit and the figures;
     - ``{"status": "error", "job": <last job seen or None>, "error": {...}, ...}`` when polling cannot go on:
       an error the vendor will not recover from (missing job, bad key, bad connection), or more than
       ``max_consecutive_errors`` polls in a row that failed with a transient error.
@@ -68,6 +83,14 @@ class FineTuningJobTrigger(BaseTrigger):
     :param events_after: the progress-log cursor to start from (``None``: the first entry): the sensor passes the
         one its check before deferring reached, so each entry is logged once across the deferral. The cursor then
         moves on in memory: a trigger re-created after a triggerer restart logs again from ``events_after``.
+    :param cancel_on_kill: cancel the job in ``on_kill``, that is when a user kills the deferred task (marks it
+        failed or success, or clears it). Only Airflow 3.3 and later call a trigger's ``on_kill`` (see there); on
+        older versions nothing cancels the job when a deferred task is killed.
+    :param cancel_on_timeout: when ``deadline`` passes, cancel the job before firing the ``timeout`` event
+    :param max_trained_tokens: fire a ``budget`` event (cancelling a running job first) once the vendor reports
+        more trained tokens than this; both vendors report them mostly once a job has ended
+    :param max_runtime: seconds from the job's ``created_at`` (as the vendor reports it) after which a ``budget``
+        event is fired, the job cancelled first
     """
 
     def __init__(
@@ -79,6 +102,10 @@ class FineTuningJobTrigger(BaseTrigger):
         max_consecutive_errors: int | None = None,
         log_events: bool = True,
         events_after: str | None = None,
+        cancel_on_kill: bool = False,
+        cancel_on_timeout: bool = False,
+        max_trained_tokens: int | None = None,
+        max_runtime: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         poll_interval = _validate.seconds("poll_interval", poll_interval)
@@ -97,6 +124,14 @@ class FineTuningJobTrigger(BaseTrigger):
         if events_after is not None and (not isinstance(events_after, str) or len(events_after) > MAX_CURSOR_LENGTH):
             raise FineTuningConfigError(f"events_after must be a cursor string or None, got {events_after!r:.80}")
         self.events_after = events_after
+        self.cancel_on_kill = _validate.flag("cancel_on_kill", cancel_on_kill)
+        self.cancel_on_timeout = _validate.flag("cancel_on_timeout", cancel_on_timeout)
+        self.budget = JobBudget(
+            max_trained_tokens=(
+                None if max_trained_tokens is None else _validate.whole_number("max_trained_tokens", max_trained_tokens)
+            ),
+            max_runtime=_validate.optional_seconds("max_runtime", max_runtime),
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r}, job_id={self.job_id!r}, deadline={self.deadline!r})"
@@ -113,6 +148,10 @@ class FineTuningJobTrigger(BaseTrigger):
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "log_events": self.log_events,
                 "events_after": self.events_after,
+                "cancel_on_kill": self.cancel_on_kill,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "max_trained_tokens": self.budget.max_trained_tokens,
+                "max_runtime": self.budget.max_runtime,
             },
         )
 
@@ -152,14 +191,91 @@ class FineTuningJobTrigger(BaseTrigger):
                 polled.log_progress(self.log)
                 if self.log_events:
                     cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
+                reason = self.budget.exceeded(polled, datetime.now(UTC))
+                if reason is not None:
+                    return await self._over_budget(hook, client, polled, reason)
                 if polled.is_terminal:
                     return self._event(SUCCESS, polled, f"Job {polled.id} reached {polled.status.value}")
-            pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-            if deadline is not None:
-                if deadline - time.monotonic() <= 0:
-                    return self._event(TIMEOUT, last_job, self._timeout_message(last_job))
-                pause = min(pause, deadline - time.monotonic())
-            await asyncio.sleep(max(pause, 0.0))
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                return await self._timed_out(hook, client, last_job)
+            await asyncio.sleep(self._pause(deadline))
+
+    def _pause(self, deadline: float | None) -> float:
+        """Seconds until the next poll: the interval, jittered, and never past the deadline."""
+        pause = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+        if deadline is not None:
+            pause = min(pause, deadline - time.monotonic())
+        return max(pause, 0.0)
+
+    async def _timed_out(
+        self, hook: FineTuningHook, client: AsyncTransport, last_job: FineTuningJob | None
+    ) -> dict[str, Any]:
+        """The ``timeout`` event, after cancelling the job if ``cancel_on_timeout``."""
+        after = await self._cancel(hook, client, "the deadline passed") if self.cancel_on_timeout else None
+        message = self._timeout_message(last_job)
+        return self._event(TIMEOUT, after or last_job, message, cancelled=was_cancelled(after))
+
+    async def _over_budget(
+        self, hook: FineTuningHook, client: AsyncTransport, job: FineTuningJob, reason: str
+    ) -> dict[str, Any]:
+        """The ``budget`` event, after cancelling the job unless it has already ended."""
+        after = None if job.is_terminal else await self._cancel(hook, client, f"it passed its budget, {reason}")
+        cancelled = was_cancelled(after)
+        job = after or job
+        return self._event(BUDGET, job, budget_message(self.job_id, reason, job, cancelled), cancelled=cancelled)
+
+    async def _cancel(self, hook: FineTuningHook, client: AsyncTransport, why: str) -> FineTuningJob | None:
+        """Cancel the job within ``CANCEL_SECONDS``: the job as it stands after, or ``None`` if that failed (logged).
+
+        A job that has ended meanwhile is left as it is (``acancel_job`` reads it first).
+        """
+        job_id = printable(self.job_id, 140)
+        try:
+            async with asyncio.timeout(CANCEL_SECONDS):
+                job = await hook.acancel_job(client, self.job_id, deadline=time.monotonic() + CANCEL_SECONDS)
+        except Exception as error:  # any failure is logged: none may end the wait
+            self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
+            return None
+        if was_cancelled(job):
+            self.log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
+        else:
+            self.log.info(
+                "Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value
+            )
+        return job
+
+    async def on_kill(self) -> None:
+        """Cancel the job if ``cancel_on_kill``: Airflow calls this when a user kills the deferred task.
+
+        Airflow 3.3 and later call it after cancelling ``run()`` when a user marks the deferred task failed or
+        success, or clears it; not when the triggerer stops or restarts, hands the trigger to another triggerer, or
+        when the deferral times out (the trigger is then re-created elsewhere, or the timeout is the task's).
+        Airflow 3.3.0 to 3.3.2 also call it on a triggerer that lost its triggers to another one after missing
+        heartbeats for ``[triggerer] triggerer_health_check_threshold`` and then recovered (apache/airflow#73454):
+        with ``cancel_on_kill`` such a job is cancelled while the other triggerer waits for it.
+
+        Airflow 2.11 and 3.0 to 3.2 never call a trigger's ``on_kill``: killing the deferred task only cancels
+        ``run()`` and the job keeps running; the task's own ``on_kill`` does not run either, since a deferred task
+        is on no worker. Cancel it from a teardown task (``CancelFineTuningJobOperator``) there.
+
+        The cancel reads the connection again and opens a client of its own (``run()`` has closed its), takes at
+        most ``CANCEL_SECONDS`` and never raises: a failure is logged as a warning.
+        """
+        job_id = printable(self.job_id, 140)
+        if not self.cancel_on_kill:
+            self.log.info("The task was killed; fine-tuning job %s is left running (cancel_on_kill is off)", job_id)
+            return
+        try:
+            async with asyncio.timeout(CANCEL_SECONDS):
+                hook = self._make_hook()
+                async with hook.async_transport() as client:
+                    await self._cancel(hook, client, "the task was killed")
+        except Exception as error:  # on_kill never raises
+            self.log.warning(
+                "Could not cancel fine-tuning job %s after the task was killed: %s",
+                job_id,
+                error or type(error).__name__,
+            )
 
     def _timeout_message(self, last_job: FineTuningJob | None) -> str:
         seen = f"; last seen: {last_job.describe_progress()}" if last_job is not None else ""
@@ -171,6 +287,8 @@ class FineTuningJobTrigger(BaseTrigger):
         job: FineTuningJob | None,
         message: str,
         error: BaseException | None = None,
+        *,
+        cancelled: bool | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "status": status,
@@ -181,4 +299,6 @@ class FineTuningJobTrigger(BaseTrigger):
         }
         if error is not None:
             payload["error"] = describe_error(error)
+        if cancelled is not None:
+            payload["cancelled"] = cancelled
         return payload
