@@ -8,17 +8,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
-from airflow_provider_ft._compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, default_deferrable
+from airflow_provider_ft._compat import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    default_deferrable,
+)
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningJobFailed, JobNotFoundError
-from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft.exceptions import (
+    FineTuningApiError,
+    FineTuningBudgetExceeded,
+    FineTuningError,
+    FineTuningJobFailed,
+    JobNotFoundError,
+)
+from airflow_provider_ft.jobs import JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
-from airflow_provider_ft.triggers.events import deferral_timeout, not_found_message, terminal_job_from_event
+from airflow_provider_ft.triggers.events import (
+    budget_message,
+    deferral_timeout,
+    not_found_message,
+    terminal_job_from_event,
+    was_cancelled,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
@@ -68,6 +86,19 @@ class FineTuningJobSensor(BaseSensorOperator):
     :param fail_on_failure: if ``True`` (default) a job that ends ``FAILED`` or ``CANCELLED`` fails the task with
         ``FineTuningJobFailed``, carrying the vendor's error message and the job (``.job``); if ``False`` any
         terminal state succeeds (for teardown and reporting flows), and downstream tasks read the status from XCom
+    :param cancel_on_kill: cancel the job when the task is killed (marked failed or success, cleared, or stopped)
+        while it waits. Off by default: the sensor did not start the job. In ``poke`` mode the task's ``on_kill``
+        cancels it; in ``reschedule`` mode only a kill during a check can (between checks no process runs, and
+        nothing is called); in deferrable mode the trigger's ``on_kill`` does, which only Airflow 3.3 and later
+        call: on older versions a job whose deferred task is killed keeps running (cancel it from a teardown task
+        with ``CancelFineTuningJobOperator``)
+    :param cancel_on_timeout: cancel the job when ``timeout`` passes, before the task fails with
+        ``AirflowSensorTimeout`` (or is skipped with ``soft_fail``); in deferrable mode the trigger cancels it
+    :param max_trained_tokens: cost guard: once the vendor reports more trained tokens than this, cancel the job
+        (unless it has already ended) and fail with ``FineTuningBudgetExceeded``. Both vendors report them mostly
+        once a job has ended, so this mostly fails a job that ended over budget
+    :param max_runtime: cost guard: seconds (or a ``timedelta``) from the job's creation, as the vendor reports it,
+        after which a job still running is cancelled and the task fails with ``FineTuningBudgetExceeded``
     """
 
     template_fields: Sequence[str] = ("job_id", "conn_id")
@@ -85,6 +116,10 @@ class FineTuningJobSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         fail_on_failure: bool = True,
         log_events: bool = True,
+        cancel_on_kill: bool = False,
+        cancel_on_timeout: bool = False,
+        max_trained_tokens: int | None = None,
+        max_runtime: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         if timeout is not None:  # None: the base class's default ([sensors] default_timeout) or a default_args one
@@ -95,6 +130,12 @@ class FineTuningJobSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.fail_on_failure = fail_on_failure
         self.log_events = bool(log_events)
+        self.cancel_on_kill = _validate.flag("cancel_on_kill", cancel_on_kill)
+        self.cancel_on_timeout = _validate.flag("cancel_on_timeout", cancel_on_timeout)
+        self.max_trained_tokens = (
+            None if max_trained_tokens is None else _validate.whole_number("max_trained_tokens", max_trained_tokens)
+        )
+        self.max_runtime = _validate.optional_seconds("max_runtime", max_runtime)
         self._deadline: float | None = None
         self._events_cursor: str | None = None
 
@@ -114,9 +155,64 @@ class FineTuningJobSensor(BaseSensorOperator):
             self._persist_link(context)
             if self.deferrable:
                 return self._execute_deferrable(context)
-            return super().execute(context)
+            return self._execute_checks(context)
         finally:
             self.hook.close()  # its HTTP session; the hook itself costs nothing to make
+
+    def _execute_checks(self, context: Context) -> Any:
+        """Poke or reschedule; with ``cancel_on_timeout``, cancel the job when the sensor times out."""
+        try:
+            return super().execute(context)
+        except (AirflowSensorTimeout, AirflowSkipException) as error:
+            # The base class raises AirflowSensorTimeout on timeout, or with soft_fail an AirflowSkipException of
+            # its own; a skip it raises for an error of poke() has that error as its cause.
+            timed_out = isinstance(error, AirflowSensorTimeout) or error.__cause__ is None
+            if self.cancel_on_timeout and timed_out:
+                self._cancel("the sensor timed out")
+            raise
+
+    @property
+    def budget(self) -> JobBudget:
+        """The cost guards (``max_trained_tokens``, ``max_runtime``)."""
+        return JobBudget(max_trained_tokens=self.max_trained_tokens, max_runtime=self.max_runtime)
+
+    def on_kill(self) -> None:
+        """Cancel the job if ``cancel_on_kill`` (the task was killed while it checked or waited between pokes)."""
+        if self.cancel_on_kill:
+            self._cancel("the task was killed")
+
+    def _cancel(self, why: str) -> FineTuningJob | None:
+        """Cancel the job: the job as it stands after, or ``None`` if that failed (logged, never raised).
+
+        Uses a hook of its own (the connection as already read): ``on_kill`` may interrupt a check in progress.
+        """
+        job_id = printable(self.job_id, 140)
+        try:
+            hook = self.hook.fork()
+            try:
+                job = hook.cancel_job(self.job_id)
+            finally:
+                hook.close()
+        except Exception as error:  # a cancel that fails is reported; the task's own outcome stands
+            self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
+            return None
+        if was_cancelled(job):
+            self.log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
+        else:
+            self.log.info(
+                "Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value
+            )
+        return job
+
+    def _enforce_budget(self, job: FineTuningJob) -> None:
+        """Cancel a job over a cost guard (unless it has ended) and fail with ``FineTuningBudgetExceeded``."""
+        reason = self.budget.exceeded(job, datetime.now(UTC))
+        if reason is None:
+            return
+        after = None if job.is_terminal else self._cancel(f"it passed its budget, {reason}")
+        cancelled = was_cancelled(after)
+        job = after or job
+        raise FineTuningBudgetExceeded(budget_message(self.job_id, reason, job, cancelled), job=job.to_dict())
 
     def _persist_link(self, context: Context) -> None:
         """Store the job's console URL for the extra link (again on each run: a reschedule clears XComs)."""
@@ -153,6 +249,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         if isinstance(job, FineTuningApiError):
             return None
         job.log_progress(self.log)
+        self._enforce_budget(job)
         return job
 
     def _finish(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +289,10 @@ class FineTuningJobSensor(BaseSensorOperator):
                 deadline=deadline,
                 log_events=self.log_events,
                 events_after=self._events_cursor,
+                cancel_on_kill=self.cancel_on_kill,
+                cancel_on_timeout=self.cancel_on_timeout,
+                max_trained_tokens=self.max_trained_tokens,
+                max_runtime=self.max_runtime,
             ),
             method_name="execute_complete",
             timeout=deferral_timeout(deadline),
@@ -200,7 +301,8 @@ class FineTuningJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after ``FineTuningJobTrigger`` fired: the final job, or a clear error.
 
-        A ``timeout`` event raises ``AirflowSensorTimeout`` (as the sensor does in the other modes); an ``error``
+        A ``timeout`` event raises ``AirflowSensorTimeout`` (as the sensor does in the other modes; the message says
+        whether the trigger cancelled the job); a ``budget`` event raises ``FineTuningBudgetExceeded``; an ``error``
         event raises the error the trigger met (``JobNotFoundError``, ``FineTuningApiError``, ...).
         """
         job = terminal_job_from_event(
