@@ -1,0 +1,329 @@
+"""FineTuningJobTrigger's guards against an orphaned job: ``on_kill``, ``cancel_on_timeout`` and the cost guards
+(``max_trained_tokens``, ``max_runtime``), against the emulator over loopback HTTP, on both vendors.
+
+The triggerer's side (that Airflow 3.3 calls ``on_kill`` when a user kills the deferred task, and not when the
+triggerer restarts) is proven under real Airflow processes in ``tests/system/test_lifecycle_system.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft.exceptions import FineTuningConfigError
+from airflow_provider_ft.triggers import fine_tuning as trigger_module
+from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from tests.airflow_versions import import_string, serde_round_trip
+from tests.conftest import API_KEY
+
+if TYPE_CHECKING:
+    from tests.conftest import Vendor
+
+RUNNING = {"dashscope": "RUNNING", "openai": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
+CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled"}
+FAST_POLL = 0.05
+GUARD_SECONDS = 15
+#: The triggerer cancels a killed trigger's task with this message before it calls on_kill (Airflow 3.3).
+USER_ACTION = "__airflow_user_action__"
+
+
+async def only_event(trigger: FineTuningJobTrigger) -> dict[str, Any]:
+    async with asyncio.timeout(GUARD_SECONDS):
+        events = [event async for event in trigger.run()]
+    assert len(events) == 1, f"a trigger must fire exactly one event, fired {events!r}"
+    payload = dict(events[0].payload)
+    json.dumps(payload)  # the triggerer stores it: it must be plain JSON
+    return payload
+
+
+def soon(seconds: float = 10.0) -> float:
+    return time.time() + seconds
+
+
+def vendor_status(emulator: FineTuningEmulator, vendor: Vendor, job_id: str) -> str:
+    job = emulator.job(vendor.name, job_id)
+    assert job is not None
+    return str(job["status"])
+
+
+def cancels_of(emulator: FineTuningEmulator, job_id: str) -> int:
+    return sum(1 for r in emulator.requests if r.method == "POST" and r.path.endswith(f"/{job_id}/cancel"))
+
+
+def seed_started_ago(emulator: FineTuningEmulator, vendor: Vendor, seconds: float, **kwargs: Any) -> str:
+    """A job whose ``created_at`` is ``seconds`` before the real now.
+
+    The cost guards compare the vendor's ``created_at`` with the real clock, while the session's emulator clock
+    runs ahead of it by what earlier tests advanced it; the job's age makes up the difference.
+    """
+    ahead = max(emulator.now() - time.time(), 0.0)
+    return emulator.seed_job(vendor.name, age=ahead + seconds, **kwargs)
+
+
+def logged(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:
+    """Everything the trigger's logger wrote: plain logging records (Airflow 2) and stdout/stderr (structlog)."""
+    out, err = capfd.readouterr()
+    return "\n".join([*(record.getMessage() for record in caplog.records), out, err])
+
+
+# -- arguments ------------------------------------------------------------------------------------------------
+
+
+def test_lifecycle_arguments_default_to_todays_behaviour() -> None:
+    _, kwargs = FineTuningJobTrigger("ft_conn", "ft-1").serialize()
+    assert {
+        key: kwargs[key] for key in ("cancel_on_kill", "cancel_on_timeout", "max_trained_tokens", "max_runtime")
+    } == {
+        "cancel_on_kill": False,
+        "cancel_on_timeout": False,
+        "max_trained_tokens": None,
+        "max_runtime": None,
+    }
+
+
+def test_lifecycle_arguments_round_trip_through_airflow_serde() -> None:
+    trigger = FineTuningJobTrigger(
+        "ft_conn",
+        "ft-1",
+        deadline=1_900_000_000.0,
+        cancel_on_kill=True,
+        cancel_on_timeout=True,
+        max_trained_tokens=5_000,
+        max_runtime=3600,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert (kwargs["cancel_on_kill"], kwargs["cancel_on_timeout"]) == (True, True)
+    assert (kwargs["max_trained_tokens"], kwargs["max_runtime"]) == (5_000, 3600.0)
+    again = import_string(classpath)(**serde_round_trip(kwargs))
+    assert again.serialize() == (classpath, kwargs)
+    assert again.cancel_on_kill is True
+    assert again.budget.max_runtime == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_runtime": math.nan}, "max_runtime"),
+        ({"max_runtime": math.inf}, "max_runtime"),
+        ({"max_runtime": -60}, "max_runtime"),
+        ({"max_runtime": 0}, "max_runtime"),
+        ({"max_runtime": True}, "max_runtime"),
+        ({"max_runtime": "3600"}, "max_runtime"),
+        ({"max_trained_tokens": 0}, "max_trained_tokens"),
+        ({"max_trained_tokens": -1}, "max_trained_tokens"),
+        ({"max_trained_tokens": True}, "max_trained_tokens"),
+        ({"max_trained_tokens": 1.5}, "max_trained_tokens"),
+        ({"max_trained_tokens": math.nan}, "max_trained_tokens"),
+        ({"cancel_on_kill": "false"}, "cancel_on_kill"),
+        ({"cancel_on_kill": 1}, "cancel_on_kill"),
+        ({"cancel_on_timeout": None}, "cancel_on_timeout"),
+    ],
+)
+def test_unusable_lifecycle_arguments_are_refused_before_any_request(
+    kwargs: dict[str, Any], name: str, emulator: FineTuningEmulator
+) -> None:
+    with pytest.raises(FineTuningConfigError, match=name):
+        FineTuningJobTrigger("ft_conn", "ft-1", **kwargs)
+    assert emulator.requests == []
+
+
+# -- on_kill ---------------------------------------------------------------------------------------------------
+
+
+async def kill_while_polling(trigger: FineTuningJobTrigger, emulator: FineTuningEmulator, job_id: str) -> None:
+    """What Airflow 3.3's triggerer does when a user kills the deferred task: cancel ``run()``, then ``on_kill()``."""
+    task = asyncio.create_task(only_event(trigger))
+    async with asyncio.timeout(GUARD_SECONDS):
+        while not any(request.path.endswith("/" + job_id) for request in emulator.requests):
+            await asyncio.sleep(0.01)
+    task.cancel(USER_ACTION)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(GUARD_SECONDS):
+        await trigger.on_kill()
+
+
+async def test_on_kill_cancels_the_job_with_cancel_on_kill(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), cancel_on_kill=True)
+    await kill_while_polling(trigger, emulator, job_id)
+    assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
+    assert cancels_of(emulator, job_id) == 1
+
+
+async def test_on_kill_leaves_the_job_running_without_cancel_on_kill(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon())
+    await kill_while_polling(trigger, emulator, job_id)
+    requests_after_the_kill = len(emulator.requests)
+    await trigger.on_kill()
+    assert len(emulator.requests) == requests_after_the_kill, "on_kill sent a request"
+    assert vendor_status(emulator, vendor, job_id) == RUNNING[vendor.name]
+    assert cancels_of(emulator, job_id) == 0
+
+
+async def test_on_kill_of_a_finished_job_sends_no_cancel(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
+    await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+    assert vendor_status(emulator, vendor, job_id) == SUCCEEDED[vendor.name]
+    assert cancels_of(emulator, job_id) == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=503, times=1_000),
+        Fault(kind="echo_key", variant="error", times=1_000),
+    ],
+    ids=["outage", "key-echoed-in-the-error"],
+)
+async def test_a_failed_on_kill_cancel_logs_a_warning_and_does_not_raise(
+    fault: Fault,
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    emulator.inject(fault)
+    caplog.set_level(logging.INFO)
+    async with asyncio.timeout(GUARD_SECONDS):
+        await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+    text = logged(caplog, capfd)
+    assert f"Could not cancel fine-tuning job {job_id} (the task was killed)" in text
+    assert API_KEY not in text
+    assert len(emulator.requests) >= 1
+    emulator.clear_faults()
+    assert vendor_status(emulator, vendor, job_id) == RUNNING[vendor.name]
+
+
+async def test_a_hanging_vendor_cannot_hold_on_kill_past_its_bound(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # The real bound is 20 s, under the triggerer's 30 s for on_kill; a shorter one keeps the test quick.
+    monkeypatch.setattr(trigger_module, "CANCEL_SECONDS", 0.5)
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    emulator.inject(Fault(kind="hang", times=100))
+    caplog.set_level(logging.INFO)
+    started = time.monotonic()
+    await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+    assert time.monotonic() - started < 1.5
+    assert "Could not cancel fine-tuning job" in logged(caplog, capfd)
+
+
+async def test_on_kill_with_a_missing_connection_logs_a_warning(
+    emulator: FineTuningEmulator, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)
+    await FineTuningJobTrigger("ft_no_such_connection", "ft-1", cancel_on_kill=True).on_kill()
+    text = logged(caplog, capfd)
+    assert "Could not cancel fine-tuning job ft-1 after the task was killed" in text
+    assert "ft_no_such_connection" in text
+    assert emulator.requests == []
+
+
+# -- cancel_on_timeout -------------------------------------------------------------------------------------------
+
+
+async def test_cancel_on_timeout_cancels_the_job_then_fires_timeout(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(0.3), cancel_on_timeout=True))
+    assert event["status"] == "timeout"
+    assert event["cancelled"] is True
+    assert event["job"]["status"] == "CANCELLED", "the job as it stands after the cancel"
+    assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
+    assert cancels_of(emulator, job_id) == 1
+
+
+async def test_timeout_without_cancel_on_timeout_leaves_the_job_running(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(0.3)))
+    assert event["status"] == "timeout"
+    assert event["cancelled"] is False
+    assert event["job"]["status"] == "RUNNING"
+    assert cancels_of(emulator, job_id) == 0
+
+
+async def test_a_failed_timeout_cancel_still_fires_timeout_saying_not_cancelled(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    emulator.inject(Fault(kind="status", status=500, method="POST", path="/cancel", times=1_000))
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(0.3), cancel_on_timeout=True))
+    assert event["status"] == "timeout"
+    assert event["cancelled"] is False
+    assert event["job"]["status"] == "RUNNING", "the last job seen"
+    assert cancels_of(emulator, job_id) >= 1
+
+
+# -- cost guards -------------------------------------------------------------------------------------------------
+
+
+async def test_max_runtime_passed_cancels_the_job_and_fires_budget(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = seed_started_ago(emulator, vendor, 3600, status=RUNNING[vendor.name], runs_for=None)
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), max_runtime=600))
+    assert event["status"] == "budget"
+    assert event["cancelled"] is True
+    assert event["job"]["status"] == "CANCELLED"
+    assert "max_runtime" in event["message"]
+    assert "it was cancelled" in event["message"]
+    assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
+
+
+async def test_max_runtime_passed_while_polling(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:
+    job_id = seed_started_ago(emulator, vendor, 0, status=RUNNING[vendor.name], runs_for=None)
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), max_runtime=1.5))
+    assert event["status"] == "budget"
+    assert event["cancelled"] is True
+    gets = sum(1 for request in emulator.requests if request.method == "GET" and request.path.endswith("/" + job_id))
+    assert gets >= 2, "within its runtime at first: the trigger polled again"
+
+
+async def test_token_limit_on_a_finished_job_fires_budget_without_a_cancel(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
+    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), max_trained_tokens=1_000))
+    assert event["status"] == "budget"
+    assert event["cancelled"] is False
+    assert event["job"]["status"] == "SUCCEEDED"
+    assert event["job"]["trained_tokens"] > 1_000
+    assert "max_trained_tokens" in event["message"]
+    assert "already ended SUCCEEDED" in event["message"]
+    assert cancels_of(emulator, job_id) == 0
+
+
+async def test_a_job_within_its_budget_succeeds(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:
+    job_id = seed_started_ago(emulator, vendor, 0, status=RUNNING[vendor.name], runs_for=0.2)
+    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), max_trained_tokens=10**9, max_runtime=3600)
+    event = await only_event(trigger)
+    assert event["status"] == "success"
+    assert event["job"]["status"] == "SUCCEEDED"
+    assert "cancelled" not in event
+    assert cancels_of(emulator, job_id) == 0
