@@ -109,7 +109,8 @@ with DAG(
             teardown = CancelFineTuningJobOperator(
                 task_id=f"teardown_{vendor}", conn_id=lane["conn_id"], job_id=job_id, ignore_if_missing=True
             )
-        train >> evaluation >> teardown.as_teardown(setups=train)
+        # The teardown's setup is the data step, not the training: it then also runs when the training failed.
+        train >> evaluation >> teardown.as_teardown(setups=training_data.operator)
 
 
 if __name__ == "__main__":

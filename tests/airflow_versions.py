@@ -93,3 +93,26 @@ def extra_link(dag_run: Any, task_id: str, link: Any) -> str | None:
         return None if value is None else str(value)
     ti = dag_run.get_task_instance(task_id)
     return str(link.get_link(None, ti_key=ti.key)) or None
+
+
+def asset_events_of(dag_run: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(uri, extra) of every asset event (dataset event on Airflow 2) the run's tasks produced, oldest first."""
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.asset import AssetEvent as Event  # Airflow 3
+        from airflow.models.asset import AssetModel as Model
+    except ImportError:
+        from airflow.models.dataset import DatasetEvent as Event  # Airflow 2
+        from airflow.models.dataset import DatasetModel as Model
+
+    target = "asset_id" if hasattr(Event, "asset_id") else "dataset_id"
+    with create_session() as session:
+        rows = (
+            session.query(Event, Model)
+            .filter(getattr(Event, target) == Model.id)
+            .filter(Event.source_dag_id == dag_run.dag_id, Event.source_run_id == dag_run.run_id)
+            .order_by(Event.timestamp)
+            .all()
+        )
+        return [(model.uri, dict(event.extra or {})) for event, model in rows]

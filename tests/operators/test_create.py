@@ -186,7 +186,10 @@ def test_a_job_id_and_a_file_id_are_used_as_they_are(
 BAD_LINES = {
     "not JSON": (b"{not json\n", "line 2 is not JSON"),
     "blank": (b"\n", "line 2 is blank"),
-    "no messages": (b'{"prompt": "x", "completion": "y"}\n', "line 2 is not a usable record: the record has no 'messages'"),
+    "no messages": (
+        b'{"prompt": "x", "completion": "y"}\n',
+        "line 2 is not a usable record: the record has no 'messages'",
+    ),
     "bad role": (b'{"messages": [{"role": "robot", "content": "x"}]}\n', "role 'robot'"),
     "an array": (b"[1, 2]\n", "is a JSON array, not an object"),
     "not UTF-8": (b'{"messages": "\xff"}\n', "line 2 is not UTF-8"),
@@ -201,7 +204,7 @@ def test_a_bad_training_file_names_its_line_and_sends_nothing(
     path = tmp_path / "bad.jsonl"
     path.write_bytes(json.dumps(GOOD_RECORD).encode() + b"\n" + content)
 
-    with pytest.raises(TrainingFileError, match="bad.jsonl") as raised:
+    with pytest.raises(TrainingFileError, match=r"bad\.jsonl") as raised:
         operator(vendor, path).execute(context(TaskInstance()))
 
     assert expected in str(raised.value)
@@ -342,7 +345,8 @@ def test_killing_the_task_cancels_the_job(
     job = emulator.job(vendor.name, ti.xcoms["job_id"])
     assert job is not None
     assert job["status"] in (CANCELLED[vendor.name], "CANCELING")
-    assert outcome and isinstance(outcome[0], FineTuningJobFailed)
+    assert outcome
+    assert isinstance(outcome[0], FineTuningJobFailed)
 
 
 def test_killing_the_task_leaves_the_job_when_asked_to(

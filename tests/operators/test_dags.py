@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,8 @@ import pytest
 
 from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.links import FineTuningJobLink
-from tests.airflow_versions import extra_link, xcom
-from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
+from tests.airflow_versions import asset_events_of, extra_link, xcom
+from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, acted_ids, status_of
 
 pytestmark = pytest.mark.dag
@@ -125,3 +125,80 @@ def test_pipeline_teardown_example_dag(
     assert status_of(emulator, "openai", openai_job) == "cancelled"
     for vendor, job_id in bystanders.items():
         assert status_of(emulator, vendor, job_id) == RUNNING[vendor]
+
+
+@pytest.fixture(scope="module")
+def fast_emulator_server() -> Iterator[FineTuningEmulator]:
+    """Jobs created through this emulator run 605 emulated seconds in about 2 real ones."""
+    with FineTuningEmulator(api_key=API_KEY, time_scale=300.0) as server:
+        yield server
+
+
+@pytest.fixture
+def fast_default_connections(
+    fast_emulator_server: FineTuningEmulator, make_connection: ConnectionFactory
+) -> Iterator[FineTuningEmulator]:
+    fast_emulator_server.reset()
+    make_connection("dashscope_default", "dashscope", host=fast_emulator_server.url("dashscope"), **FAST_RETRIES)
+    make_connection("openai_default", "openai_fine_tuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
+    yield fast_emulator_server
+    fast_emulator_server.reset()
+
+
+def train_and_publish(tmp_path: Path) -> Path:
+    """The example DAG as shipped but for its poll interval (30 s), which the test shortens."""
+    source = (EXAMPLES / "ft_train_and_publish.py").read_text()
+    assert "POLL_INTERVAL = 30.0" in source
+    copy = tmp_path / "ft_train_and_publish.py"
+    copy.write_text(source.replace("POLL_INTERVAL = 30.0", "POLL_INTERVAL = 0.2"))
+    return copy
+
+
+def test_train_and_publish_example_dag(
+    fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = fast_default_connections
+    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish")
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    for vendor in ("dashscope", "openai"):
+        job = xcom(dag_run, f"train_{vendor}", "return_value")
+        assert job["status"] == "SUCCEEDED"
+        assert xcom(dag_run, f"train_{vendor}", "fine_tuned_model") == job["fine_tuned_model"]
+        assert xcom(dag_run, f"evaluate_{vendor}", "return_value") == job["fine_tuned_model"]
+        assert len(emulator.files(vendor)) == 1
+    assert emulator.jobs("dashscope") == []  # deleted by its teardown
+    assert [job["status"] for job in emulator.jobs("openai")] == ["succeeded"]  # left as it is
+    events = dict(asset_events_of(dag_run))
+    for vendor in ("dashscope", "openai"):
+        extra = events[f"fine-tuned-model://{vendor}/ft_train_and_publish"]
+        assert extra["fine_tuned_model"] == xcom(dag_run, f"train_{vendor}", "fine_tuned_model")
+
+
+def test_train_and_publish_example_dag_with_a_bad_record_sends_nothing(
+    fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = fast_default_connections
+    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"bad_record": True})
+
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "failed", states
+    assert states["train_dashscope"] == states["train_openai"] == "failed"
+    assert states["teardown_dashscope"] == states["teardown_openai"] == "success"
+    assert [request.path for request in emulator.requests if request.method == "POST"] == []
+    assert emulator.jobs("dashscope") == emulator.jobs("openai") == []
+    assert asset_events_of(dag_run) == []
+
+
+def test_train_and_publish_example_dag_tears_down_after_a_failed_evaluation(
+    fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = fast_default_connections
+    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"fail_evaluation": True})
+
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "failed", states
+    assert states["train_dashscope"] == states["train_openai"] == "success"
+    assert states["evaluate_dashscope"] == states["evaluate_openai"] == "failed"
+    assert states["teardown_dashscope"] == states["teardown_openai"] == "success"
+    assert emulator.jobs("dashscope") == []
