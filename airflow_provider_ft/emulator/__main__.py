@@ -72,12 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with emulator as emu:
         if args.seed == "demo":
             seed_demo(emu)
-        if args.seed_running is not None:
-            for vendor, job_id in seed_running(emu, args.seed_running).items():
-                print(f"Running {vendor} job: {job_id} ({args.seed_running:g} s)", flush=True)
         print(f"DashScope: {emu.url('dashscope')}", flush=True)
         print(f"OpenAI:    {emu.url('openai')}", flush=True)
         print(f"API key:   {emu.api_key}", flush=True)
+        if args.seed_running is not None:
+            for vendor, job_id in seed_running(emu, args.seed_running).items():
+                print(f"Running {vendor} job: {job_id} ({args.seed_running:g} s)", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()
     return 0

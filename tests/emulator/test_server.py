@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_ft.emulator import FineTuningEmulator, seed_demo
+from airflow_provider_ft.emulator.__main__ import parse_args
 
 
 def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
@@ -117,6 +119,41 @@ def test_cli_serves_demo_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_cli_seeds_running_jobs_and_can_skip_the_file_check() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "airflow_provider_ft.emulator", "--port", "0", "--api-key", "cli-key-1234567890"]
+    command += ["--seed-running", "90", "--no-check-files"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        text = "".join(process.stdout.readline() for _ in range(5))
+        urls = dict(re.findall(r"^(DashScope|OpenAI):\s+(\S+)$", text, re.MULTILINE))
+        ids = dict(re.findall(r"^Running (dashscope|openai) job: (\S+) \(90 s\)$", text, re.MULTILINE))
+        headers = {"Authorization": "Bearer cli-key-1234567890"}
+        job = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs/{ids['openai']}", headers=headers, timeout=5).json()
+        assert job["status"] == "running"
+        assert 80 <= job["estimated_finish"] - time.time() <= 95
+        output = requests.get(f"{urls['DashScope']}/fine-tunes/{ids['dashscope']}", headers=headers, timeout=5)
+        assert output.json()["output"]["status"] == "RUNNING"
+        body = {"model": "gpt-4o-mini", "training_file": "file-never-uploaded"}
+        created = requests.post(f"{urls['OpenAI']}/fine_tuning/jobs", json=body, headers=headers, timeout=5)
+        assert created.status_code == 200, "--no-check-files accepts any file id"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_options_parse() -> None:
+    args = parse_args(["--seed-running", "30"])
+    assert (args.seed_running, args.check_files, args.seed) == (30.0, True, "none")
+    assert parse_args([]).seed_running is None
+    with pytest.raises(SystemExit):
+        parse_args(["--seed-running", "0"])
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
