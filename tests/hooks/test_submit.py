@@ -1,0 +1,224 @@
+"""``FineTuningHook.submit_job`` / ``upload_file`` / ``check_training_file`` against the emulator: exactly once.
+
+The identity tag is what makes a job findable again: OpenAI ``metadata["airflow_ti"]``, DashScope ``job_name``.
+Seeding a job with that tag stands in for a job made by an earlier try (or a zombie worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tracemalloc
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft.emulator.faults import Fault
+from airflow_provider_ft.exceptions import FineTuningApiError
+from airflow_provider_ft.hooks._multipart import MultipartBody
+from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.identity import TaskIdentity
+from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
+from tests.conftest import Vendor
+
+MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
+CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$"}
+RECORD = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
+IDENTITY = TaskIdentity("dag", "train", "manual__1")
+
+
+def seed_tagged(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentity, **kwargs: Any) -> str:
+    """A job as an earlier try of ``identity`` would have made it."""
+    if vendor == "openai":
+        return emulator.seed_job(vendor, metadata={"airflow_ti": identity.key}, model=MODELS[vendor], **kwargs)
+    return emulator.seed_job(vendor, name=identity.tag, model=MODELS[vendor], **kwargs)
+
+
+@pytest.fixture
+def spec(emulator: FineTuningEmulator, vendor: Vendor) -> JobSpec:
+    file_id = emulator.seed_file(vendor.name, "train.jsonl", (RECORD + "\n").encode())
+    emulator.clear_requests()
+    return JobSpec(model=MODELS[vendor.name], training_file=file_id)
+
+
+def creates(emulator: FineTuningEmulator, vendor: str) -> int:
+    paths = ("/fine-tunes", "/fine_tuning/jobs")
+    return sum(1 for r in emulator.requests if r.method == "POST" and r.path.endswith(paths))
+
+
+def test_creates_a_job_tagged_with_the_identity_and_finds_it_again(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    hook = FineTuningHook(connection)
+    first = hook.submit_job(spec, IDENTITY, settle_delays=(0,))
+    again = hook.submit_job(spec, IDENTITY, settle_delays=(0,))
+
+    assert first.created
+    assert not again.created
+    assert again.job.id == first.job.id
+    assert creates(emulator, vendor.name) == 1
+    assert [job.id for job in hook.find_jobs(spec, IDENTITY)] == [first.job.id]
+
+
+def test_an_earlier_tries_job_is_re_attached_to_even_when_it_has_ended(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    ended = seed_tagged(emulator, vendor.name, IDENTITY, status=CANCELLED[vendor.name])
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    assert (submission.job.id, submission.created) == (ended, False)
+    assert creates(emulator, vendor.name) == 0
+
+
+def test_duplicates_are_cancelled_keeping_the_oldest(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    oldest = seed_tagged(emulator, vendor.name, IDENTITY, status=RUNNING[vendor.name], age=timedelta(minutes=9))
+    younger = seed_tagged(emulator, vendor.name, IDENTITY, status=RUNNING[vendor.name], age=timedelta(minutes=3))
+
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+
+    assert submission.job.id == oldest
+    assert submission.cancelled == [younger]
+    assert emulator.job(vendor.name, younger)["status"] in (CANCELLED[vendor.name], "CANCELING")  # type: ignore[index]
+    assert emulator.job(vendor.name, oldest)["status"] == RUNNING[vendor.name]  # type: ignore[index]
+
+
+def test_jobs_of_other_task_instances_and_other_namespaces_are_not_taken(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    seed_tagged(emulator, vendor.name, TaskIdentity("dag", "train", "manual__2"))
+    seed_tagged(emulator, vendor.name, TaskIdentity("dag", "train", "manual__1", namespace="staging"))
+    seed_tagged(emulator, vendor.name, TaskIdentity("dag", "train", "manual__1", map_index=0))
+
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+
+    assert submission.created
+    assert creates(emulator, vendor.name) == 1
+
+
+def test_a_lost_create_answer_is_looked_for_not_resent(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    emulator.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name]))
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    assert not submission.created  # made by the lost create, found by the look after it
+    assert creates(emulator, vendor.name) == 1
+    assert len(emulator.jobs(vendor.name)) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408])
+def test_a_create_refused_with_a_passing_error_is_looked_for_then_sent_again(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec, status: int
+) -> None:
+    emulator.inject(Fault("status", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], status=status))
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0, 0))
+    assert submission.created
+    assert creates(emulator, vendor.name) == 2  # refused (nothing made), looked for twice, then sent again
+    assert len(emulator.jobs(vendor.name)) == 1
+
+
+def test_a_create_that_never_gets_an_answer_gives_up_after_max_retries(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec
+) -> None:
+    emulator.inject(Fault("status", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], times=99))
+    with pytest.raises(FineTuningApiError, match="Gave up on the"):
+        FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    assert creates(emulator, vendor.name) == 4  # max_retries 3 of FAST_RETRIES, plus the first
+    assert emulator.jobs(vendor.name) == []
+
+
+def test_a_clear_refusal_is_final(emulator: FineTuningEmulator, vendor: Vendor, connection: str, spec: JobSpec) -> None:
+    emulator.inject(Fault("status", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], status=400))
+    with pytest.raises(FineTuningApiError) as raised:
+        FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    assert raised.value.http_status == 400
+    assert creates(emulator, vendor.name) == 1
+
+
+def test_an_unknown_file_id_is_the_vendors_clear_refusal(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    spec = JobSpec(model=MODELS[vendor.name], training_file="file-never-uploaded")
+    with pytest.raises(FineTuningApiError) as raised:
+        FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    assert raised.value.http_status == 400
+    assert creates(emulator, vendor.name) == 1
+
+
+# -- uploads --------------------------------------------------------------------------------------------------
+
+
+def write_records(path: Path, count: int) -> Path:
+    path.write_text("".join(RECORD + "\n" for _ in range(count)))
+    return path
+
+
+def test_an_upload_is_streamed_named_by_content_and_reused(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, tmp_path: Path
+) -> None:
+    hook = FineTuningHook(connection)
+    spec = JobSpec(model=MODELS[vendor.name], training_file="file-x")
+    local = hook.check_training_file(write_records(tmp_path / "train.jsonl", 500), spec)
+
+    remote, uploaded = hook.upload_file(local, settle_delays=(0,))
+    again, uploaded_again = hook.upload_file(local, settle_delays=(0,))
+
+    assert (uploaded, uploaded_again) == (True, False)
+    assert again.id == remote.id
+    (stored,) = emulator.files(vendor.name)
+    content = (tmp_path / "train.jsonl").read_bytes()
+    assert local.sha256 == hashlib.sha256(content).hexdigest()
+    assert local.lines == 500
+    assert stored.get("bytes", stored.get("size")) == len(content)
+    assert local.stored_name == f"train.{local.sha256[:16]}.jsonl"
+
+
+def test_a_lost_upload_answer_is_found_and_not_uploaded_twice(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, tmp_path: Path
+) -> None:
+    hook = FineTuningHook(connection)
+    local = hook.check_training_file(write_records(tmp_path / "train.jsonl", 5), JobSpec("m", "file-x"))
+    emulator.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=r"/files$"))
+
+    remote, uploaded = hook.upload_file(local, settle_delays=(0,))
+
+    assert not uploaded
+    assert [file.get("file_id") or file.get("id") for file in emulator.files(vendor.name)] == [remote.id]
+
+
+def test_a_changed_file_is_not_mistaken_for_its_earlier_upload(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, tmp_path: Path
+) -> None:
+    hook = FineTuningHook(connection)
+    path = tmp_path / "train.jsonl"
+    first, _ = hook.upload_file(hook.check_training_file(write_records(path, 5), JobSpec("m", "file-x")))
+    second, uploaded = hook.upload_file(hook.check_training_file(write_records(path, 6), JobSpec("m", "file-x")))
+    assert uploaded
+    assert second.id != first.id
+
+
+def test_a_multipart_body_is_read_in_chunks_not_whole(tmp_path: Path) -> None:
+    size = 64 * 1024 * 1024
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as out:
+        line = (RECORD + "\n").encode()
+        out.write(line * (size // len(line)))
+    local = LocalFile(name=path.name, size=path.stat().st_size, sha256="0" * 64, lines=1, open=lambda: path.open("rb"))
+    body = MultipartBody(Upload("file", local.stored_name, local, (("purpose", "fine-tune"),)))
+
+    tracemalloc.start()
+    try:
+        sent = 0
+        while chunk := body.read(16 * 1024):
+            sent += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert sent == len(body) > local.size
+    assert peak < 2 * 1024 * 1024  # a few chunks, never the 64 MiB file
