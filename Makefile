@@ -14,7 +14,7 @@ help:
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
 	@echo "make reliability  run tests/reliability alone and rewrite the README's Reliability table"
-	@echo "make system-test  a DAG under a real scheduler + triggerer (airflow standalone) against the emulator"
+	@echo "make system-test  DAGs under a real scheduler + triggerer against the emulator (deferral, kill, triggerer restart)"
 	@echo "make lock      re-pin requirements/dev.lock from requirements/dev.in"
 	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
