@@ -250,9 +250,9 @@ class FineTuningJobTrigger(BaseTrigger):
         Airflow 3.3 and later call it after cancelling ``run()`` when a user marks the deferred task failed or
         success, or clears it; not when the triggerer stops or restarts, hands the trigger to another triggerer, or
         when the deferral times out (the trigger is then re-created elsewhere, or the timeout is the task's).
-        Airflow 3.3.0 to 3.3.2 also call it on a triggerer that lost its triggers to another one after missing
-        heartbeats for ``[triggerer] triggerer_health_check_threshold`` and then recovered (apache/airflow#73454):
-        with ``cancel_on_kill`` such a job is cancelled while the other triggerer waits for it.
+        Airflow 3.3.0 to 3.3.2 (at least) also call it on a triggerer that lost its triggers to another one after
+        missing heartbeats for ``[triggerer] triggerer_health_check_threshold`` and then recovered (fix proposed in
+        apache/airflow#73454): with ``cancel_on_kill`` such a job is cancelled while the other triggerer waits for it.
 
         Airflow 2.11 and 3.0 to 3.2 never call a trigger's ``on_kill``: killing the deferred task only cancels
         ``run()`` and the job keeps running; the task's own ``on_kill`` does not run either, since a deferred task
