@@ -16,6 +16,7 @@ from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(airflow.__version__).base_version)
 AIRFLOW_V_3 = Version("3.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_1 = Version("3.1") <= AIRFLOW_VERSION
 
 #: Whether a task's ``on_failure_callback`` finds the exception in ``context["exception"]`` under ``dag.test()``.
 #: Airflow 3.0's in-process runner (``InProcessTestSupervisor``) calls the callback without it; 2.x and 3.1+ set it.
@@ -116,3 +117,19 @@ def asset_events_of(dag_run: Any) -> list[tuple[str, dict[str, Any]]]:
             .all()
         )
         return [(model.uri, dict(event.extra or {})) for event, model in rows]
+
+
+def register_assets_of(dag: Any) -> None:
+    """Make the DAG's outlets known (and active) in the metadata database, so that a ``dag.test()`` run records
+    their events: Airflow 3.1+'s ``dag.test()`` does it itself; 2.11's drops events of a dataset without a row,
+    and 3.0's fails a task whose outlet asset is not active."""
+    from airflow.models.dag import DAG
+
+    if not AIRFLOW_V_3:
+        DAG.bulk_write_to_db([dag])
+    elif not AIRFLOW_V_3_1:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        DagBundlesManager().sync_bundles_to_db()
+        DAG.bulk_write_to_db("dags-folder", None, [SerializedDAG.from_dict(SerializedDAG.to_dict(dag))])

@@ -115,10 +115,11 @@ def airflow_db(airflow_home: Path) -> Path:
 def run_dag(airflow_db: Path) -> Callable[..., Any]:
     """Copy a DAG file into the dags folder, load it from there and run it with ``dag.test()``.
 
-    Returns the DagRun. Each call loads the file afresh, so connections set by the test apply.
+    Returns the DagRun. Each call loads the file afresh, so connections set by the test apply. With
+    ``register_assets`` the DAG's outlets are known to the database first, so that their events are recorded.
     """
 
-    def run(dag_file: Path, dag_id: str, **test_kwargs: Any) -> Any:
+    def run(dag_file: Path, dag_id: str, *, register_assets: bool = False, **test_kwargs: Any) -> Any:
         target = airflow_db / "dags" / dag_file.name
         shutil.copyfile(dag_file, target)
         module_name = f"_dag_{dag_file.stem}_{uuid.uuid4().hex}"
@@ -128,6 +129,10 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)
+        if register_assets:
+            from tests.airflow_versions import register_assets_of
+
+            register_assets_of(dag)
         return dag.test(**test_kwargs)
 
     return run

@@ -158,7 +158,7 @@ def test_train_and_publish_example_dag(
     fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     emulator = fast_default_connections
-    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish")
+    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish", register_assets=True)
 
     assert str(dag_run.state) == "success", task_states(dag_run)
     for vendor in ("dashscope", "openai"):
@@ -179,7 +179,9 @@ def test_train_and_publish_example_dag_with_a_bad_record_sends_nothing(
     fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     emulator = fast_default_connections
-    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"bad_record": True})
+    dag_run = run_dag(
+        train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"bad_record": True}, register_assets=True
+    )
 
     states = task_states(dag_run)
     assert str(dag_run.state) == "failed", states
@@ -194,7 +196,9 @@ def test_train_and_publish_example_dag_tears_down_after_a_failed_evaluation(
     fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     emulator = fast_default_connections
-    dag_run = run_dag(train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"fail_evaluation": True})
+    dag_run = run_dag(
+        train_and_publish(tmp_path), "ft_train_and_publish", run_conf={"fail_evaluation": True}, register_assets=True
+    )
 
     states = task_states(dag_run)
     assert str(dag_run.state) == "failed", states
