@@ -7,6 +7,7 @@ on the try number, so every try of one task instance derives the same key and lo
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 #: Bumped only if the key's recipe changes (jobs tagged by an older recipe are then not found again).
@@ -35,8 +36,9 @@ class TaskIdentity:
     @property
     def key(self) -> str:
         """64 hex digits: the SHA-256 of the namespace and the task instance's ids (not its try number)."""
-        parts = (_RECIPE, self.namespace, self.dag_id, self.task_id, self.run_id, str(self.map_index))
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+        parts = [_RECIPE, self.namespace, self.dag_id, self.task_id, self.run_id, self.map_index]
+        # A JSON array, so that no two task instances give the same text whatever characters their ids hold.
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode()).hexdigest()
 
     @property
     def tag(self) -> str:
