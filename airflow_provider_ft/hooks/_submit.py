@@ -81,7 +81,10 @@ def submit_job(
             requests.append(dialect.create_job(prepare(spec) if prepare else spec, identity))
         job = dialect.parse_job(hook.transport.send(requests[0]))
         hook.log.info("Created %s job %s for %s", dialect.display_name, job.id, identity.describe())
-        winner = _keep_oldest(hook, [job, *jobs_of(hook, spec, identity)], cancelled)
+        tagged = jobs_of(hook, spec, identity)
+        if not dialect.carries_identity(job, identity) and job.id not in {other.id for other in tagged}:
+            _warn_untagged(hook, job, identity)
+        winner = _keep_oldest(hook, [job, *tagged], cancelled)
         return winner or job
 
     job, created = make_once(f"{dialect.display_name} job for {identity.describe()}", look, create, settle_delays, hook)
@@ -166,6 +169,17 @@ def make_once(
         http_status=last.http_status,
         vendor_code=last.vendor_code,
         request_id=last.request_id,
+    )
+
+
+def _warn_untagged(hook: FineTuningHook, job: FineTuningJob, identity: TaskIdentity) -> None:
+    """The vendor dropped the identity tag: a later try could not find this job, so say so where users look."""
+    hook.log.warning(
+        "%s job %s does not carry the identity %s and is not listed under it: the vendor did not keep the tag, "
+        "so a retry of this task could not find this job and would start another; cancel it by hand if that happens",
+        hook.dialect.display_name,
+        job.id,
+        identity.tag,
     )
 
 

@@ -46,6 +46,12 @@ def spec(emulator: FineTuningEmulator, vendor: Vendor) -> JobSpec:
     return JobSpec(model=MODELS[vendor.name], training_file=file_id)
 
 
+def hook_output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """What the hook logged: Airflow 3 writes its records through structlog to the process's output, Airflow 2
+    through plain logging."""
+    return "".join(capfd.readouterr()) + "\n".join(record.getMessage() for record in caplog.records)
+
+
 def creates(emulator: FineTuningEmulator, vendor: str) -> int:
     paths = ("/fine-tunes", "/fine_tuning/jobs")
     return sum(1 for r in emulator.requests if r.method == "POST" and r.path.endswith(paths))
@@ -148,6 +154,57 @@ def test_an_unknown_file_id_is_the_vendors_clear_refusal(
         FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
     assert raised.value.http_status == 400
     assert creates(emulator, vendor.name) == 1
+
+
+#: A create answer for a job without the identity tag, as a vendor that ignored ``job_name`` / ``metadata`` sends.
+UNTAGGED_ANSWERS = {
+    "dashscope": {
+        "request_id": "req-1",
+        "output": {"job_id": "ft-202601011200-0000", "status": "PENDING", "model": "qwen-turbo", "job_name": None},
+    },
+    "openai": {
+        "object": "fine_tuning.job",
+        "id": "ftjob-untagged",
+        "status": "validating_files",
+        "model": "gpt-4o-mini-2024-07-18",
+        "created_at": 1_767_268_800,
+        "metadata": None,
+    },
+}
+
+
+def test_a_vendor_that_drops_the_tag_is_reported_as_unsafe_to_retry(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    spec: JobSpec,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answer = json.dumps(UNTAGGED_ANSWERS[vendor.name]).encode()
+    emulator.inject(Fault("body", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], body=answer))
+
+    submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+
+    assert submission.created
+    assert submission.job.id in ("ftjob-untagged", "ft-202601011200-0000")
+    written = hook_output(capfd, caplog)
+    assert f"job {submission.job.id} does not carry the identity {IDENTITY.tag}" in written
+    assert "would start another" in written
+
+
+def test_a_tagged_job_raises_no_warning(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    spec: JobSpec,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
+    written = hook_output(capfd, caplog)
+    assert "Created" in written, "the hook's records reach the process's output"
+    assert "does not carry the identity" not in written
 
 
 # -- uploads --------------------------------------------------------------------------------------------------
