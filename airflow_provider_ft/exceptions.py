@@ -15,6 +15,11 @@ class FineTuningConfigError(FineTuningError, ValueError):
     """A connection or argument is unusable; raised before any request is sent."""
 
 
+class TrainingFileError(FineTuningConfigError):
+    """A training or validation file that the vendor would refuse (a missing file, a bad line), found before any
+    request; the message names the file and the line."""
+
+
 class InvalidJobIdError(FineTuningError, ValueError):
     """A job id that is not a safe, non-empty id; raised before any request is sent."""
 

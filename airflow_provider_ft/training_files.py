@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningConfigError
+from airflow_provider_ft.exceptions import TrainingFileError
 from airflow_provider_ft.vendors.wire import LocalFile
 
 #: The longest record (line) read: far above any real example, below what would strain a worker's memory.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
-
-
-class TrainingFileError(FineTuningConfigError):
-    """A training or validation file that the vendor would refuse, found before any request."""
 
 
 def check_training_file(

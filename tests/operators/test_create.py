@@ -25,9 +25,9 @@ from airflow_provider_ft.exceptions import (
     FineTuningConfigError,
     FineTuningJobFailed,
     FineTuningTimeout,
+    TrainingFileError,
 )
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
-from airflow_provider_ft.training_files import TrainingFileError
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED
 
