@@ -81,24 +81,25 @@ def test_unusable_lifecycle_arguments_fail_at_parse_time(
 
 
 def kill_while_poking(waiting: FineTuningJobSensor, emulator: FineTuningEmulator, job_id: str) -> list[BaseException]:
-    """Run ``execute`` in poke mode and call ``on_kill`` once it has checked, as Airflow's task runner does on a
-    kill (from its signal handler, while ``execute`` runs); then wait for ``execute`` to end. What it raised."""
+    """Run ``execute`` in poke mode and call ``on_kill`` from another thread once it has checked, as Airflow's task
+    runner does on a kill (its signal handler, while ``execute`` runs). ``execute`` stays in the main thread:
+    Airflow 2.11's executor safeguard refuses an ``execute`` called from another one. What it raised."""
     raised: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            waiting.execute(make_context())
-        except BaseException as error:
-            raised.append(error)
+    def kill_once_checked() -> None:
+        deadline = time.monotonic() + 10
+        while not any(r.path.endswith("/" + job_id) for r in emulator.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waiting.on_kill()
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not any(r.path.endswith("/" + job_id) for r in emulator.requests) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    waiting.on_kill()
-    worker.join(timeout=10)
-    assert not worker.is_alive()
+    killer = threading.Thread(target=kill_once_checked, daemon=True)
+    killer.start()
+    try:
+        waiting.execute(make_context())
+    except BaseException as error:  # the test asserts on it
+        raised.append(error)
+    killer.join(timeout=10)
+    assert not killer.is_alive()
     return raised
 
 
