@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -398,3 +399,31 @@ def test_a_job_already_running_from_an_earlier_try_is_waited_for_not_recreated(
     job = emulator.job(vendor.name, started["id"])
     assert job is not None
     assert job["status"] in (RUNNING[vendor.name], "PENDING", "QUEUING", "validating_files", "queued")
+
+
+def test_each_progress_entry_is_logged_once_across_the_deferral(
+    fast: FineTuningEmulator,
+    vendor: Vendor,
+    fast_connection: str,
+    training_file: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from tests.hooks.test_events import expected_lines, logged, progress_lines
+
+    caplog.set_level(logging.INFO)
+    ti = TaskInstance()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(vendor, training_file, deferrable=True, log_events=True).execute(context(ti))
+    before_deferring = progress_lines(logged(caplog, capfd))
+    caplog.clear()
+
+    async def fire() -> Any:
+        async for event in deferred.value.trigger.run():
+            return event
+
+    assert asyncio.run(fire()).payload["status"] == "success"
+    in_the_triggerer = progress_lines(logged(caplog, capfd))
+    assert before_deferring, "the entries so far were logged before deferring"
+    assert in_the_triggerer, "and the rest in the triggerer"
+    assert before_deferring + in_the_triggerer == expected_lines(fast_connection, ti.xcoms["job_id"])
