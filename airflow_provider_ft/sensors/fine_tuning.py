@@ -33,6 +33,7 @@ from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.triggers.events import (
     budget_message,
     deferral_timeout,
+    log_cancel_outcome,
     not_found_message,
     terminal_job_from_event,
     was_cancelled,
@@ -196,12 +197,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         except Exception as error:  # a cancel that fails is reported; the task's own outcome stands
             self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
             return None
-        if was_cancelled(job):
-            self.log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
-        else:
-            self.log.info(
-                "Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value
-            )
+        log_cancel_outcome(self.log, job_id, why, job)
         return job
 
     def _enforce_budget(self, job: FineTuningJob) -> None:

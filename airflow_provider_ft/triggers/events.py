@@ -100,6 +100,14 @@ def was_cancelled(job: FineTuningJob | None) -> bool:
     return job is not None and job.status in (JobStatus.CANCELLED, JobStatus.CANCELLING)
 
 
+def log_cancel_outcome(log: Any, job_id: str, why: str, job: FineTuningJob) -> None:
+    """Say what a guard's cancel did: cancelled, or left a job that had already ended."""
+    if was_cancelled(job):
+        log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
+    else:
+        log.info("Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value)
+
+
 def budget_message(job_id: str, reason: str, job: FineTuningJob | None, cancelled: bool) -> str:
     """The message of a passed cost guard: which limit (``reason``) and what became of the job."""
     if cancelled:

@@ -20,7 +20,7 @@ from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import JobBudget
-from airflow_provider_ft.triggers.events import budget_message, describe_error, was_cancelled
+from airflow_provider_ft.triggers.events import budget_message, describe_error, log_cancel_outcome, was_cancelled
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._transport import AsyncTransport
@@ -236,12 +236,7 @@ class FineTuningJobTrigger(BaseTrigger):
         except Exception as error:  # any failure is logged: none may end the wait
             self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
             return None
-        if was_cancelled(job):
-            self.log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
-        else:
-            self.log.info(
-                "Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value
-            )
+        log_cancel_outcome(self.log, job_id, why, job)
         return job
 
     async def on_kill(self) -> None:
