@@ -333,10 +333,11 @@ class AirflowCluster:
         return "\n".join(path.read_text(errors="replace") for path in files)
 
     def xcom_results(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.xcoms(dag_id, run_id, "return_value")
+
+    def xcoms(self, dag_id: str, run_id: str, key: str) -> dict[str, Any]:
+        """The XCom ``key`` of each task of the run that pushed one, by task id."""
         rows = query(
-            self.db,
-            "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value'",
-            dag_id,
-            run_id,
+            self.db, "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = ?", dag_id, run_id, key
         )
         return {task_id: json.loads(value) for task_id, value in rows}
