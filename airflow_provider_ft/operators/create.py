@@ -153,6 +153,7 @@ class CreateFineTuningJobOperator(BaseOperator):
             _validate.seconds("settle_delays", delay, allow_zero=True) for delay in settle_delays
         )
         self._job_id: str | None = None
+        self._submitting: tuple[JobSpec, TaskIdentity] | None = None
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -178,6 +179,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         identity = self._identity(context)
         spec = self._spec()
         checked = self._checked_files(spec)  # before any request: a bad file sends nothing
+        self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
         submission = self.hook.submit_job(
             spec, identity, settle_delays=self.settle_delays, prepare=lambda ready: self._uploaded(ready, checked)
         )
@@ -331,15 +333,27 @@ class CreateFineTuningJobOperator(BaseOperator):
         return job.to_dict()
 
     def on_kill(self) -> None:
-        """Cancel the job when the task is killed in the worker (``cancel_on_kill``); never raises."""
-        if not self.cancel_on_kill or self._job_id is None:
+        """Cancel the job when the task is killed in the worker (``cancel_on_kill``), on a hook of its own (the
+        task's may be mid-request); a kill during the create finds the job by its identity. Never raises."""
+        if not self.cancel_on_kill or (self._job_id is None and self._submitting is None):
             return
+        hook = self.hook.fork()
         try:
-            job = self.hook.cancel_job(self._job_id)
+            for job_id in self._jobs_to_stop(hook):
+                job = hook.cancel_job(job_id)
+                self.log.info("The task was killed; cancelled %s", job.describe_progress())
         except Exception as error:
-            self.log.warning("The task was killed but job %s could not be cancelled: %s", self._job_id, error)
-            return
-        self.log.info("The task was killed; cancelled %s", job.describe_progress())
+            self.log.warning("The task was killed but its job could not be cancelled: %s", printable(error, 500))
+        finally:
+            hook.close()
+
+    def _jobs_to_stop(self, hook: FineTuningHook) -> list[str]:
+        if self._job_id is not None:
+            return [self._job_id]
+        if self._submitting is None:
+            return []
+        spec, identity = self._submitting
+        return [job.id for job in hook.find_jobs(spec, identity) if not job.is_terminal]
 
     def _cancel_after_timeout(self, job_id: str) -> None:
         if self.cancel_on_timeout and job_id:

@@ -346,6 +346,33 @@ def test_killing_the_task_cancels_the_job(
     assert job["status"] in (CANCELLED[vendor.name], "CANCELING")
 
 
+def test_a_kill_while_the_create_is_answered_finds_the_job_by_its_identity_and_cancels_it(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path
+) -> None:
+    # The create is carried out, then its answer drips: the kill comes before the task knows the job's id.
+    drip = Fault("drip", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], interval=0.2)
+    emulator.inject(drip)
+    task = operator(vendor, training_file, poll_interval=0.2, timeout=30)
+    ti = TaskInstance()
+
+    def kill_once_the_job_exists() -> None:
+        deadline = time.monotonic() + 10
+        while not emulator.jobs(vendor.name) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "job_id" not in ti.xcoms, "the kill comes while the create's answer is still on its way"
+        task.on_kill()
+
+    killer = threading.Thread(target=kill_once_the_job_exists)
+    killer.start()
+    with pytest.raises(FineTuningJobFailed, match="CANCELLED"):
+        task.execute(context(ti))
+    killer.join(15)
+
+    (job,) = emulator.jobs(vendor.name)
+    assert job["status"] in (CANCELLED[vendor.name], "CANCELING")
+    assert len([path for path in posts(emulator) if path.endswith("/cancel")]) == 1
+
+
 def test_killing_the_task_leaves_the_job_when_asked_to(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path
 ) -> None:
