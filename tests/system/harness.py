@@ -73,9 +73,12 @@ class Processes:
         process.wait()
 
     def stop_all(self) -> None:
-        """Ctrl-C each group, give it time to stop, then SIGKILL whatever is left of it."""
+        """SIGTERM each leader (as ``terminate`` does), give them time to stop, then SIGKILL whatever is left of each
+        group. (A SIGINT to the whole group often left the scheduler running until the grace period ended.)"""
         for process, _ in reversed(self.started):
-            self._signal_group(process, signal.SIGINT)
+            if process.returncode is None:  # not reaped yet: its pid is still its own
+                with suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not all(self._exited(process) for process, _ in self.started):
             time.sleep(0.2)
