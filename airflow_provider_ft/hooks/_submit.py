@@ -76,9 +76,10 @@ def submit_job(
     def look() -> FineTuningJob | None:
         return _keep_oldest(hook, jobs_of(hook, spec, identity), cancelled)
 
+    def build() -> None:
+        requests.append(dialect.create_job(prepare(spec) if prepare else spec, identity))
+
     def create() -> FineTuningJob:
-        if not requests:
-            requests.append(dialect.create_job(prepare(spec) if prepare else spec, identity))
         job = dialect.parse_job(hook.transport.send(requests[0]))
         hook.log.info("Created %s job %s for %s", dialect.display_name, job.id, identity.describe())
         tagged = jobs_of(hook, spec, identity)
@@ -87,7 +88,8 @@ def submit_job(
         winner = _keep_oldest(hook, [job, *tagged], cancelled)
         return winner or job
 
-    job, created = make_once(f"{dialect.display_name} job for {identity.describe()}", look, create, settle_delays, hook)
+    what = f"{dialect.display_name} job for {identity.describe()}"
+    job, created = make_once(what, look, create, settle_delays, hook, before=build)
     return Submission(job, created and job.id not in cancelled, cancelled)
 
 
@@ -136,13 +138,19 @@ def make_once(
     make: Callable[[], T],
     settle_delays: Sequence[float],
     hook: FineTuningHook,
+    before: Callable[[], None] | None = None,
 ) -> tuple[T, bool]:
     """What ``look`` finds, else what ``make`` makes (``True``), trying ``make`` again only after every look of
-    ``settle_delays`` found nothing, and at most ``max_retries + 1`` times."""
+    ``settle_delays`` found nothing, and at most ``max_retries + 1`` times.
+
+    ``before`` (uploading a job's files, say) runs once, after the first look found nothing and before the first
+    ``make``; its errors are raised as they are: nothing of this ``make`` was sent, so there is nothing to look for."""
     found = look()
     if found is not None:
         hook.log.info("Found the %s from an earlier try; using it", what)
         return found, False
+    if before is not None:
+        before()
     tries = hook.settings.retry.max_retries + 1
     for attempt in range(1, tries + 1):
         try:

@@ -161,7 +161,9 @@ class DashScopeDialect(Dialect):
         files = [self._file(entry, index) for index, entry in enumerate(entries)]
         total = self._total(data.get("total"), "the files page's", "files")
         has_more = page_no * page_size < total if total is not None else len(files) >= page_size
-        return FilePage(files, str(page_no + 1) if has_more and files else None)
+        if has_more and not files:
+            raise self.malformed(f"the files page holds no file but its 'total' of {total} says more follow")
+        return FilePage(files, str(page_no + 1) if has_more else None)
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """The content hash in the description, and the size where the listing gives it."""

@@ -176,6 +176,8 @@ class OpenAIDialect(Dialect):
         """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
         entries, has_more = self._list_envelope(payload, "the files page", "files")
         files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
+        if has_more and not files:
+            raise self.malformed("the files page holds no file but says more follow ('has_more' is true)")
         return FilePage(files, files[-1].id if has_more and files else None)
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:

@@ -13,8 +13,10 @@ fourth match, on the first page, with no cancel sent.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +27,11 @@ from airflow_provider_ft.emulator.specimens import LISTING_PATHS, SPECIMEN_AGE
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, MalformedAnswerError
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import Run, mutating
+from tests.reliability import lifecycle
 
 VENDORS = ("dashscope", "openai")
 AREA = "listings"
@@ -304,3 +308,186 @@ def test_cleanup_refuses_an_endless_listing_early(
         MAX_JOBS + 1,
     )
     assert elapsed <= request_bound(operator.hook.settings) + SLACK_SECONDS
+
+
+# -- the files listing: the look before an upload ---------------------------------------------------------------------
+#
+# ``upload_file`` lists the account's files to find an identical earlier upload before it sends one. A listing that
+# cannot be read to its end must end in one error, within ``max_pages`` listing requests, and no upload may follow
+# it: a look that failed is not a look that found nothing.
+
+FILES_COLUMN = f"upload_file's look (max_pages {MAX_PAGES})"
+CREATE_COLUMN = f"create operator (max_pages {MAX_PAGES})"
+
+
+def fresh_pages(vendor: str, count: int) -> list[Fault]:
+    """``count`` pages, each of one file not seen before and promising more (one fault a page, in order)."""
+    return [
+        Fault(
+            kind="body",
+            method="GET",
+            path=lifecycle.FILES_PATH,
+            body=lifecycle.files_page(
+                vendor, [lifecycle.file_entry(vendor, f"file-fresh{index:06d}")], more=True, page_no=index + 1
+            ),
+        )
+        for index in range(count)
+    ]
+
+
+def same_page(vendor: str) -> list[Fault]:
+    entries = [lifecycle.file_entry(vendor, f"file-same{index}") for index in range(2)]
+    body = lifecycle.files_page(vendor, entries, more=True)
+    return [Fault(kind="body", method="GET", path=lifecycle.FILES_PATH, body=body, times=ALWAYS)]
+
+
+def one_page(body: Any) -> Any:
+    def faults(vendor: str) -> list[Fault]:
+        return [Fault(kind="body", method="GET", path=lifecycle.FILES_PATH, body=body(vendor), times=ALWAYS)]
+
+    return faults
+
+
+def empty_page_claiming_more(vendor: str) -> bytes:
+    return lifecycle.files_page(vendor, [], more=True)
+
+
+def non_objects(vendor: str) -> bytes:
+    return lifecycle.files_page(vendor, [None, 1, "file-x", [], True], more=True)
+
+
+def impossible_total(vendor: str) -> bytes:
+    return lifecycle.files_page(vendor, [lifecycle.file_entry(vendor, "file-one")], more=True, total=10**12)
+
+
+AT_MAX_PAGES_FILES = Ending(FineTuningApiError, "after max_pages pages", MAX_PAGES, "max_pages")
+
+
+@dataclass(frozen=True)
+class FilesCase:
+    id: str
+    label: str
+    faults: Any
+    endings: dict[str, Ending]
+
+
+FILES_CASES = [
+    FilesCase(
+        "files-fresh",
+        "files: a new file on every page, more always promised",
+        lambda v: fresh_pages(v, MAX_PAGES + 2),
+        {v: AT_MAX_PAGES_FILES for v in VENDORS},
+    ),
+    FilesCase(
+        "files-same",
+        "files: the same page again and again (OpenAI: the same cursor)",
+        same_page,
+        {
+            "dashscope": AT_MAX_PAGES_FILES,  # page numbers are the client's own: they advance, up to max_pages
+            "openai": Ending(FineTuningApiError, "the listing does not end", 2, "repeated cursor"),
+        },
+    ),
+    FilesCase(
+        "files-empty-claiming-more",
+        "files: an empty page that says more follow",
+        one_page(empty_page_claiming_more),
+        {v: Ending(MalformedAnswerError, "holds no file but", 1, "empty page, more promised") for v in VENDORS},
+    ),
+    FilesCase(
+        "files-non-objects",
+        "files: a page of values that are not files",
+        one_page(non_objects),
+        {v: Ending(MalformedAnswerError, "not a JSON object", 1, "entries not objects") for v in VENDORS},
+    ),
+    FilesCase(
+        "files-total",
+        "files: DashScope `total` of 10^12",
+        one_page(impossible_total),
+        {"dashscope": Ending(MalformedAnswerError, "'total' is 1000000000000", 1, "impossible total")},
+    ),
+]
+
+
+def files_cases(column: str, rows: list[FilesCase]) -> list[Any]:
+    return [
+        pytest.param(
+            case,
+            vendor,
+            case.endings[vendor],
+            id=f"{case.id}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=AREA,
+                row=case.id if column == FILES_COLUMN else f"create-operator-{case.id}",
+                column=column,
+                vendor=vendor,
+                label=case.label,
+                expect=f"{case.endings[vendor].describe()}, no upload",
+            ),
+        )
+        for case in rows
+        for vendor in VENDORS
+        if vendor in case.endings
+    ]
+
+
+def check_files_ending(error: BaseException, ending: Ending, emulator: FineTuningEmulator, vendor: str) -> None:
+    assert type(error) is ending.error, f"expected {ending.error.__name__}, got {error!r}"
+    assert ending.says in str(error), f"{ending.says!r} not in {str(error)!r}"
+    assert API_KEY not in str(error)
+    listed = lifecycle.file_listings(emulator)
+    assert len(listed) <= MAX_PAGES
+    assert len(listed) == ending.requests, f"{len(listed)} files listing requests"
+    assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
+    assert emulator.files(vendor) == []
+
+
+@pytest.mark.parametrize(("case", "vendor", "ending"), files_cases(FILES_COLUMN, FILES_CASES))
+def test_a_files_listing_that_cannot_be_read_ends_and_uploads_nothing(
+    emulator: FineTuningEmulator,
+    make_connection: ConnectionFactory,
+    tmp_path: Path,
+    case: FilesCase,
+    vendor: str,
+    ending: Ending,
+) -> None:
+    conn_id = make_connection(f"ft_files_{vendor}", CONN_TYPES[vendor], host=emulator.url(vendor), **EXTRAS)
+    for fault in case.faults(vendor):
+        emulator.inject(fault)
+    with closing(FineTuningHook(conn_id)) as hook:
+        assert hook.settings.max_pages == MAX_PAGES
+        local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+        with pytest.raises(FineTuningError) as raised:
+            hook.upload_file(local, settle_delays=(0.0,))
+    check_files_ending(raised.value, ending, emulator, vendor)
+    assert len(emulator.requests) == ending.requests, "nothing but the listing was requested"
+
+
+@pytest.mark.parametrize(("case", "vendor", "ending"), files_cases(CREATE_COLUMN, [FILES_CASES[0], FILES_CASES[2]]))
+def test_the_create_operator_stops_at_a_files_listing_that_cannot_be_read(
+    emulator: FineTuningEmulator,
+    make_connection: ConnectionFactory,
+    tmp_path: Path,
+    case: FilesCase,
+    vendor: str,
+    ending: Ending,
+) -> None:
+    # The upload is the create's preparation: its failure is raised as it is, not taken for a create that may have
+    # made the job (which would look for the job and read the whole listing again, max_retries + 1 times).
+    conn_id = make_connection(f"ft_files_{vendor}", CONN_TYPES[vendor], host=emulator.url(vendor), **EXTRAS)
+    for fault in case.faults(vendor):
+        emulator.inject(fault)
+    operator = CreateFineTuningJobOperator(
+        task_id="train",
+        conn_id=conn_id,
+        model=lifecycle.MODELS[vendor],
+        training_file=lifecycle.write_training_file(tmp_path),
+        settle_delays=(0.0,),
+        log_events=False,
+        wait_for_completion=False,  # a failing case must not wait for a job
+    )
+    with pytest.raises(FineTuningError) as raised:
+        operator.execute({"ti": lifecycle.TaskInstance()})
+    check_files_ending(raised.value, ending, emulator, vendor)
+    assert len(lifecycle.job_listings(emulator, vendor)) == 1, "the job was looked for once, before the upload"
+    assert [request for request in emulator.requests if request.method != "GET"] == [], "no upload, no create"
+    assert emulator.jobs(vendor) == []
