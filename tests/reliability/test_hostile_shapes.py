@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,10 +27,12 @@ import requests
 
 from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
+from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import FAILED, RUNNING
+from tests.reliability import lifecycle
 
 AREA = "wrong shapes"
 ALWAYS = 1_000
@@ -293,3 +298,303 @@ def test_a_delete_answered_with_an_empty_object_is_not_success(
     emulator.inject(Fault(kind="body", body=b"{}", method="DELETE", times=ALWAYS))
     with closing(hook_for("dashscope")) as hook:
         check_refused(lambda: hook.delete_job(job_id), "delete")
+
+
+# -- the lifecycle endpoints: an upload, the files listing, a job create ---------------------------------------------
+#
+# Whatever shape the answer to an upload or a create has, the call ends in one ``FineTuningApiError`` saying what was
+# wrong, and never makes a second thing: a ``body`` fault does not carry the request out, so the emulator must hold
+# nothing, and every send after the first must follow a look that found nothing. A files page of the wrong shape ends
+# the look, and no upload follows.
+
+UPLOAD_COLUMN = "upload_file"
+LOOK_COLUMN = "upload_file's look"
+CREATE_COLUMN = "submit_job"
+
+
+def deep(vendor: str) -> bytes:
+    return DEEP
+
+
+def constant(body: bytes) -> Callable[[str], bytes]:
+    return lambda vendor: body
+
+
+def upload_with(changes: Callable[[str, Answer], None]) -> Callable[[str], bytes]:
+    def make(vendor: str) -> bytes:
+        answer = lifecycle.upload_answer(vendor, "file-uploaded0001")
+        changes(vendor, answer)
+        return json.dumps(answer).encode()
+
+    return make
+
+
+def unsafe_file_id(vendor: str, answer: Answer) -> None:
+    if vendor == "openai":
+        answer["id"] = "../files/x"
+    else:
+        answer["data"]["uploaded_files"][0]["file_id"] = "../files/x"
+
+
+def two_files(vendor: str, answer: Answer) -> None:
+    answer["data"]["uploaded_files"] *= 2
+
+
+def refused(vendor: str, answer: Answer) -> None:
+    answer["data"] = {"uploaded_files": [], "failed_uploads": [{"name": "x", "code": "Quota", "message": "no room"}]}
+
+
+def files_page_of(entries: str, vendor_more: str = "true") -> Callable[[str], bytes]:
+    def make(vendor: str) -> bytes:
+        if vendor == "openai":
+            return f'{{"object": "list", "data": {entries}, "has_more": {vendor_more}}}'.encode()
+        return f'{{"request_id": "r-1", "data": {{"total": 1, "files": {entries}}}}}'.encode()
+
+    return make
+
+
+def create_answer_of(job: str) -> Callable[[str], bytes]:
+    def make(vendor: str) -> bytes:
+        return (f'{{"request_id": "r-1", "output": {job}}}' if vendor == "dashscope" else job).encode()
+
+    return make
+
+
+@dataclass(frozen=True)
+class LifecycleShape:
+    id: str
+    label: str
+    make: Callable[[str], bytes]
+    says: dict[str, str]
+
+
+UPLOAD_SHAPES = [
+    LifecycleShape(
+        "empty-object",
+        "`{}`",
+        constant(b"{}"),
+        {"dashscope": "the upload answer's 'data' is null", "openai": "the uploaded file's 'id' is null"},
+    ),
+    LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
+    LifecycleShape(
+        "upload-unsafe-file-id",
+        "a file id `../files/x`",
+        upload_with(unsafe_file_id),
+        {v: "usable file id" for v in CONN_TYPES},
+    ),
+    LifecycleShape(
+        "upload-two-files",
+        "DashScope: two `uploaded_files` for one file",
+        upload_with(two_files),
+        {"dashscope": "not one file"},
+    ),
+    LifecycleShape(
+        "upload-refused-in-a-200",
+        "DashScope: the file in `failed_uploads`, HTTP 200",
+        upload_with(refused),
+        {"dashscope": "DashScope refused the upload: no room"},
+    ),
+]
+FILES_PAGE_SHAPES = [
+    LifecycleShape(
+        "empty-object",
+        "`{}`",
+        constant(b"{}"),
+        {"dashscope": "the files page's 'data' is null", "openai": "the files page's 'data' is null"},
+    ),
+    LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
+    LifecycleShape(
+        "page-of-a-number", "files / data is `7`", files_page_of("7"), {v: "not an array of files" for v in CONN_TYPES}
+    ),
+    LifecycleShape("has-more-as-text", '`"has_more": "false"`', files_page_of("[]", '"false"'), {"openai": "has_more"}),
+    LifecycleShape(
+        "files-unsafe-file-id",
+        "a listed file id `../files/x`",
+        files_page_of('[{"id": "../files/x", "file_id": "../files/x"}]'),
+        {v: "usable file id" for v in CONN_TYPES},
+    ),
+]
+CREATE_SHAPES = [
+    LifecycleShape(
+        "empty-object", "`{}`", constant(b"{}"), {"dashscope": "'output' is null", "openai": "the job has no 'id'"}
+    ),
+    LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
+    LifecycleShape(
+        "json-array", "`[1, 2]`", constant(b"[1, 2]"), {v: "not a JSON object but a JSON array" for v in CONN_TYPES}
+    ),
+    LifecycleShape(
+        "a-page-instead",
+        "a list page where a job was asked for",
+        constant(b'{"object": "list", "data": [], "has_more": false, "output": {"jobs": []}}'),
+        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'"},
+    ),
+    LifecycleShape(
+        "create-unsafe-job-id",
+        "a job id `../jobs/x`",
+        create_answer_of('{"id": "../jobs/x", "job_id": "../jobs/x", "status": "queued"}'),
+        {v: "usable job id" for v in CONN_TYPES},
+    ),
+]
+
+
+def lifecycle_cells(shapes: list[LifecycleShape], column: str) -> list[Any]:
+    return [
+        pytest.param(
+            shape,
+            column,
+            vendor,
+            id=f"{shape.id}-{column}-{vendor}",
+            marks=pytest.mark.reliability(area=AREA, row=shape.id, column=column, vendor=vendor, label=shape.label),
+        )
+        for shape in shapes
+        for vendor in sorted(CONN_TYPES)
+        if vendor in shape.says
+    ]
+
+
+def sent_only_after_a_look(emulator: FineTuningEmulator, method: str, path: str, look: str) -> int:
+    """How many ``method path`` requests were sent; each after the first must follow a ``GET look`` (a look that
+    found nothing), and there is one more look after the last."""
+    sent = looks_since = 0
+    for request in emulator.requests:
+        if request.method == "GET" and request.path.rstrip("/") == look:
+            looks_since += 1
+        elif request.method == method and request.path.rstrip("/") == path:
+            assert looks_since >= 1, "sent again without looking first"
+            sent, looks_since = sent + 1, 0
+    assert looks_since >= 1, "looked for after the last send"
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("shape", "column", "vendor"),
+    lifecycle_cells(UPLOAD_SHAPES, UPLOAD_COLUMN) + lifecycle_cells(FILES_PAGE_SHAPES, LOOK_COLUMN),
+)
+def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no_file(
+    emulator: FineTuningEmulator,
+    hook_for: Callable[[str], FineTuningHook],
+    tmp_path: Path,
+    shape: LifecycleShape,
+    column: str,
+    vendor: str,
+) -> None:
+    at_the_upload = column == UPLOAD_COLUMN
+    method = "POST" if at_the_upload else "GET"
+    emulator.inject(Fault(kind="body", body=shape.make(vendor), method=method, path=lifecycle.FILES_PATH, times=ALWAYS))
+    with closing(hook_for(vendor)) as hook:
+        local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+        error = check_refused(lambda: hook.upload_file(local, settle_delays=(0.0,)), shape.says[vendor])
+        tries = hook.settings.retry.max_retries + 1
+    assert API_KEY not in str(error)
+    assert emulator.files(vendor) == [], "no file was made"
+    if at_the_upload:
+        assert 1 <= sent_only_after_a_look(emulator, "POST", "/files", "/files") <= tries
+    else:
+        assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
+        assert len(lifecycle.file_listings(emulator)) == 1
+
+
+@pytest.mark.parametrize(("shape", "column", "vendor"), lifecycle_cells(CREATE_SHAPES, CREATE_COLUMN))
+def test_a_create_answer_of_the_wrong_shape_is_an_api_error_and_makes_no_second_job(
+    emulator: FineTuningEmulator,
+    hook_for: Callable[[str], FineTuningHook],
+    shape: LifecycleShape,
+    column: str,
+    vendor: str,
+) -> None:
+    file_id = emulator.seed_file(vendor, "train.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    emulator.clear_requests()
+    path = lifecycle.CREATE_PATHS[vendor]
+    emulator.inject(Fault(kind="body", body=shape.make(vendor), method="POST", path=path, times=ALWAYS))
+    with closing(hook_for(vendor)) as hook:
+        call = partial(hook.submit_job, lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
+        error = check_refused(call, shape.says[vendor])
+        tries = hook.settings.retry.max_retries + 1
+    assert API_KEY not in str(error)
+    assert "Gave up on the" in str(error)
+    assert emulator.jobs(vendor) == [], "no job was made"
+    listing = lifecycle.JOB_LISTING_PATHS[vendor]
+    assert sent_only_after_a_look(emulator, "POST", listing, listing) == tries
+
+
+@pytest.mark.parametrize(
+    "vendor",
+    [
+        pytest.param(
+            vendor,
+            marks=pytest.mark.reliability(
+                area=AREA,
+                row="create-answered-empty-after-making-the-job",
+                column=CREATE_COLUMN,
+                vendor=vendor,
+                label="`{}` to a create that made the job",
+            ),
+        )
+        for vendor in sorted(CONN_TYPES)
+    ],
+)
+def test_after_an_unreadable_create_answer_the_job_is_looked_for_not_made_again(
+    emulator: FineTuningEmulator,
+    hook_for: Callable[[str], FineTuningHook],
+    monkeypatch: pytest.MonkeyPatch,
+    vendor: str,
+) -> None:
+    # A body fault answers without carrying the create out; the job the server would have made appears while the
+    # client waits to look again (its first settle delay), tagged as the create would have tagged it.
+    file_id = emulator.seed_file(vendor, "train.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    emulator.inject(Fault(kind="body", body=b"{}", method="POST", path=lifecycle.CREATE_PATHS[vendor], times=ALWAYS))
+    made: list[str] = []
+
+    def settle(seconds: float) -> None:
+        if not made:
+            identity = lifecycle.IDENTITY
+            tag = {"metadata": {"airflow_ti": identity.key}} if vendor == "openai" else {"name": identity.tag}
+            made.append(emulator.seed_job(vendor, model=lifecycle.MODELS[vendor], **tag))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_submit, "time", SimpleNamespace(sleep=settle))
+    with closing(hook_for(vendor)) as hook:
+        submission = hook.submit_job(lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
+    assert (submission.job.id, submission.created) == (made[0], False)
+    assert len(lifecycle.creates(emulator, vendor)) == 1, "the create was not sent again"
+    assert len(emulator.jobs(vendor)) == 1
+
+
+@pytest.mark.parametrize(
+    ("vendor", "column", "status"),
+    [
+        pytest.param(
+            vendor,
+            column,
+            status,
+            id=f"{status}-{column}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=AREA, row=f"redirect-{status}", column=column, vendor=vendor, label=f"HTTP {status} with a job"
+            ),
+        )
+        for status in (301, 302, 307, 308)
+        for column in (CREATE_COLUMN, UPLOAD_COLUMN)
+        for vendor in sorted(CONN_TYPES)
+    ],
+)
+def test_a_redirected_create_or_upload_is_not_followed_and_makes_nothing(
+    emulator: FineTuningEmulator,
+    hook_for: Callable[[str], FineTuningHook],
+    tmp_path: Path,
+    vendor: str,
+    column: str,
+    status: int,
+) -> None:
+    file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    path = lifecycle.CREATE_PATHS[vendor] if column == CREATE_COLUMN else lifecycle.FILES_PATH
+    emulator.inject(Fault(kind="redirect", variant="job", status=status, method="POST", path=path, times=ALWAYS))
+    with closing(hook_for(vendor)) as hook:
+        if column == CREATE_COLUMN:
+            call = partial(hook.submit_job, lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0,))
+        else:
+            local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+            call = partial(hook.upload_file, local, settle_delays=(0.0,))
+        error = check_refused(call, "redirects are not followed")
+    assert error.http_status == status
+    assert not [r for r in emulator.requests if r.vendor is None], "the redirect was not followed"
+    assert emulator.jobs(vendor) == []
+    assert len(emulator.files(vendor)) == 1, "only the seeded file"
