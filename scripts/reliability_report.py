@@ -61,6 +61,7 @@ AREA_DESCRIPTIONS: dict[str, str] = {
     "listings": "endless and cyclic pages",
     "sizes": "gzip bombs and huge bodies, with memory peaks and event-loop lag measured",
     "small hardening": "forged log lines, unbounded warnings, unusable wait arguments",
+    "create operator input": "bad training files and job arguments of the create operator, refused before any request",
 }
 
 Record = dict[str, Any]

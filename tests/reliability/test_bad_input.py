@@ -2,8 +2,10 @@
 
 Job ids go through the hook (get, cancel, pause, resume, delete, wait, asyncio get), the cancel, pause, resume and
 delete operators, the sensor's poke and the trigger. Broken connections go through the cancel, delete and cleanup
-operators, the sensor and the trigger (the hook itself is covered by ``tests/hooks/test_connections.py``). Bad
-operator arguments are refused when the DAG file is parsed.
+operators, the create operator, the sensor and the trigger (the hook itself is covered by
+``tests/hooks/test_connections.py``). Bad operator arguments are refused when the DAG file is parsed. The create
+operator's bad training files (missing, empty, a bad line of many kinds, records of another format) and bad job
+arguments are refused when it runs, before any request (the emulator records none).
 The dialect-level id rules are in ``tests/vendors/test_dialects.py``; the emulator's own answers to malformed
 bodies, unknown paths and oversized pages are in ``tests/emulator/``.
 """
@@ -11,8 +13,9 @@ bodies, unknown paths and oversized pages are in ``tests/emulator/``.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,10 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     FineTuningTransportError,
     InvalidJobIdError,
+    TrainingFileError,
 )
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.operators.fine_tuning import (
     CancelFineTuningJobOperator,
     CleanupFineTuningJobsOperator,
@@ -38,6 +43,7 @@ from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.conftest import API_KEY, CONN_TYPES, FAST_RETRIES, ConnectionFactory
 from tests.operators.conftest import RecordingTaskInstance
+from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
 VENDORS = ("dashscope", "openai")
@@ -115,6 +121,13 @@ def cleanup_operator(conn_id: str, job_id: Any) -> Observed:
     return observe(lambda: operator.execute(context()))
 
 
+def create_operator(conn_id: str, job_id: Any) -> Observed:
+    operator = CreateFineTuningJobOperator(
+        task_id="train", conn_id=conn_id, model="qwen-turbo", training_file="file-abc123", settle_delays=(0.0,)
+    )
+    return observe(lambda: operator.execute({"ti": lifecycle.TaskInstance()}))
+
+
 def sensor_poke(conn_id: str, job_id: Any) -> Observed:
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=conn_id, deferrable=False)
     done: list[bool] = []
@@ -169,6 +182,7 @@ CONNECTION_ENTRIES = [
     Entry("cancel operator", cancel_operator),
     Entry("delete operator", delete_operator, vendors=("dashscope",)),
     Entry("cleanup operator", cleanup_operator),
+    Entry("create operator", create_operator),
     Entry("sensor poke", sensor_poke),
     Entry("trigger run", trigger_run),
 ]
@@ -382,6 +396,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator, CleanupFineTuningJobsOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 
@@ -403,6 +418,10 @@ def cleanup_task(older_than: str = "timedelta(hours=6)", **more: object) -> str:
     return CLEANUP.format(older_than=older_than, more=extra)
 
 
+def create_task(argument: str) -> str:
+    return f"CreateFineTuningJobOperator(task_id='train', model='qwen-turbo', training_file='file-abc', {argument})"
+
+
 BAD_ARGUMENTS = [
     BadArgument("older_than negative", cleanup_task("timedelta(hours=-1)"), "older_than must be a positive duration"),
     BadArgument("older_than zero", cleanup_task("timedelta(0)"), "older_than must be a positive duration"),
@@ -415,6 +434,31 @@ BAD_ARGUMENTS = [
         "cancel poll_interval 0",
         "CancelFineTuningJobOperator(task_id='cancel', job_id='ft-1', poll_interval=0)",
         "poll_interval must be a positive number of seconds",
+    ),
+    BadArgument(
+        "create poll_interval 0",
+        create_task("poll_interval=0"),
+        "poll_interval must be a positive number of seconds",
+    ),
+    BadArgument(
+        "create timeout -1",
+        create_task("timeout=-1"),
+        "timeout must be",
+    ),
+    BadArgument(
+        "create settle_delays negative",
+        create_task("settle_delays=(-1,)"),
+        "settle_delays must be",
+    ),
+    BadArgument(
+        "create max_runtime 0",
+        create_task("max_runtime=0"),
+        "max_runtime must be",
+    ),
+    BadArgument(
+        "create max_trained_tokens -1",
+        create_task("max_trained_tokens=-1"),
+        "max_trained_tokens must be",
     ),
     BadArgument(
         "sensor poke_interval 0",
@@ -455,3 +499,179 @@ def test_a_bad_operator_argument_fails_the_dag_import(tmp_path: Path, bad: BadAr
     assert bag.dags == {}
     (error,) = bag.import_errors.values()
     assert bad.says in error, error
+
+
+# -- the create operator: bad training files and arguments, refused before any request ------------------------------
+
+CREATE_AREA = "create operator input"
+CHAT = json.dumps(lifecycle.RECORD)
+
+
+def lines(*extra: bytes) -> Callable[[Path], Any]:
+    """A training file of one good record, then ``extra`` lines."""
+
+    def make(folder: Path) -> Any:
+        path = folder / "bad.jsonl"
+        path.write_bytes(CHAT.encode() + b"\n" + b"".join(extra))
+        return path
+
+    return make
+
+
+def good_file(folder: Path) -> Any:
+    return lifecycle.write_training_file(folder)
+
+
+@dataclass(frozen=True)
+class BadCreate:
+    """Arguments of a create operator that must be refused before any request, and what the error must say."""
+
+    id: str
+    error: type[FineTuningError]
+    says: str
+    training_file: Callable[[Path], Any] = good_file
+    options: dict[str, Any] = field(default_factory=dict)
+    vendors: tuple[str, ...] = VENDORS
+
+
+def empty_file(folder: Path) -> Any:
+    path = folder / "empty.jsonl"
+    path.write_bytes(b"")
+    return path
+
+
+BAD_CREATES = [
+    BadCreate("missing file", TrainingFileError, "is not a file on this machine", lambda _: "/no/such/train.jsonl"),
+    BadCreate("a directory", TrainingFileError, "is not a file on this machine", lambda folder: folder),
+    BadCreate("not a path or id (a number)", TrainingFileError, "must be a vendor file id, a path", lambda _: 42),
+    BadCreate("empty file", TrainingFileError, "holds no records", empty_file),
+    BadCreate("blank line", TrainingFileError, "line 2 is blank", lines(b"\n", CHAT.encode() + b"\n")),
+    BadCreate("line not JSON", TrainingFileError, "line 2 is not JSON", lines(b"{not json\n")),
+    BadCreate("line not UTF-8", TrainingFileError, "line 2 is not UTF-8", lines(b'{"messages": "\xff"}\n')),
+    BadCreate("line a JSON array", TrainingFileError, "is a JSON array, not an object", lines(b"[1, 2]\n")),
+    BadCreate("record without messages", TrainingFileError, "has no 'messages'", lines(b'{"prompt": "x"}\n')),
+    BadCreate("empty messages", TrainingFileError, "not a non-empty array of messages", lines(b'{"messages": []}\n')),
+    BadCreate(
+        "unknown role", TrainingFileError, "role 'robot'", lines(b'{"messages": [{"role": "robot", "content": "x"}]}\n')
+    ),
+    BadCreate(
+        "message without content",
+        TrainingFileError,
+        "has no text 'content'",
+        lines(b'{"messages": [{"role": "user"}]}\n'),
+    ),
+    BadCreate(
+        "bad validation file",
+        TrainingFileError,
+        "validation_file bad.jsonl: line 2 is not JSON",
+        options={"validation_file": lines(b"{not json\n")},
+    ),
+    BadCreate(
+        "chat records for a DPO job",
+        TrainingFileError,
+        "has no 'input'",
+        options={"method": "dpo"},
+        vendors=("openai",),
+    ),
+    BadCreate(
+        "chat records for continued pre-training",
+        TrainingFileError,
+        "has no 'text'",
+        options={"training_type": "cpt"},
+        vendors=("dashscope",),
+    ),
+    BadCreate("empty model", FineTuningConfigError, "model must be a model name", options={"model": ""}),
+    BadCreate(
+        "model of 1000 characters", FineTuningConfigError, "model must be a model name", options={"model": "m" * 1000}
+    ),
+    BadCreate(
+        "the other vendor's options",
+        FineTuningConfigError,
+        "takes no suffix, seed",
+        options={"suffix": "x", "seed": 1},
+        vendors=("dashscope",),
+    ),
+    BadCreate(
+        "the other vendor's options",
+        FineTuningConfigError,
+        "takes no training_type",
+        options={"training_type": "sft"},
+        vendors=("openai",),
+    ),
+    BadCreate(
+        "metadata key airflow_*",
+        FineTuningConfigError,
+        "not starting with 'airflow_'",
+        options={"metadata": {"airflow_ti": "mine"}},
+        vendors=("openai",),
+    ),
+    BadCreate(
+        "suffix of 65 characters",
+        FineTuningConfigError,
+        "suffix must be",
+        options={"suffix": "x" * 65},
+        vendors=("openai",),
+    ),
+    BadCreate("seed -1", FineTuningConfigError, "seed must be", options={"seed": -1}, vendors=("openai",)),
+    BadCreate(
+        "reinforcement without a grader",
+        FineTuningConfigError,
+        "needs its grader",
+        options={"method": "reinforcement"},
+        vendors=("openai",),
+    ),
+    BadCreate(
+        "hyperparameters not a mapping",
+        FineTuningConfigError,
+        "hyperparameters must be a mapping",
+        options={"hyperparameters": ["n_epochs", 3]},
+        vendors=("dashscope",),
+    ),
+    BadCreate(
+        "blank training_type",
+        FineTuningConfigError,
+        "training_type must be",
+        options={"training_type": " "},
+        vendors=("dashscope",),
+    ),
+]
+
+
+def create_cells() -> list[Any]:
+    return [
+        pytest.param(
+            bad,
+            vendor,
+            id=f"{bad.id}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=CREATE_AREA, row=bad.id, column="create operator", vendor=vendor, expect=f"`{bad.error.__name__}`"
+            ),
+        )
+        for bad in BAD_CREATES
+        for vendor in bad.vendors
+    ]
+
+
+@pytest.mark.parametrize(("bad", "vendor"), create_cells())
+def test_bad_create_input_is_refused_before_any_request(
+    emulator: FineTuningEmulator,
+    emulator_connection: Callable[[str], str],
+    tmp_path: Path,
+    bad: BadCreate,
+    vendor: str,
+) -> None:
+    options = dict(bad.options)
+    for name, value in bad.options.items():
+        if callable(value):  # a file to write, in a folder of its own
+            (tmp_path / name).mkdir()
+            options[name] = value(tmp_path / name)
+    arguments = {"model": lifecycle.MODELS[vendor], "settle_delays": (0.0,), "log_events": False, **options}
+    training = tmp_path / "training"
+    training.mkdir()
+    operator = CreateFineTuningJobOperator(
+        task_id="train", conn_id=emulator_connection(vendor), training_file=bad.training_file(training), **arguments
+    )
+    observed = observe(lambda: operator.execute({"ti": lifecycle.TaskInstance()}))
+    check_refused(observed, bad.error, bad.says)
+    assert API_KEY not in observed[1]  # type: ignore[index]
+    assert emulator.requests == [], "refused before any request"
