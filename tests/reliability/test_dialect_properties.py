@@ -1,9 +1,10 @@
 """Wire shapes: whatever a server sends, a dialect returns a well-formed result or raises ``FineTuningApiError``.
 
 For each dialect and each entry point that reads an answer (``decode``, ``parse_job``, ``parse_page``,
-``parse_cancel``, ``parse_delete``), hypothesis feeds arbitrary JSON values (and, for ``decode``, arbitrary statuses,
-headers and bytes), plus well-formed answers with fields replaced by arbitrary JSON or removed. Anything but a
-well-formed result or a ``FineTuningApiError`` whose text prints on one line fails the property. Pure: no server.
+``parse_cancel``, ``parse_delete``, and the lifecycle's ``parse_upload`` and ``parse_files_page``), hypothesis
+feeds arbitrary JSON values (and, for ``decode``, arbitrary statuses, headers and bytes), plus well-formed answers
+with fields replaced by arbitrary JSON or removed. Anything but a well-formed result or a ``FineTuningApiError``
+whose text prints on one line fails the property. Pure: no server.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect, base
 from airflow_provider_ft.vendors.base import EARLIEST_TIME, LATEST_TIME, Dialect, UnknownStatusWarnings
 from airflow_provider_ft.vendors.ids import validate_job_id
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobPage
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobPage, RemoteFile
 from tests.reliability.conftest import ExampleCounter
 
 PROPERTY = settings(
@@ -330,4 +331,92 @@ def test_printable_output_never_holds_a_control_character(
     source = text if isinstance(text, str) else str(text)
     if all(char.isprintable() for char in source) and (limit is None or len(source) <= limit):
         assert shown == source
+    examples()
+
+
+# -- the lifecycle answers: an upload's, a files page's ----------------------------------------------------------------
+
+VALID_FILES: dict[str, dict[str, Any]] = {
+    "dashscope": {"file_id": "file-ft-0123456789abcdef", "name": "train.jsonl", "size": 93, "description": "sha256:00"},
+    "openai": {
+        "object": "file",
+        "id": "file-AF1WoRqd3aJAHsqc9NY7iL8F",
+        "bytes": 93,
+        "created_at": 1721764800,
+        "filename": "train.jsonl",
+        "purpose": "fine-tune",
+        "status": "processed",
+    },
+}
+
+
+#: The lifecycle answers are smaller than a job: fewer examples cover them (and keep the suite quick).
+LIFECYCLE_PROPERTY = settings(PROPERTY, max_examples=100)
+
+
+def file_shaped(vendor: str) -> st.SearchStrategy[dict[str, Any]]:
+    return damaged(VALID_FILES[vendor])
+
+
+def upload_answers(vendor: str) -> st.SearchStrategy[Any]:
+    if vendor == "openai":
+        return file_shaped(vendor) | JSON_VALUES
+    uploaded = st.lists(file_shaped(vendor) | JSON_VALUES, max_size=2)
+    failed = st.lists(
+        damaged({"name": "x.jsonl", "code": "InvalidFileFormat", "message": "bad"}) | JSON_VALUES, max_size=2
+    )
+    data = st.builds(lambda up, down: {"uploaded_files": up, "failed_uploads": down}, uploaded, failed)
+    return data.flatmap(damaged).flatmap(lambda inner: damaged({"request_id": "r-1", "data": inner})) | JSON_VALUES
+
+
+def files_page_answers(vendor: str) -> st.SearchStrategy[Any]:
+    entries = st.lists(file_shaped(vendor) | JSON_VALUES, max_size=PAGE_SIZE + 1)
+    if vendor == "dashscope":
+        data = entries.flatmap(
+            lambda files: damaged({"page_no": 1, "page_size": PAGE_SIZE, "total": 9, "files": files})
+        )
+        return data.flatmap(lambda inner: damaged({"request_id": "r-1", "data": inner})) | JSON_VALUES
+    return entries.flatmap(lambda files: damaged({"object": "list", "data": files, "has_more": True})) | JSON_VALUES
+
+
+def assert_well_formed_file(remote: object) -> None:
+    assert isinstance(remote, RemoteFile)
+    assert validate_job_id(remote.id) == remote.id, "a file id is safe in a URL"
+    assert remote.size is None or remote.size >= 0
+    for text in (remote.filename, remote.description, remote.status):
+        assert text is None or isinstance(text, str)
+
+
+@pytest.mark.parametrize("vendor", cases("parse_upload"))
+@LIFECYCLE_PROPERTY
+@given(data=st.data())
+def test_parse_upload_gives_one_well_formed_file_or_an_api_error(
+    examples: ExampleCounter, vendor: str, data: st.DataObject
+) -> None:
+    dialect = DIALECTS[vendor]()
+    payload = data.draw(upload_answers(vendor), label="payload")
+    outcome = result_or_api_error(lambda: dialect.parse_upload(payload))
+    if not isinstance(outcome, FineTuningApiError):
+        assert_well_formed_file(outcome)
+    examples()
+
+
+@pytest.mark.parametrize("vendor", cases("parse_files_page"))
+@LIFECYCLE_PROPERTY
+@given(data=st.data(), page_no=st.integers(1, 5))
+def test_parse_files_page_gives_well_formed_files_and_cursor_or_an_api_error(
+    examples: ExampleCounter, vendor: str, data: st.DataObject, page_no: int
+) -> None:
+    dialect = DIALECTS[vendor]()
+    payload = data.draw(files_page_answers(vendor), label="payload")
+    cursor = (str(page_no) if page_no > 1 else None) if vendor == "dashscope" else None
+    outcome = result_or_api_error(lambda: dialect.parse_files_page(payload, cursor, PAGE_SIZE))
+    if not isinstance(outcome, FineTuningApiError):
+        assert isinstance(outcome, FilePage)
+        for remote in outcome.files:
+            assert_well_formed_file(remote)
+        if outcome.next_cursor is not None:
+            assert outcome.files, "a page without files never promises another"
+            expected = outcome.files[-1].id if vendor == "openai" else str(page_no + 1)
+            assert outcome.next_cursor == expected
     examples()
