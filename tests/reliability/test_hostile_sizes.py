@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +46,7 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
+from tests.reliability import lifecycle
 
 VENDORS = ("dashscope", "openai")
 AREA = "sizes"
@@ -490,3 +494,88 @@ async def test_reading_a_flood_never_blocks_the_event_loop(
     assert ticks.during_call >= 1, f"the ticker never woke during the {elapsed * 1000:.1f} ms call"
     assert ticks.worst < MAX_LAG, f"the event loop stalled for {ticks.worst * 1000:.1f} ms"
     assert emulator.requests[0].fault == case.fault.kind
+
+
+# -- the lifecycle endpoints: a create, an upload, the files listing ------------------------------------------------
+#
+# A flood in answer to a create or an upload is refused at ``max_response_bytes`` with the memory peak bounded; it
+# may have made the thing, so it is looked for before each new send, and nothing is made twice (these faults do not
+# carry the request out: the emulator must hold nothing). A flood in answer to the files listing ends the look, and
+# no upload follows.
+
+LIFECYCLE_FLOODS = [flood for flood in FLOODS if flood.id in ("gzip-bomb", "huge-job")]
+LIFECYCLE_CALLS = {"submit_job": "POST create", "upload_file": "POST /files", "upload_file's look": "GET /files"}
+
+
+def lifecycle_flood_cases() -> list[Any]:
+    return [
+        pytest.param(
+            flood,
+            column,
+            vendor,
+            id=f"{column}-{flood.id}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=AREA,
+                row=flood.id,
+                column=column,
+                vendor=vendor,
+                label=flood.label,
+                expect="`FineTuningApiError` naming `max_response_bytes`, nothing made twice",
+            ),
+        )
+        for flood in LIFECYCLE_FLOODS
+        for column in LIFECYCLE_CALLS
+        for vendor in VENDORS
+    ]
+
+
+@pytest.mark.parametrize(("flood", "column", "vendor"), lifecycle_flood_cases())
+def test_flood_lifecycle(
+    request: pytest.FixtureRequest,
+    emulator: FineTuningEmulator,
+    make_connection: ConnectionFactory,
+    tmp_path: Path,
+    flood: Flood,
+    column: str,
+    vendor: str,
+) -> None:
+    conn_id = make_connection(f"ft_sizes_{vendor}", CONN_TYPES[vendor], host=emulator.url(vendor), **EXTRAS)
+    file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    method, path = {
+        "submit_job": ("POST", lifecycle.CREATE_PATHS[vendor]),
+        "upload_file": ("POST", lifecycle.FILES_PATH),
+        "upload_file's look": ("GET", lifecycle.FILES_PATH),
+    }[column]
+    emulator.inject(Fault(kind=flood.kind, variant=flood.variant, method=method, path=path, times=ALWAYS))
+    hook = FineTuningHook(conn_id)
+    settings = hook.settings
+    hook.transport  # noqa: B018 - the HTTP session is built before the memory count starts
+    local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+    call: Callable[[], object]
+    if column == "submit_job":
+        call = partial(hook.submit_job, lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
+    else:
+        call = partial(hook.upload_file, local, settle_delays=(0.0,))
+    try:
+        with peak_memory() as peak, pytest.raises(FineTuningError) as raised:
+            call()
+    finally:
+        hook.close()
+    record(request, peak_mib=peak.bytes / MiB, cap_mib=CAP / MiB)
+    error = raised.value
+    text = str(error)
+    assert isinstance(error, FineTuningApiError), repr(error)
+    assert f"max_response_bytes={settings.max_response_bytes}" in text
+    assert API_KEY not in text
+    assert len(text) < MESSAGE_CHARS
+    limit = MEMORY_FACTOR * settings.max_response_bytes
+    assert peak.bytes < limit, f"peak {peak.bytes / MiB:.1f} MiB while reading, above {limit / MiB:g} MiB"
+    tries = settings.retry.max_retries + 1
+    flooded = [r for r in emulator.requests if r.fault == flood.kind]
+    assert emulator.jobs(vendor) == []
+    assert len(emulator.files(vendor)) == 1, "only the seeded file"
+    if column == "upload_file's look":
+        assert len(flooded) == 1
+        assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
+    else:
+        assert len(flooded) == tries, "sent again only after a look found nothing, at most max_retries + 1 times"
