@@ -22,7 +22,9 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +41,7 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
+from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
 VENDORS = ("dashscope", "openai")
@@ -486,3 +489,85 @@ async def test_trigger_fires_its_timeout_despite_retry_after(
     assert API_KEY not in json.dumps(event)
     assert elapsed >= PATIENCE - EARLY_SECONDS, "the timeout event comes at the deadline, not before"
     assert case.polls() >= 2, "it kept polling (each poll ended at once instead of waiting 30 s)"
+
+
+# -- the lifecycle endpoints: a dripped answer to a create or an upload, and to the files listing --------------------
+#
+# A drip carries the request out, then sends its answer too slowly: the create (or upload) made its job (or file),
+# and the client cannot know. The attempt ends at its deadline, and the thing is looked for and found: the call
+# succeeds with what the lost answer made, sent once. A dripped files listing ends the look, and no upload follows.
+
+LIFECYCLE_DRIPS = [drip for drip in DRIPS if drip.id in ("drip-body", "drip-content-length")]
+LIFECYCLE_COLUMNS = ("submit_job", "upload_file", "upload_file's look")
+
+
+def lifecycle_drip_cases() -> list[Any]:
+    return [
+        pytest.param(
+            drip,
+            column,
+            vendor,
+            id=f"{column}-{drip.id}-{vendor}",
+            marks=pytest.mark.reliability(
+                area=AREA,
+                row=f"{drip.id}-retries-0",
+                column=column,
+                vendor=vendor,
+                label=f"{drip.label}, max_retries 0",
+                expect=(
+                    "`FineTuningTransportError`, no upload"
+                    if column == "upload_file's look"
+                    else "found by the look after it: made once, not sent again"
+                ),
+            ),
+        )
+        for drip in LIFECYCLE_DRIPS
+        for column in LIFECYCLE_COLUMNS
+        for vendor in VENDORS
+    ]
+
+
+@pytest.mark.parametrize(("drip", "column", "vendor"), lifecycle_drip_cases())
+def test_drip_lifecycle(
+    emulator: FineTuningEmulator,
+    make_connection: ConnectionFactory,
+    tmp_path: Path,
+    drip: Drip,
+    column: str,
+    vendor: str,
+) -> None:
+    conn_id = make_connection(
+        f"ft_drip_{vendor}", CONN_TYPES[vendor], host=emulator.url(vendor), timeout=TIMEOUT, max_retries=0
+    )
+    file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    method, path = {
+        "submit_job": ("POST", lifecycle.CREATE_PATHS[vendor]),
+        "upload_file": ("POST", lifecycle.FILES_PATH),
+        "upload_file's look": ("GET", lifecycle.FILES_PATH),
+    }[column]
+    emulator.inject(
+        Fault(kind="drip", variant=drip.variant, interval=drip.interval, method=method, path=path, headers=drip.headers)
+    )
+    with closing(FineTuningHook(conn_id)) as hook:
+        local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+        if column == "upload_file's look":
+            with pytest.raises(FineTuningError) as raised:
+                hook.upload_file(local, settle_delays=(0.0,))
+            check_error(raised.value, FineTuningTransportError, drip.says)
+            assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
+            assert len(emulator.files(vendor)) == 1, "only the seeded file"
+            return
+        if column == "submit_job":
+            submission = hook.submit_job(lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
+            made, created = submission.job.id, submission.created
+            sent = lifecycle.creates(emulator, vendor)
+            stored = [job["id" if vendor == "openai" else "job_id"] for job in emulator.jobs(vendor)]
+        else:
+            remote, created = hook.upload_file(local, settle_delays=(0.0,))
+            made = remote.id
+            sent = lifecycle.uploads(emulator)
+            stored = [file["id" if vendor == "openai" else "file_id"] for file in emulator.files(vendor)]
+            stored.remove(file_id)
+    assert [request.fault for request in sent] == ["drip"], "sent once; its dripped answer never repeated it"
+    assert stored == [made], "exactly one made, and the call ended with it"
+    assert not created, "found by the look after the lost answer"
