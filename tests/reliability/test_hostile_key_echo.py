@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.conftest import CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING, SUCCEEDED, Run
+from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
 AREA = "key echo"
@@ -323,3 +325,72 @@ def test_a_usable_job_with_the_key_in_its_fields_comes_through_scrubbed(
     for place, value in results:
         assert job_id in json.dumps(value), f"{place} carries the job"
         assert "Bearer ***" in json.dumps(value), f"{place} carries the planted fields, scrubbed"
+
+
+# -- the lifecycle endpoints: a create, an upload, the files listing echo the key -----------------------------------
+
+LIFECYCLE_TARGETS = {
+    "submit_job": ("POST", lifecycle.CREATE_PATHS),
+    "upload_file": ("POST", lifecycle.FILES_PATH),
+    "upload_file's look": ("GET", lifecycle.FILES_PATH),
+}
+
+
+def lifecycle_cells() -> list[Any]:
+    return [
+        pytest.param(
+            column,
+            vendor,
+            variant,
+            id=f"{column}-{vendor}-{variant}",
+            marks=pytest.mark.reliability(
+                area=AREA, row=variant, column=column, vendor=vendor, label=f"`echo_key` {variant}"
+            ),
+        )
+        for variant in ECHOES
+        for column in LIFECYCLE_TARGETS
+        for vendor in sorted(CONN_TYPES)
+    ]
+
+
+@pytest.mark.parametrize(("column", "vendor", "variant"), lifecycle_cells())
+def test_an_echoed_key_is_never_repeated_by_a_create_or_an_upload(
+    column: str,
+    vendor: str,
+    variant: str,
+    echo_server: FineTuningEmulator,
+    canary: str,
+    make_connection: ConnectionFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    echo_server.reset()
+    conn_id = make_connection(
+        f"echo_{vendor}", CONN_TYPES[vendor], host=echo_server.url(vendor), password=canary, **EXTRAS
+    )
+    file_id = echo_server.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
+    method, paths = LIFECYCLE_TARGETS[column]
+    path = paths[vendor] if isinstance(paths, dict) else paths
+    echo_server.inject(Fault(kind="echo_key", variant=variant, method=method, path=path, times=ALWAYS))
+    caplog.set_level(logging.DEBUG)
+    texts = Texts([])
+
+    with closing(FineTuningHook(conn_id)) as hook:
+        if column == "submit_job":
+            spec = lifecycle.spec_for(vendor, file_id)
+            calling(lambda: hook.submit_job(spec, lifecycle.IDENTITY, settle_delays=(0.0,)).job, texts)
+        else:
+            local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
+            calling(lambda: hook.upload_file(local, settle_delays=(0.0,)), texts)
+
+    assert [request for request in echo_server.requests if request.fault == "echo_key"], "the key was echoed"
+    for record in caplog.records:
+        texts.add(f"log record of {record.name}", record.getMessage())
+        texts.add(f"log record of {record.name} (args)", repr(record.args))
+    output = capfd.readouterr()
+    texts.add("stdout", output.out)
+    texts.add("stderr", output.err)
+    assert texts.hits(canary) == []
+    assert echo_server.jobs(vendor) == [], "an echoed answer made no job"
+    assert len(echo_server.files(vendor)) == 1, "and no file but the seeded one"
