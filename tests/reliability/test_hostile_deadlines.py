@@ -498,7 +498,8 @@ async def test_trigger_fires_its_timeout_despite_retry_after(
 # succeeds with what the lost answer made, sent once. A dripped files listing ends the look, and no upload follows.
 
 LIFECYCLE_DRIPS = [drip for drip in DRIPS if drip.id in ("drip-body", "drip-content-length")]
-LIFECYCLE_COLUMNS = ("submit_job", "upload_file", "upload_file's look")
+LOOK = "upload_file's look"
+LIFECYCLE_COLUMNS = ("submit_job", "upload_file", LOOK)
 
 
 def lifecycle_drip_cases() -> list[Any]:
@@ -510,14 +511,18 @@ def lifecycle_drip_cases() -> list[Any]:
             id=f"{column}-{drip.id}-{vendor}",
             marks=pytest.mark.reliability(
                 area=AREA,
-                row=f"{drip.id}-retries-0",
+                row=f"{drip.id}-{'look' if column == LOOK else 'made'}",
                 column=column,
                 vendor=vendor,
-                label=f"{drip.label}, max_retries 0",
+                label=(
+                    f"{drip.label}, max_retries 0, to the files listing"
+                    if column == LOOK
+                    else f"{drip.label}, max_retries 0, to a create or upload that was carried out"
+                ),
                 expect=(
                     "`FineTuningTransportError`, no upload"
-                    if column == "upload_file's look"
-                    else "found by the look after it: made once, not sent again"
+                    if column == LOOK
+                    else "success: found by the look after it, made once, sent once"
                 ),
             ),
         )

@@ -420,8 +420,9 @@ def files_cases(column: str, rows: list[FilesCase]) -> list[Any]:
                 row=case.id if column == FILES_COLUMN else f"create-operator-{case.id}",
                 column=column,
                 vendor=vendor,
-                label=case.label,
-                expect=f"{case.endings[vendor].describe()}, no upload",
+                label=case.label if column == FILES_COLUMN else f"{case.label}, before the create operator's upload",
+                expect=f"{case.endings[vendor].describe()}, no upload"
+                + ("" if column == FILES_COLUMN else ", no create"),
             ),
         )
         for case in rows

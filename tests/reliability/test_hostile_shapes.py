@@ -404,7 +404,10 @@ FILES_PAGE_SHAPES = [
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
-        "page-of-a-number", "files / data is `7`", files_page_of("7"), {v: "not an array of files" for v in CONN_TYPES}
+        "files-page-of-a-number",
+        "files / data is `7`",
+        files_page_of("7"),
+        {v: "not an array of files" for v in CONN_TYPES},
     ),
     LifecycleShape("has-more-as-text", '`"has_more": "false"`', files_page_of("[]", '"false"'), {"openai": "has_more"}),
     LifecycleShape(

@@ -516,11 +516,11 @@ def lifecycle_flood_cases() -> list[Any]:
             id=f"{column}-{flood.id}-{vendor}",
             marks=pytest.mark.reliability(
                 area=AREA,
-                row=flood.id,
+                row=f"{flood.id}-lifecycle",
                 column=column,
                 vendor=vendor,
-                label=flood.label,
-                expect="`FineTuningApiError` naming `max_response_bytes`, nothing made twice",
+                label=f"{flood.label}, to a create, an upload or the files listing",
+                expect="`FineTuningApiError` naming `max_response_bytes`; nothing made twice, no upload after the look",
             ),
         )
         for flood in LIFECYCLE_FLOODS
