@@ -5,8 +5,8 @@ instance's identity (OpenAI ``metadata``, DashScope ``job_name``), a file its co
 description). The rules:
 
 1. Look before making: what a retry, a cleared task or a lost answer made is used again.
-2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429)
-   is final; anything else (no answer, a timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may
+2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429,
+   or a 2xx whose body carries an error code that is no passing condition) is final; anything else (no answer, a timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may
    have made the thing, so look again after each of ``settle_delays`` before sending again.
 3. Several jobs for one identity (two tries that raced, or a job listed too late): the oldest is kept, the others
    are cancelled, and every try picks the same one.
@@ -54,6 +54,8 @@ def may_have_acted(error: FineTuningApiError) -> bool:
     if isinstance(error, MalformedAnswerError):
         return True
     status = error.http_status
+    if 200 <= status < 300 and error.vendor_code:  # a 2xx body with an error code: DashScope's envelope, or
+        return error.retryable or error.rate_limited  # its failed_uploads; a clear refusal unless it may pass
     return not 400 <= status < 500 or status in _UNKNOWN_4XX
 
 

@@ -140,7 +140,9 @@ class DashScopeDialect(Dialect):
             first = failed[0] if isinstance(failed[0], Mapping) else {}
             code = optional_str(first.get("code"))
             message = printable(optional_str(first.get("message")) or "no reason given", 500)
-            raise FineTuningApiError(f"DashScope refused the upload: {message}", vendor_code=code)
+            # Only a 2xx answer is parsed here; status and code mark the refusal as final (nothing was stored).
+            refusal = f"DashScope refused the upload: {message}"
+            raise FineTuningApiError(refusal, http_status=200, vendor_code=code or "failed_uploads")
         uploaded = data.get("uploaded_files")
         if not isinstance(uploaded, list) or len(uploaded) != 1:
             raise self.malformed(f"the upload answer's 'uploaded_files' is {shown(uploaded)}, not one file")

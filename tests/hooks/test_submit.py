@@ -22,7 +22,7 @@ from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
-from tests.conftest import Vendor
+from tests.conftest import FAST_RETRIES, Vendor
 
 MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
 RUNNING = {"dashscope": "RUNNING", "openai": "running"}
@@ -279,3 +279,31 @@ def test_a_multipart_body_is_read_in_chunks_not_whole(tmp_path: Path) -> None:
 
     assert sent == len(body) > local.size
     assert peak < 2 * 1024 * 1024  # a few chunks, never the 64 MiB file
+
+
+def test_a_dashscope_upload_refused_in_failed_uploads_is_final_and_sent_once(
+    emulator: FineTuningEmulator, make_connection: Any, tmp_path: Path
+) -> None:
+    connection = make_connection("ft_dashscope", "dashscope", host=emulator.url("dashscope"), **FAST_RETRIES)
+    refusal = {
+        "request_id": "req-1",
+        "data": {
+            "uploaded_files": [],
+            "failed_uploads": [
+                {"name": "train.jsonl", "code": "InvalidFile", "message": "line 3 is not a conversation"}
+            ],
+        },
+    }
+    emulator.inject(
+        Fault("body", vendor="dashscope", method="POST", path=r"/files$", body=json.dumps(refusal).encode())
+    )
+    hook = FineTuningHook(connection)
+    spec = JobSpec(model=MODELS["dashscope"], training_file="file-to-upload")
+    local = hook.check_training_file(write_records(tmp_path / "train.jsonl", 3), spec)
+
+    with pytest.raises(FineTuningApiError, match="line 3 is not a conversation") as raised:
+        hook.upload_file(local, settle_delays=(0,))
+
+    assert raised.value.vendor_code == "InvalidFile"
+    uploads = [r for r in emulator.requests if r.method == "POST" and r.path.endswith("/files")]
+    assert len(uploads) == 1, "a refusal is final: the file is not sent again"

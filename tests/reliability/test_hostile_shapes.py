@@ -366,6 +366,8 @@ class LifecycleShape:
     label: str
     make: Callable[[str], bytes]
     says: dict[str, str]
+    #: the vendor clearly refused (nothing was made): sent once, never looked for or sent again
+    final: bool = False
 
 
 UPLOAD_SHAPES = [
@@ -393,6 +395,7 @@ UPLOAD_SHAPES = [
         "DashScope: the file in `failed_uploads`, HTTP 200",
         upload_with(refused),
         {"dashscope": "DashScope refused the upload: no room"},
+        final=True,
     ),
 ]
 FILES_PAGE_SHAPES = [
@@ -490,7 +493,10 @@ def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no
         tries = hook.settings.retry.max_retries + 1
     assert API_KEY not in str(error)
     assert emulator.files(vendor) == [], "no file was made"
-    if at_the_upload:
+    if at_the_upload and shape.final:
+        assert len(lifecycle.uploads(emulator)) == 1, "a clear refusal is not sent again"
+        assert emulator.requests[-1] == lifecycle.uploads(emulator)[0], "nor looked for after"
+    elif at_the_upload:
         assert 1 <= sent_only_after_a_look(emulator, "POST", "/files", "/files") <= tries
     else:
         assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
