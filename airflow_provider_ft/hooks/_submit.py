@@ -6,8 +6,9 @@ description). The rules:
 
 1. Look before making: what a retry, a cleared task or a lost answer made is used again.
 2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429,
-   or a 2xx whose body carries an error code that is no passing condition) is final; anything else (no answer, a timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may
-   have made the thing, so look again after each of ``settle_delays`` before sending again.
+   or a 2xx whose body carries an error code that is no passing condition) is final; anything else (no answer, a
+   timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may have made the thing, so look again
+   after each of ``settle_delays`` before sending again.
 3. Several jobs for one identity (two tries that raced, or a job listed too late): the oldest is kept, the others
    are cancelled, and every try picks the same one.
 """
