@@ -123,11 +123,13 @@ def register_assets_of(dag: Any) -> None:
     """Make the DAG's outlets known (and active) in the metadata database, so that a ``dag.test()`` run records
     their events: Airflow 3.1+'s ``dag.test()`` does it itself; 2.11's drops events of a dataset without a row,
     and 3.0's fails a task whose outlet asset is not active."""
+    if AIRFLOW_V_3_1:
+        return
     from airflow.models.dag import DAG
 
     if not AIRFLOW_V_3:
         DAG.bulk_write_to_db([dag])
-    elif not AIRFLOW_V_3_1:
+    else:
         from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.serialization.serialized_objects import SerializedDAG
 
