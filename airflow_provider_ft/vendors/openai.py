@@ -178,7 +178,7 @@ class OpenAIDialect(Dialect):
         files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
         if has_more and not files:
             raise self.malformed("the files page holds no file but says more follow ('has_more' is true)")
-        return FilePage(files, files[-1].id if has_more and files else None)
+        return FilePage(files, files[-1].id if has_more else None)
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """Same content-addressed name and size, and not refused by the vendor."""
