@@ -32,6 +32,7 @@ os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32
 (_AIRFLOW_HOME / "dags").mkdir()
 
 from airflow_provider_ft.emulator import FineTuningEmulator  # noqa: E402
+from airflow_provider_ft.identity import TaskIdentity  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"
 CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
@@ -49,6 +50,14 @@ class Vendor:
     @property
     def conn_id(self) -> str:
         return f"ft_{self.name}"
+
+
+def seed_job_of(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentity, **kwargs: Any) -> str:
+    """A job tagged as the create operator tags the job of ``identity`` (OpenAI ``metadata["airflow_ti"]``,
+    DashScope ``job_name``): what an earlier try of that task instance would have made."""
+    if vendor == "openai":
+        return emulator.seed_job(vendor, metadata={"airflow_ti": identity.key}, **kwargs)
+    return emulator.seed_job(vendor, name=identity.tag, **kwargs)
 
 
 @pytest.fixture(scope="session")

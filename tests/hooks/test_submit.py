@@ -22,7 +22,7 @@ from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
-from tests.conftest import FAST_RETRIES, Vendor
+from tests.conftest import FAST_RETRIES, Vendor, seed_job_of
 
 MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
 RUNNING = {"dashscope": "RUNNING", "openai": "running"}
@@ -33,10 +33,7 @@ IDENTITY = TaskIdentity("dag", "train", "manual__1")
 
 
 def seed_tagged(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentity, **kwargs: Any) -> str:
-    """A job as an earlier try of ``identity`` would have made it."""
-    if vendor == "openai":
-        return emulator.seed_job(vendor, metadata={"airflow_ti": identity.key}, model=MODELS[vendor], **kwargs)
-    return emulator.seed_job(vendor, name=identity.tag, model=MODELS[vendor], **kwargs)
+    return seed_job_of(emulator, vendor, identity, model=MODELS[vendor], **kwargs)
 
 
 @pytest.fixture

@@ -30,6 +30,19 @@ class RecordingTaskInstance:
 
 
 @dataclass
+class TaskInstance(RecordingTaskInstance):
+    """``context["ti"]`` of one task instance: the ids a create operator's job identity is made of, and its XComs."""
+
+    dag_id: str = "ft_test_create"
+    task_id: str = "train"
+    run_id: str = "manual__2026-12-02"
+    map_index: int = -1
+
+    def xcom_pull(self, key: str) -> Any:
+        return self.xcoms.get(key)
+
+
+@dataclass
 class Run:
     """One call of ``operator.execute`` and what it pushed."""
 

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +29,13 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
-from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED
+from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 
 MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
 CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$"}
 GOOD_RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 #: Emulated seconds per real second of the fast emulator: a created job (5 s queued, 600 s running) takes 2 s.
 FAST = 300.0
-
-
-@dataclass
-class TaskInstance:
-    """``context["ti"]`` of one task instance: the ids its identity is made of, and the XComs it was given."""
-
-    dag_id: str = "ft_test_create"
-    task_id: str = "train"
-    run_id: str = "manual__2026-12-02"
-    map_index: int = -1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-    def xcom_pull(self, key: str) -> Any:
-        return self.xcoms.get(key)
 
 
 def context(ti: TaskInstance) -> Any:

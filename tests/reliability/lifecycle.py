@@ -7,13 +7,13 @@ The answers are written here by hand, in each vendor's documented shape (see ``d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
+from tests.operators.conftest import TaskInstance
 
 MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
 #: Regexes of the request paths (relative to the vendor's base URL) of a create, an upload and a files listing.
@@ -86,18 +86,6 @@ def job_listings(emulator: FineTuningEmulator, vendor: str) -> list[RecordedRequ
     return requests_to(emulator, "GET", JOB_LISTING_PATHS[vendor])
 
 
-@dataclass
-class TaskInstance:
-    """``context["ti"]`` of a create operator: the ids its job's identity is made of, and its XComs."""
-
-    dag_id: str = IDENTITY.dag_id
-    task_id: str = IDENTITY.task_id
-    run_id: str = IDENTITY.run_id
-    map_index: int = -1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-    def xcom_pull(self, key: str) -> Any:
-        return self.xcoms.get(key)
+def task_instance() -> TaskInstance:
+    """``context["ti"]`` of a create operator whose job's identity is :data:`IDENTITY`."""
+    return TaskInstance(dag_id=IDENTITY.dag_id, task_id=IDENTITY.task_id, run_id=IDENTITY.run_id)

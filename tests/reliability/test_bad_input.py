@@ -125,7 +125,7 @@ def create_operator(conn_id: str, job_id: Any) -> Observed:
     operator = CreateFineTuningJobOperator(
         task_id="train", conn_id=conn_id, model="qwen-turbo", training_file="file-abc123", settle_delays=(0.0,)
     )
-    return observe(lambda: operator.execute({"ti": lifecycle.TaskInstance()}))
+    return observe(lambda: operator.execute({"ti": lifecycle.task_instance()}))
 
 
 def sensor_poke(conn_id: str, job_id: Any) -> Observed:
@@ -671,7 +671,7 @@ def test_bad_create_input_is_refused_before_any_request(
     operator = CreateFineTuningJobOperator(
         task_id="train", conn_id=emulator_connection(vendor), training_file=bad.training_file(training), **arguments
     )
-    observed = observe(lambda: operator.execute({"ti": lifecycle.TaskInstance()}))
+    observed = observe(lambda: operator.execute({"ti": lifecycle.task_instance()}))
     check_refused(observed, bad.error, bad.says)
     assert API_KEY not in observed[1]  # type: ignore[index]
     assert emulator.requests == [], "refused before any request"

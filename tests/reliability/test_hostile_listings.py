@@ -487,7 +487,7 @@ def test_the_create_operator_stops_at_a_files_listing_that_cannot_be_read(
         wait_for_completion=False,  # a failing case must not wait for a job
     )
     with pytest.raises(FineTuningError) as raised:
-        operator.execute({"ti": lifecycle.TaskInstance()})
+        operator.execute({"ti": lifecycle.task_instance()})
     check_files_ending(raised.value, ending, emulator, vendor)
     assert len(lifecycle.job_listings(emulator, vendor)) == 1, "the job was looked for once, before the upload"
     assert [request for request in emulator.requests if request.method != "GET"] == [], "no upload, no create"

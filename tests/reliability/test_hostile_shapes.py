@@ -14,7 +14,7 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +30,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
 from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob
-from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
+from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, seed_job_of
 from tests.operators.conftest import FAILED, RUNNING
 from tests.reliability import lifecycle
 
@@ -253,9 +253,9 @@ REDIRECT_CALLS: dict[str, Callable[[FineTuningHook, str], Any]] = {
 }
 
 
-@pytest.mark.parametrize(
-    ("vendor", "column", "status"),
-    [
+def redirect_cells(columns: Iterable[str]) -> list[Any]:
+    """Each redirect status, answered with a job, to each of ``columns``, on both vendors."""
+    return [
         pytest.param(
             vendor,
             column,
@@ -266,10 +266,12 @@ REDIRECT_CALLS: dict[str, Callable[[FineTuningHook, str], Any]] = {
             ),
         )
         for status in (301, 302, 307, 308)
-        for column in sorted(REDIRECT_CALLS)
+        for column in columns
         for vendor in sorted(CONN_TYPES)
-    ],
-)
+    ]
+
+
+@pytest.mark.parametrize(("vendor", "column", "status"), redirect_cells(sorted(REDIRECT_CALLS)))
 def test_a_redirect_carrying_a_succeeded_job_is_not_success(
     emulator: FineTuningEmulator,
     hook_for: Callable[[str], FineTuningHook],
@@ -556,9 +558,7 @@ def test_after_an_unreadable_create_answer_the_job_is_looked_for_not_made_again(
 
     def settle(seconds: float) -> None:
         if not made:
-            identity = lifecycle.IDENTITY
-            tag = {"metadata": {"airflow_ti": identity.key}} if vendor == "openai" else {"name": identity.tag}
-            made.append(emulator.seed_job(vendor, model=lifecycle.MODELS[vendor], **tag))  # type: ignore[arg-type]
+            made.append(seed_job_of(emulator, vendor, lifecycle.IDENTITY, model=lifecycle.MODELS[vendor]))
 
     monkeypatch.setattr(_submit, "time", SimpleNamespace(sleep=settle))
     with closing(hook_for(vendor)) as hook:
@@ -568,23 +568,7 @@ def test_after_an_unreadable_create_answer_the_job_is_looked_for_not_made_again(
     assert len(emulator.jobs(vendor)) == 1
 
 
-@pytest.mark.parametrize(
-    ("vendor", "column", "status"),
-    [
-        pytest.param(
-            vendor,
-            column,
-            status,
-            id=f"{status}-{column}-{vendor}",
-            marks=pytest.mark.reliability(
-                area=AREA, row=f"redirect-{status}", column=column, vendor=vendor, label=f"HTTP {status} with a job"
-            ),
-        )
-        for status in (301, 302, 307, 308)
-        for column in (CREATE_COLUMN, UPLOAD_COLUMN)
-        for vendor in sorted(CONN_TYPES)
-    ],
-)
+@pytest.mark.parametrize(("vendor", "column", "status"), redirect_cells((CREATE_COLUMN, UPLOAD_COLUMN)))
 def test_a_redirected_create_or_upload_is_not_followed_and_makes_nothing(
     emulator: FineTuningEmulator,
     hook_for: Callable[[str], FineTuningHook],
