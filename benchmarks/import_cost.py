@@ -29,8 +29,12 @@ from benchmarks._common import allow_bytecode_cache, iqr, median, ms, prepare_ai
 from benchmarks._report import Section, Table, Target, bench_main
 
 BASE = "from airflow.sdk import BaseOperator"
+#: Every module a DAG file imports operators from (``operators.fine_tuning`` re-exports the create and cleanup
+#: operators, and also defines the cancel, delete, pause and resume ones), the sensor and the hook.
 OUR_MODULES = (
     "airflow_provider_ft.operators.fine_tuning",
+    "airflow_provider_ft.operators.create",
+    "airflow_provider_ft.operators.cleanup",
     "airflow_provider_ft.sensors.fine_tuning",
     "airflow_provider_ft.hooks.fine_tuning",
 )
@@ -42,7 +46,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 #: Must stay off the import path of our operators and sensor.
 HEAVY = ("httpx", "httpcore", "fastapi", "uvicorn", "starlette", "requests", "airflow_provider_ft.emulator", "openai")
-TARGET_MS = 40.0
+TARGET_MS = 10.0
 
 SNIPPET = """
 import json, sys, time
@@ -237,11 +241,11 @@ def run(smoke: bool) -> Section:
     section.method += f"\n\nRounds: {rounds} per variant (+1 warm-up); `-X importtime` runs: {importtime_count}."
     section.targets.append(
         Target(
-            "Our operator + sensor + hook modules add <= 40 ms to `from airflow.sdk import BaseOperator`",
+            f"Our operator + sensor + hook modules add <= {TARGET_MS:.0f} ms to `from airflow.sdk import BaseOperator`",
             f"{delta_ms:.1f} ms measured in the same interpreter (median per-run delta); difference of medians: "
             f"{added['in-process'] * 1e3:.0f} ms in-process, {added['cpu'] * 1e3:.0f} ms CPU, "
             f"{added['wall'] * 1e3:.0f} ms whole interpreter (noise: IQR of base {iqr(base.total) * 1e3:.0f} ms)",
-            "<= 40 ms",
+            f"<= {TARGET_MS:.0f} ms",
             delta_ms <= TARGET_MS,
             "" if delta_ms <= TARGET_MS else "see the heaviest imports below",
         )

@@ -102,17 +102,41 @@ class CleanupCriteria:
         return {name: value for name, value in candidates.items() if name in supported and value}
 
 
+@dataclass(frozen=True, slots=True)
+class StaleJob:
+    """What the cleanup keeps of a matched job: what its summary and its report table show, not the vendor's
+    payload (a sweep of thousands of jobs holds only these).
+
+    :param id: the vendor's job id
+    :param status: normalized state when listed
+    :param created_at: when the job was created (timezone-aware), if known
+    :param name: the job's name, if it has one
+    :param model: the base model, if known
+    """
+
+    id: str
+    status: JobStatus
+    created_at: datetime | None
+    name: str | None
+    model: str | None
+
+    @classmethod
+    def of(cls, job: FineTuningJob) -> StaleJob:
+        """The parts of a listed ``job`` the cleanup keeps."""
+        return cls(job.id, job.status, job.created_at, job.name, job.model)
+
+
 @dataclass(frozen=True)
 class Selection:
     """The stale jobs found in a listing, and how much of the listing was read.
 
-    :param matched: the jobs selected, in listing order, each id once
+    :param matched: the jobs selected (only what the cleanup keeps of each), in listing order, each id once
     :param seen: how many jobs were read from the listing (all of it, unless ``over_limit``)
     :param over_limit: more than the limit matched, so reading stopped at the first match past it: ``seen`` and
         ``matched`` then count only the part read (``matched`` has limit + 1 jobs)
     """
 
-    matched: list[FineTuningJob]
+    matched: list[StaleJob]
     seen: int
     over_limit: bool = False
 
@@ -120,20 +144,20 @@ class Selection:
 def select_stale_jobs(
     jobs: Iterable[FineTuningJob], criteria: CleanupCriteria, now: datetime, *, max_jobs: int | None = None
 ) -> Selection:
-    """The jobs ``criteria`` match at ``now``, reading ``jobs`` once and keeping only the matches.
+    """The jobs ``criteria`` match at ``now``, reading ``jobs`` once and keeping only the matches (as ``StaleJob``).
 
     :param jobs: the listing, read lazily (a generator that fetches page by page is read only as far as needed)
     :param criteria: what makes a job stale
     :param now: the moment ages are measured at (timezone-aware)
     :param max_jobs: stop reading at the first match past this many (``None``: read everything)
     """
-    matched: dict[str, FineTuningJob] = {}
+    matched: dict[str, StaleJob] = {}
     seen = 0
     for job in jobs:
         seen += 1
         if job.id in matched or not criteria.matches(job, now):
             continue
-        matched[job.id] = job
+        matched[job.id] = StaleJob.of(job)
         if max_jobs is not None and len(matched) > max_jobs:
             return Selection(list(matched.values()), seen, over_limit=True)
     return Selection(list(matched.values()), seen)
@@ -265,7 +289,7 @@ def format_age(age: timedelta) -> str:
 
 
 def format_table(
-    matched: Sequence[FineTuningJob], outcomes: Mapping[str, JobOutcome], now: datetime, limit: int = 200
+    matched: Sequence[StaleJob], outcomes: Mapping[str, JobOutcome], now: datetime, limit: int = 200
 ) -> str:
     """One line per matched job (at most ``limit``): id, status, age, name, model and what happened.
 
@@ -286,7 +310,7 @@ def format_table(
     return "\n".join(lines)
 
 
-def _row(job: FineTuningJob, outcome: JobOutcome | None, now: datetime) -> tuple[str, ...]:
+def _row(job: StaleJob, outcome: JobOutcome | None, now: datetime) -> tuple[str, ...]:
     age = format_age(now - job.created_at) if job.created_at is not None else "?"
     result = outcome.describe() if outcome is not None else "-"
     return (job.id, job.status.value, age, job.name or "-", job.model or "-", result)

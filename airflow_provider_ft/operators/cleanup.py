@@ -18,12 +18,13 @@ from airflow_provider_ft import _validate
 from airflow_provider_ft._compat import BaseOperator
 from airflow_provider_ft.defaults import DEFAULT_CONN_ID
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.operators._cleanup import (
     PAST_TENSE,
     CleanupCriteria,
     JobOutcome,
     Selection,
+    StaleJob,
     build_summary,
     check_action,
     check_older_than,
@@ -41,12 +42,15 @@ T = TypeVar("T")
 
 DEFAULT_RATE_LIMIT_PATIENCE = 600.0
 CLEANUP_SUMMARY_XCOM_KEY = "cleanup_summary"
+#: Jobs per listing page: the most both vendors take (OpenAI ``limit``, DashScope ``page_size``: 1 to 100), so
+#: a sweep of thousands of jobs waits for as few pages as it can.
+LIST_PAGE_SIZE = 100
 
 
 def _make_hook(conn_id: str) -> FineTuningHook:
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 
-    return FineTuningHook(conn_id)
+    return FineTuningHook(conn_id, page_size=LIST_PAGE_SIZE)
 
 
 class CleanupFineTuningJobsOperator(BaseOperator):
@@ -188,7 +192,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
             return {job.id: JobOutcome("skipped", f"dry run: would {self.action}") for job in selection.matched}
         return self._act_on_each_concurrently(selection.matched)
 
-    def _act_on_each_concurrently(self, matched: Sequence[FineTuningJob]) -> dict[str, JobOutcome]:
+    def _act_on_each_concurrently(self, matched: Sequence[StaleJob]) -> dict[str, JobOutcome]:
         if not matched:
             return {}
         hooks = HookPerThread(self.hook.fork)  # the connection was read once, in this thread
@@ -199,7 +203,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         finally:
             hooks.close()
 
-    def _act_on(self, hook: FineTuningHook, job: FineTuningJob) -> JobOutcome:
+    def _act_on(self, hook: FineTuningHook, job: StaleJob) -> JobOutcome:
         act = _cancel if self.action == "cancel" else _delete
         try:
             outcome = call_patiently(
@@ -217,7 +221,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
     def _report(
         self,
         summary: Mapping[str, Any],
-        matched: Sequence[FineTuningJob],
+        matched: Sequence[StaleJob],
         outcomes: Mapping[str, JobOutcome],
         now: datetime,
     ) -> None:
