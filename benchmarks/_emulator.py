@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
-from dataclasses import asdict
+import threading
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import IO, Any
 
@@ -19,6 +21,22 @@ API_KEY = "sk-bench-0123456789abcdef"
 VENDORS = ("dashscope", "openai")
 CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
 START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Requests of one stretch of the emulator's log (see ``EmulatorProcess.tally``)."""
+
+    start: int
+    end: int
+    job_gets: int
+    event_gets: int
+    other: int
+    statuses: dict[str, int]
+
+    @property
+    def requests(self) -> int:
+        return self.end - self.start
 
 
 class EmulatorProcess:
@@ -112,6 +130,12 @@ class EmulatorProcess:
     def jobs(self, vendor: str) -> list[dict[str, Any]]:
         return list(self.call("jobs", vendor=vendor))
 
+    def tally(self, since: int = 0, until: int | None = None) -> Tally:
+        """What the requests from the ``since``-th on (in arrival order; before the ``until``-th if given) were:
+        job GETs, event GETs, other, and their statuses so far (``"0"``: still in flight); ``Tally.end`` is where
+        the next tally starts."""
+        return Tally(**self.call("tally", since=since, until=until))
+
     def _checked(self) -> subprocess.Popen[str]:
         if self._process is None:
             raise RuntimeError("the emulator process is not running")
@@ -155,7 +179,35 @@ def _handle(emulator: Any, op: str, kwargs: dict[str, Any]) -> Any:
         return counts
     if op == "jobs":
         return emulator.jobs(kwargs["vendor"])
+    if op == "tally":
+        until = kwargs.get("until")
+        return _tally(emulator, int(kwargs.get("since", 0)), None if until is None else int(until))
     raise ValueError(f"unknown op {op!r}")
+
+
+_JOB_GET = re.compile(r"^/fine_tuning/jobs/[^/]+$")
+_EVENT_GET = re.compile(r"^/fine_tuning/jobs/[^/]+/events$")
+
+
+def _tally(emulator: Any, since: int, until: int | None) -> dict[str, Any]:
+    """Counts of the logged requests from ``since`` on, read without copying the whole log."""
+    log = getattr(emulator, "_log", None)
+    entries, lock = getattr(log, "_entries", None), getattr(log, "_lock", None)
+    if entries is None or lock is None:  # the log's insides changed: the public (whole) copy
+        entries, lock = emulator.requests, threading.Lock()
+    with lock:
+        stretch = [(entry.method, entry.path, entry.status) for entry in entries[since:until]]
+    counts = {"job_gets": 0, "event_gets": 0, "other": 0}
+    statuses: dict[str, int] = {}
+    for method, path, status in stretch:
+        kind = "other"
+        if method == "GET" and _JOB_GET.match(path):
+            kind = "job_gets"
+        elif method == "GET" and _EVENT_GET.match(path):
+            kind = "event_gets"
+        counts[kind] += 1
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {"start": since, "end": since + len(stretch), **counts, "statuses": statuses}
 
 
 def _answer(out: IO[str], answer: dict[str, Any]) -> None:

@@ -1,37 +1,54 @@
-"""Why ``httpx.AsyncClient`` looked slow with many concurrent connections, measured against a trivial server.
+"""Part 2 of the triggerer benchmark: which asyncio HTTP client, measured against a trivial loopback server.
 
-Runs in its own process, against ``_trivial_server`` (another process) so that only the client's cost shows:
+Runs in its own process, against ``_trivial_server`` (another process, which does almost nothing per request) so
+that only the client's cost shows. K concurrent tasks (8 and 32) each send R GETs one after the other and decode
+the JSON; every case runs in its own event loop, the cases interleaved over several rounds (medians reported):
 
-1. construction: ``ssl.create_default_context()``, ``httpx.AsyncClient()`` (builds an SSLContext and loads the CA
-   bundle every time, even for ``http://`` URLs), ``httpx.AsyncClient(verify=<shared SSLContext>)``, and our
-   ``AsyncTransport`` as shipped; CPU time per construction and RSS per live client;
-2. N concurrent clients x 3 GETs: raw asyncio streams, one ``httpx.AsyncClient`` per task (as shipped, and with a
-   shared SSLContext), and one ``httpx.AsyncClient`` shared by all tasks (unlimited pool): httpcore 1.0's pool
-   re-scans every connection and queued request on each request (``_assign_requests_to_connections``), which is
-   quadratic in the number of concurrent requests;
-3. sequential GETs on one keep-alive connection: per-request CPU of httpx (httpcore + h11 + anyio) vs raw asyncio.
+- raw asyncio streams, one connection per task: the floor;
+- an ``httpx.AsyncClient`` per task, built by the task and closed after its R requests (today's trigger: a client
+  per trigger; the SSL context shared, as since commit 9cf2942);
+- one ``httpx.AsyncClient`` shared by all tasks with concurrency capped by an ``asyncio.Semaphore`` at 8 and at
+  32, and uncapped with httpx's default limits (at most 100 connections);
+- a pool of single-connection ``httpx.AsyncClient`` s of 8 and of 32 (``ClientPool`` of
+  ``airflow_provider_ft.hooks._shared`` when the package has it, else an equivalent kept here: a deque of idle
+  clients and a semaphore);
+- ``aiohttp.ClientSession`` shared by all tasks, as a reference only (when it imports: Airflow 3.3 core does not
+  install aiohttp; here it comes with other providers' pins).
+
+Reported: client CPU microseconds per request (this process's CPU time over the requests sent) and wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
-import os
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import median
 from benchmarks._report import Table
 
-REQUESTS_PER_CLIENT = 3
+PATH = "/openai/v1/fine_tuning/jobs/ftjob-trivial"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    concurrency: tuple[int, ...]
+    requests_per_task: int
+    rounds: int
+
+
+FULL = StudyPlan(concurrency=(8, 32), requests_per_task=25, rounds=5)
+SMOKE = StudyPlan(concurrency=(8,), requests_per_task=3, rounds=1)
 
 
 class TrivialServer:
@@ -46,7 +63,7 @@ class TrivialServer:
         )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
-        self.url = f"http://127.0.0.1:{self.port}/openai/v1/fine_tuning/jobs/ftjob-trivial"
+        self.url = f"http://127.0.0.1:{self.port}{PATH}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -59,71 +76,54 @@ class TrivialServer:
             self.process.wait()
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+class OwnPool:
+    """What ``ClientPool(make_client, size)`` does, for when the package has none: at most ``size`` clients lent
+    at once, idle ones kept in a deque and lent again (most recently used first)."""
+
+    def __init__(self, make_client: Callable[[], Any], size: int) -> None:
+        self._make = make_client
+        self._idle: deque[Any] = deque()
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[Any]:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else self._make()
+            try:
+                yield client
+            finally:
+                self._idle.append(client)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().aclose()
 
 
-def cpu_ms_each(make: Callable[[], Any], count: int) -> float:
-    samples = []
-    for _ in range(count):
-        started = time.process_time()
-        make()
-        samples.append(time.process_time() - started)
-    return median(samples) * 1e3
+def pool_class() -> tuple[Any, str]:
+    """``ClientPool`` of the package if it has one, else ``OwnPool``; and its name for the table."""
+    try:
+        from airflow_provider_ft.hooks._shared import ClientPool  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return OwnPool, "own pool (the package has no ClientPool yet)"
+    return ClientPool, "airflow_provider_ft.hooks._shared.ClientPool"
 
 
-def our_transport_factory(url: str) -> Callable[[], Any]:
-    os.environ["AIRFLOW_CONN_FT_BENCH_TRIVIAL"] = json.dumps(
-        {"conn_type": "openai_fine_tuning", "host": url.split("/fine_tuning")[0], "password": "sk-bench-trivial"}
-    )
-    from airflow_provider_ft.hooks._transport import AsyncTransport
-    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-
-    settings = FineTuningHook("ft_bench_trivial").settings
-    return lambda: AsyncTransport(settings)
-
-
-def rss_per_client_mb(make: Callable[[], Any], count: int, keep: list[Any]) -> float:
-    """RSS growth per object while ``count`` of them are alive (kept in ``keep``: freed memory would be reused)."""
-    gc.collect()
-    before = rss_mb()
-    made = [make() for _ in range(count)]
-    after = rss_mb()
-    keep.append(made)
-    return (after - before) / count
+async def close_pool(pool: Any) -> None:
+    for name in ("aclose", "close"):
+        method = getattr(pool, name, None)
+        if method is not None:
+            outcome = method()
+            if asyncio.iscoroutine(outcome):
+                await outcome
+            return
 
 
-def construction_table(url: str, smoke: bool) -> Table:
-    import httpx
-
-    shared = ssl.create_default_context()
-    count, kept = (5, 20) if smoke else (40, 200)
-    makers: dict[str, Callable[[], Any]] = {
-        "ssl.create_default_context()": ssl.create_default_context,
-        "httpx.AsyncClient()": httpx.AsyncClient,
-        "httpx.AsyncClient(verify=shared_context)": lambda: httpx.AsyncClient(verify=shared),
-        "AsyncTransport(settings) as shipped": our_transport_factory(url),
-    }
-    table = Table(
-        "Client construction (CPU per construction blocks the event loop)",
-        ["What", "CPU ms each (median)", "RSS MB per live client", "1,000 of them: CPU s"],
-    )
-    keep: list[Any] = []
-    for name, make in makers.items():
-        per_client = rss_per_client_mb(make, kept, keep)  # first: later frees would be reused
-        each = cpu_ms_each(make, count)
-        # 1,000 constructions of ``each`` ms take ``each`` seconds.
-        table.add(name, f"{each:.2f}", f"{per_client:.2f}", f"{each:.2f}")
-    return table
-
-
-async def raw_asyncio(port: int, clients: int) -> None:
-    request = b"GET /openai/v1/fine_tuning/jobs/ftjob-trivial HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+async def raw_asyncio(server: TrivialServer, tasks: int, each: int) -> None:
+    request = f"GET {PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode()
 
     async def one() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(REQUESTS_PER_CLIENT):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for _ in range(each):
             writer.write(request)
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
@@ -132,146 +132,221 @@ async def raw_asyncio(port: int, clients: int) -> None:
         writer.close()
         await writer.wait_closed()
 
-    await asyncio.gather(*(one() for _ in range(clients)))
+    await asyncio.gather(*(one() for _ in range(tasks)))
 
 
-async def client_per_task(url: str, clients: int, verify: Any) -> None:
+async def client_per_task(server: TrivialServer, tasks: int, each: int) -> None:
     import httpx
+
+    context = shared_context()
 
     async def one() -> None:
-        async with httpx.AsyncClient(verify=verify) as client:
-            for _ in range(REQUESTS_PER_CLIENT):
-                (await client.get(url)).json()
+        async with httpx.AsyncClient(verify=context) as client:
+            for _ in range(each):
+                (await client.get(server.url)).json()
 
-    await asyncio.gather(*(one() for _ in range(clients)))
+    await asyncio.gather(*(one() for _ in range(tasks)))
 
 
-async def one_shared_client(url: str, clients: int) -> None:
+async def shared_client(server: TrivialServer, tasks: int, each: int, cap: int | None) -> None:
     import httpx
 
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(verify=shared_context()) as client:
+        gate = asyncio.Semaphore(cap) if cap else None
+
+        async def get() -> None:
+            (await client.get(server.url)).json()
 
         async def one() -> None:
-            for _ in range(REQUESTS_PER_CLIENT):
-                (await client.get(url)).json()
+            for _ in range(each):
+                if gate is None:
+                    await get()
+                else:
+                    async with gate:
+                        await get()
 
-        await asyncio.gather(*(one() for _ in range(clients)))
-
-
-def timed(job: Callable[[], Awaitable[None]]) -> float:
-    started = time.perf_counter()
-    asyncio.run(job())  # type: ignore[arg-type]
-    return time.perf_counter() - started
+        await asyncio.gather(*(one() for _ in range(tasks)))
 
 
-def concurrency_table(server: TrivialServer, smoke: bool) -> Table:
-    big, default_verify, shared_sizes = (50, 20, (10, 25)) if smoke else (1000, 100, (50, 100, 250))
-    shared = ssl.create_default_context()
-    cases: list[tuple[str, int, Callable[[], Awaitable[None]]]] = [
-        ("raw asyncio streams", big, lambda: raw_asyncio(server.port, big)),
-        (
-            "httpx.AsyncClient per task, httpx default (own SSLContext)",
-            default_verify,
-            lambda: client_per_task(server.url, default_verify, True),
-        ),
-        (
-            "httpx.AsyncClient per task, shared SSLContext",
-            big,
-            lambda: client_per_task(server.url, big, shared),
-        ),
-    ]
-    for size in shared_sizes:
-        cases.append(
-            (
-                "one httpx.AsyncClient shared by all (unlimited pool)",
-                size,
-                lambda size=size: one_shared_client(server.url, size),  # type: ignore[misc]
-            )
-        )
-    table = Table(
-        f"N concurrent clients x {REQUESTS_PER_CLIENT} GETs against a trivial loopback server",
-        ["Client", "N", "Seconds", "µs per request"],
-    )
-    for name, size, job in cases:
-        seconds = timed(job)
-        table.add(name, size, f"{seconds:.2f}", f"{seconds / (size * REQUESTS_PER_CLIENT) * 1e6:.0f}")
-    return table
-
-
-async def sequential_httpx(url: str, count: int) -> float:
+async def pooled(server: TrivialServer, tasks: int, each: int, size: int) -> None:
     import httpx
 
-    async with httpx.AsyncClient() as client:
-        await client.get(url)
-        started = time.process_time()
-        for _ in range(count):
-            (await client.get(url)).json()
-        return (time.process_time() - started) / count
+    context = shared_context()
+    single = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pool_type, _ = pool_class()
+    pool = pool_type(lambda: httpx.AsyncClient(verify=context, limits=single), size)
+
+    async def one() -> None:
+        for _ in range(each):
+            async with pool.client() as client:
+                (await client.get(server.url)).json()
+
+    try:
+        await asyncio.gather(*(one() for _ in range(tasks)))
+    finally:
+        await close_pool(pool)
 
 
-async def sequential_raw(port: int, count: int) -> float:
-    request = b"GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started = time.process_time()
-    for _ in range(count):
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        json.loads(await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])))
-    writer.close()
-    return (time.process_time() - started) / count
+async def aiohttp_shared(server: TrivialServer, tasks: int, each: int) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> None:
+            for _ in range(each):
+                async with session.get(server.url) as answer:
+                    json.loads(await answer.read())
+
+        await asyncio.gather(*(one() for _ in range(tasks)))
 
 
-def sequential_table(server: TrivialServer, smoke: bool) -> Table:
-    count = 200 if smoke else 3000
-    table = Table("Sequential GETs on one keep-alive connection (client CPU per request)", ["Client", "µs"])
-    table.add("raw asyncio streams", f"{asyncio.run(sequential_raw(server.port, count)) * 1e6:.0f}")
-    table.add("httpx.AsyncClient", f"{asyncio.run(sequential_httpx(server.url, count)) * 1e6:.0f}")
-    return table
+_CONTEXT: list[ssl.SSLContext] = []
 
 
-def study(smoke: bool) -> list[Table]:
+def shared_context() -> ssl.SSLContext:
+    if not _CONTEXT:
+        _CONTEXT.append(ssl.create_default_context())
+    return _CONTEXT[0]
+
+
+def aiohttp_available() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+Case = Callable[[TrivialServer, int, int], Awaitable[None]]
+
+
+def cases() -> dict[str, Case]:
+    _, pool_name = pool_class()
+    found: dict[str, Case] = {
+        "raw asyncio streams, a connection per task (floor)": raw_asyncio,
+        "httpx.AsyncClient per task (today)": client_per_task,
+        "one shared httpx.AsyncClient, Semaphore(8)": lambda server, k, r: shared_client(server, k, r, 8),
+        "one shared httpx.AsyncClient, Semaphore(32)": lambda server, k, r: shared_client(server, k, r, 32),
+        "one shared httpx.AsyncClient, uncapped (default limits, 100)": lambda server, k, r: shared_client(
+            server, k, r, None
+        ),
+        f"pool of 8 single-connection clients ({pool_name})": lambda server, k, r: pooled(server, k, r, 8),
+        f"pool of 32 single-connection clients ({pool_name})": lambda server, k, r: pooled(server, k, r, 32),
+    }
+    if aiohttp_available():
+        found["reference: one shared aiohttp.ClientSession (not in Airflow 3.3 core)"] = aiohttp_shared
+    return found
+
+
+def measure(server: TrivialServer, case: Case, tasks: int, each: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one run of ``case`` in a fresh event loop."""
+    started, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(case(server, tasks, each))  # type: ignore[arg-type]
+    return time.process_time() - cpu, time.perf_counter() - started
+
+
+@dataclass
+class Row:
+    name: str
+    tasks: int
+    cpu_us: float
+    wall_ms: float
+
+
+def study(plan: StudyPlan) -> list[Row]:
+    rows: list[Row] = []
     with TrivialServer() as server:
-        return [
-            construction_table(server.url, smoke),
-            concurrency_table(server, smoke),
-            sequential_table(server, smoke),
-        ]
+        chosen = cases()
+        for tasks in plan.concurrency:
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in chosen}
+            for _ in range(plan.rounds):
+                for name, case in chosen.items():
+                    samples[name].append(measure(server, case, tasks, plan.requests_per_task))
+            requests = tasks * plan.requests_per_task
+            for name, found in samples.items():
+                cpu = median([sample[0] for sample in found]) / requests * 1e6
+                wall = median([sample[1] for sample in found]) * 1e3
+                rows.append(Row(name, tasks, cpu, wall))
+    return rows
 
 
-def run_in_child(smoke: bool, workdir: Path) -> list[Table]:
-    """Run the study in a fresh process (nothing else in its loop or heap); its tables."""
+def table(rows: list[Row], plan: StudyPlan) -> Table:
+    found = Table(
+        f"Part 2, client choice: K concurrent tasks x {plan.requests_per_task} sequential GETs against a trivial "
+        f"loopback server (median of {plan.rounds} interleaved rounds)",
+        ["Client", "K tasks", "CPU µs per request", "Wall ms (all requests)", "vs raw floor"],
+    )
+    floor = {row.tasks: row.cpu_us for row in rows if row.name.startswith("raw asyncio")}
+    for row in rows:
+        ratio = row.cpu_us / floor[row.tasks] if floor.get(row.tasks) else float("nan")
+        found.add(row.name, row.tasks, f"{row.cpu_us:.0f}", f"{row.wall_ms:.0f}", f"{ratio:.1f}x")
+    return found
+
+
+def findings(rows: list[Row]) -> list[str]:
+    """What the numbers say: the cheapest httpx option at each K, and how the others compare."""
+    notes: list[str] = []
+    for tasks in sorted({row.tasks for row in rows}):
+        at = [row for row in rows if row.tasks == tasks]
+        httpx_rows = sorted(
+            (row for row in at if not row.name.startswith(("raw asyncio", "reference"))), key=lambda row: row.cpu_us
+        )
+        if not httpx_rows:
+            continue
+        best = httpx_rows[0]
+        others = "; ".join(f"{row.name} {row.cpu_us:.0f} µs" for row in httpx_rows[1:])
+        floor = next((row for row in at if row.name.startswith("raw asyncio")), None)
+        reference = next((row for row in at if row.name.startswith("reference")), None)
+        text = (
+            f"At {tasks} concurrent tasks the cheapest httpx option is {best.name}: {best.cpu_us:.0f} µs of CPU per "
+            f"request (wall {best.wall_ms:.0f} ms); {others}."
+        )
+        if floor is not None:
+            text += f" Raw asyncio streams: {floor.cpu_us:.0f} µs, so httpx costs {best.cpu_us / floor.cpu_us:.0f}x"
+            text += " the floor at best."
+        if reference is not None:
+            text += f" aiohttp (reference): {reference.cpu_us:.0f} µs."
+        notes.append(text)
+    per_task = {row.tasks: row for row in rows if row.name.startswith("httpx.AsyncClient per task")}
+    uncapped = {row.tasks: row for row in rows if "uncapped" in row.name}
+    capped8 = {row.tasks: row for row in rows if "Semaphore(8)" in row.name}
+    pool8 = {row.tasks: row for row in rows if row.name.startswith("pool of 8")}
+    for tasks in sorted(per_task):
+        parts = []
+        if tasks in uncapped and tasks in capped8:
+            parts.append(
+                f"one shared client uncapped {uncapped[tasks].cpu_us:.0f} µs vs capped at 8 "
+                f"{capped8[tasks].cpu_us:.0f} µs (httpcore's pool scans all its connections and queued requests "
+                "on every request, so its cost per request grows with the requests in flight)"
+            )
+        if tasks in pool8:
+            parts.append(
+                f"a pool of 8 single-connection clients {pool8[tasks].cpu_us:.0f} µs vs a client per task "
+                f"{per_task[tasks].cpu_us:.0f} µs (which pays a client's construction, a connection and its "
+                "teardown per task)"
+            )
+        if parts:
+            notes.append(f"Why, at {tasks} tasks: " + "; ".join(parts) + ".")
+    if not any(row.name.startswith("reference") for row in rows):
+        notes.append("aiohttp does not import in this environment (Airflow 3.3 core does not install it): no row.")
+    else:
+        notes.append(
+            "aiohttp is a reference row only: Airflow 3.3 core does not install it (here it comes with the pins of "
+            "other providers, e.g. the HTTP and dbt Cloud providers), so the package cannot count on it."
+        )
+    return notes
+
+
+def run_in_child(smoke: bool, workdir: Path) -> tuple[list[Table], list[str]]:
+    """Run the study in a fresh process (nothing else in its loop or heap); its tables and findings."""
     result = workdir / "httpx_study.json"
     command = [sys.executable, "-m", "benchmarks._httpx_study", "--result", str(result)] + (
         ["--smoke"] if smoke else []
     )
     with open(workdir / "httpx_study.log", "w") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=600)
-    return [Table(**table) for table in json.loads(result.read_text())]
-
-
-FINDINGS = [
-    "Why httpx.AsyncClient looked slow with many clients: `httpx.AsyncClient()` without `verify=` builds a new "
-    "`ssl.SSLContext` and loads the certifi CA bundle every time, even for http:// URLs (construction table: "
-    "~16 ms of CPU and ~0.8 MB per client). 100 clients x 3 requests spend most of their time there (concurrency "
-    "table, 'httpx default (own SSLContext)' row). Since commit 9cf2942 `AsyncTransport.__init__` "
-    "(airflow_provider_ft/hooks/_transport.py) passes one cached context (`_shared_ssl_context()`), which removes "
-    "it: compare the two trigger scenarios above and the `AsyncTransport(settings) as shipped` row.",
-    "Side effect of that fix to check (package code): `_shared_ssl_context()` builds "
-    "`ssl.create_default_context(cafile=certifi.where())`, so it no longer honours `SSL_CERT_FILE` / `SSL_CERT_DIR` "
-    "as httpx's default (`trust_env=True`) and the sync `requests` transport (`REQUESTS_CA_BUNDLE`) do; behind a "
-    "TLS-inspecting proxy the triggers would fail where the hook succeeds. `functools.cache` of "
-    "`httpx.create_ssl_context()` keeps the speed and that behaviour.",
-    "Do not replace the per-trigger clients by one `httpx.AsyncClient` shared by all triggers: httpcore's pool "
-    "(`_assign_requests_to_connections`) rescans all connections and queued requests on every request, so the "
-    "cost per request grows with the number of concurrent requests (shared-client rows: several ms per request "
-    "at 100 and more, against well under 1 ms with a client per task), and with default `limits` "
-    "(100 connections, 5 s pool timeout) 1,000 concurrent polls end in `PoolTimeout`.",
-    "What remains is httpx's own per-request CPU (httpcore + h11 + anyio: about 30x raw asyncio on one "
-    "connection, sequential table) plus tenacity, parsing and a log line per poll; when many polls fall due in "
-    "the same loop iteration their CPU adds up to the lag spikes of the shipped scenario.",
-]
+    data = json.loads(result.read_text())
+    return [Table(**found) for found in data["tables"]], list(data["findings"])
 
 
 def main() -> int:
@@ -283,7 +358,9 @@ def main() -> int:
 
     allow_bytecode_cache()
     prepare_airflow_home()
-    args.result.write_text(json.dumps([asdict(table) for table in study(args.smoke)]))
+    plan = SMOKE if args.smoke else FULL
+    rows = study(plan)
+    args.result.write_text(json.dumps({"tables": [asdict(table(rows, plan))], "findings": findings(rows)}))
     return 0
 
 
