@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -19,24 +19,17 @@ from airflow_provider_ft._compat import BaseOperator
 from airflow_provider_ft.defaults import DEFAULT_CONN_ID
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
 from airflow_provider_ft.jobs import JobStatus
-from airflow_provider_ft.operators._cleanup import (
-    PAST_TENSE,
-    CleanupCriteria,
-    JobOutcome,
-    Selection,
-    StaleJob,
-    build_summary,
-    check_action,
-    check_older_than,
-    format_table,
-    select_stale_jobs,
-)
 
+# The selection rules and the summary (``_cleanup``) are imported where they are used, not here: a DAG file that
+# imports the operators pays for them only when it makes a cleanup task (issue 13, import cost).
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-    from airflow_provider_ft.jobs import ProgressLog
+    from airflow_provider_ft.jobs import FineTuningJob, ProgressLog
+    from airflow_provider_ft.operators._cleanup import CleanupCriteria, JobOutcome, Selection, StaleJob
     from airflow_provider_ft.retry import RetryPolicy
+    from airflow_provider_ft.vendors.base import Dialect
+    from airflow_provider_ft.vendors.wire import ApiRequest
 
 T = TypeVar("T")
 
@@ -111,6 +104,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         rate_limit_patience: float = DEFAULT_RATE_LIMIT_PATIENCE,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_ft.operators._cleanup import check_action, check_older_than
+
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.action = check_action(action)
@@ -130,6 +125,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         return _make_hook(self.conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_ft.operators._cleanup import build_summary
+
         criteria = self._checked_criteria(allow_templates=False)
         if self.action == "delete":
             self.hook.dialect.ensure_can_delete()
@@ -147,6 +144,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
     def _checked_criteria(self, *, allow_templates: bool) -> CleanupCriteria:
         """The (rendered) filters, checked; at parse time Jinja strings are left for execute to check."""
+        from airflow_provider_ft.operators._cleanup import CleanupCriteria
+
         return CleanupCriteria.from_arguments(
             action=self.action,
             older_than=self.older_than,
@@ -159,6 +158,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
     def _select(self, criteria: CleanupCriteria, now: datetime) -> Selection:
         """Stream the listing through the selection, stopping once more than ``max_jobs`` matched."""
+        from airflow_provider_ft.operators._cleanup import select_stale_jobs
+
         dialect = self.hook.dialect
         filters = criteria.server_filters(dialect.list_filters)
         if criteria.metadata and "metadata" not in dialect.list_filters:
@@ -185,6 +186,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
     def _act_on_matches(self, selection: Selection) -> dict[str, JobOutcome]:
         """What happens to each matched job, by id: nothing over the cap or in a dry run, else the action."""
+        from airflow_provider_ft.operators._cleanup import JobOutcome
+
         if selection.over_limit:
             reason = f"not acted on: more than max_jobs={self.max_jobs} matched"
             return {job.id: JobOutcome("skipped", reason) for job in selection.matched}
@@ -204,6 +207,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
             hooks.close()
 
     def _act_on(self, hook: FineTuningHook, job: StaleJob) -> JobOutcome:
+        from airflow_provider_ft.operators._cleanup import JobOutcome
+
         act = _cancel if self.action == "cancel" else _delete
         try:
             outcome = call_patiently(
@@ -225,6 +230,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         outcomes: Mapping[str, JobOutcome],
         now: datetime,
     ) -> None:
+        from airflow_provider_ft.operators._cleanup import format_table
+
         mode = " (dry run)" if self.is_dry_run else ""
         self.log.info(
             "Cleanup %s%s on %s: seen %d, matched %d, acted %d, skipped %d, failed %d\n%s",
@@ -240,6 +247,8 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         )
 
     def _raise_for_problems(self, summary: Mapping[str, Any], selection: Selection) -> None:
+        from airflow_provider_ft.operators._cleanup import PAST_TENSE
+
         if selection.over_limit:
             raise FineTuningError(
                 f"Refusing to {self.action} any job: more than max_jobs={self.max_jobs} matched (listing stopped "
@@ -256,18 +265,49 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
 
 def _cancel(hook: FineTuningHook, job_id: str) -> JobOutcome:
-    job = hook.cancel_job(job_id)
+    from airflow_provider_ft.hooks import _operations
+    from airflow_provider_ft.operators._cleanup import JobOutcome
+
+    job = _operations.run(_cancel_listed(hook.dialect, job_id), hook.transport.send)
     if job.is_terminal and job.status is not JobStatus.CANCELLED:
         return JobOutcome("skipped", f"already {job.status.value}")
     return JobOutcome("acted", f"cancelled ({job.status.value})")
 
 
+def _cancel_listed(dialect: Dialect, job_id: str) -> Generator[ApiRequest, dict[str, Any], FineTuningJob]:
+    """Cancel a job the listing has just shown unfinished: the cancel request straight away, one call where the
+    answer carries the job (``hook.cancel_job`` reads the job first, which here would only repeat the listing).
+
+    A cancel the vendor refuses because the job finished since it was listed is confirmed with a read and returns
+    the job as it is (as ``hook.cancel_job`` does); an answer without the job is followed by a read.
+    """
+    from airflow_provider_ft.hooks import _operations
+
+    try:
+        payload = yield dialect.cancel_job(job_id)
+    except FineTuningApiError as error:
+        if not dialect.refuses_in_current_state(error):
+            raise
+        job = yield from _operations.get_job(dialect, job_id)
+        if not job.is_terminal:
+            raise
+        return job
+    cancelled = dialect.parse_cancel(payload, job_id=job_id)
+    if cancelled is None:
+        cancelled = yield from _operations.get_job(dialect, job_id)
+    return cancelled
+
+
 def _delete(hook: FineTuningHook, job_id: str) -> JobOutcome:
+    from airflow_provider_ft.operators._cleanup import JobOutcome
+
     hook.delete_job(job_id)
     return JobOutcome("acted", "deleted")
 
 
 def _skipped_for_rate_limit(error: FineTuningApiError, patience: float) -> JobOutcome | None:
+    from airflow_provider_ft.operators._cleanup import JobOutcome
+
     if not error.rate_limited:
         return None
     return JobOutcome("skipped", f"rate limited for over {patience:g} s; left for the next run ({error})")
