@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -138,6 +139,34 @@ def test_lists_every_page_before_acting(
     first_mutation = next(i for i, r in enumerate(requests) if r.method != "GET")
     assert len(listings) == 2, "120 jobs at 100 a page (LIST_PAGE_SIZE, the most both vendors take)"
     assert max(listings) < first_mutation
+
+
+def test_cancels_a_listed_job_without_reading_it_first(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, run: Run
+) -> None:
+    # The listing has just shown the job unfinished: the cancel goes straight out. OpenAI answers it with the job;
+    # DashScope's answer does not carry the job, so it is read once afterwards.
+    stale = seed_stale(emulator, vendor.name, 3)
+    summary = run.execute(cleanup(connection))
+    assert set(summary["acted_ids"]) == set(stale)
+    for job_id in stale:
+        calls = [request.method for request in emulator.requests if job_id in request.path]
+        assert calls == (["POST"] if vendor.name == "openai" else ["POST", "GET"])
+
+
+def test_a_job_finished_since_the_listing_is_skipped_not_failed(
+    emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run
+) -> None:
+    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    job_id = emulator.seed_job("openai", status="succeeded", age=30 * HOURS)
+    as_listed = {**(emulator.job("openai", job_id) or {}), "status": "running", "finished_at": None}
+    page = json.dumps({"object": "list", "data": [as_listed], "has_more": False}).encode()
+    emulator.inject(Fault(kind="body", method="GET", path=r"^/fine_tuning/jobs$", body=page))
+    summary = run.execute(cleanup(conn_id))
+    # The cancel was refused (the job had finished); a read confirmed it, so the job is skipped, not failed.
+    assert [request.method for request in emulator.requests if job_id in request.path] == ["POST", "GET"]
+    assert (summary["matched"], summary["acted"], summary["failed"]) == (1, 0, 0)
+    assert summary["skipped_ids"] == {job_id: "already SUCCEEDED"}
 
 
 def test_deletes_old_finished_dashscope_jobs(
