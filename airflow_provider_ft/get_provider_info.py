@@ -42,6 +42,12 @@ _COMMON_FIELDS: dict[str, Any] = {
         "schema": {"type": ["integer", "null"], "default": defaults.MAX_PAGES, "minimum": 1},
         "description": "A job listing that still has more after this many pages ends with an error.",
     },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10000},
+        "description": "A ceiling on the requests to this account from one process, shared by all its tasks and "
+        "triggers; empty for none.",
+    },
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,38 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+#: One part of a duration as OpenAI writes it in ``x-ratelimit-reset-*``: ``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_BUDGETS = ("requests", "tokens")
+
+
+def parse_spent_budget(headers: Mapping[str, str]) -> float | None:
+    """Seconds until a spent budget is refilled: when an ``x-ratelimit-remaining-*`` header says 0 requests (or
+    tokens) are left, its ``x-ratelimit-reset-*`` (a duration such as ``6m0s``, or plain seconds); else ``None``."""
+    waits = [
+        reset
+        for budget in _BUDGETS
+        if headers.get(f"x-ratelimit-remaining-{budget}", "").strip() == "0"
+        and (reset := _duration_seconds(headers.get(f"x-ratelimit-reset-{budget}"))) is not None
+    ]
+    return max(waits, default=None)
+
+
+def _duration_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    total = sum(float(number) * scale[unit] for number, unit in parts)
+    return total if math.isfinite(total) else None
 
 
 def _finite_seconds(value: str | None) -> float | None:

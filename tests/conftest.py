@@ -60,6 +60,29 @@ def seed_job_of(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentit
     return emulator.seed_job(vendor, name=identity.tag, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def first_poll_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers poll at once instead of at a random moment of their first interval (as in production).
+
+    Tests wait for a trigger's first poll, often with production intervals (the example DAGs'); spreading it is
+    tested on its own (tests/triggers/test_shared_polls.py), which sets ``first_poll_spread`` back.
+    """
+    from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+
+    monkeypatch.setattr(FineTuningJobTrigger, "first_poll_spread", 0.0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with no account paused: the process-wide rate-limit state is per account, and the tests
+    reuse one emulator (one base URL and key), so a 429 of one test would otherwise pause the next one's requests."""
+    import weakref
+
+    from airflow_provider_ft.hooks import _ratelimit
+
+    monkeypatch.setattr(_ratelimit, "_gates", weakref.WeakValueDictionary())
+
+
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     return _AIRFLOW_HOME

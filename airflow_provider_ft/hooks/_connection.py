@@ -56,6 +56,7 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
             max_response_bytes=_extra(dialect.extras, "max_response_bytes", _whole, defaults.MAX_RESPONSE_BYTES),
             max_pages=_extra(dialect.extras, "max_pages", _whole, defaults.MAX_PAGES),
             namespace=_namespace(dialect.extras.get("namespace")),
+            max_requests_per_second=_extra(dialect.extras, "max_requests_per_second", _rate, None),
         )
     except FineTuningConfigError as error:
         raise fail(str(error)) from None
@@ -140,6 +141,12 @@ def _namespace(value: object) -> str:
 
 def _retry_count(name: str, value: object) -> int:
     return _validate.whole_number(name, value, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
+
+
+def _rate(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 10_000:
+        raise FineTuningConfigError(f"{name} must be a number of requests per second above 0 (at most 10000)")
+    return float(value)
 
 
 def _whole(name: str, value: object) -> int:

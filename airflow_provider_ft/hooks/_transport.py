@@ -8,7 +8,11 @@ triggers. Both send a dialect's ``ApiRequest`` and hand back the decoded JSON ob
 2. the body is streamed and decoded within ``max_response_bytes`` (error answers: their first 64 KiB);
 3. the connection's secrets are scrubbed from header values and the body, before anything decodes them;
 4. the dialect decodes the answer (JSON object, vendor error, retryable or not);
-5. ``RetryPolicy`` decides whether and how long to wait before the next attempt; no wait ends past the deadline.
+5. ``RetryPolicy`` decides whether and how long to wait before the next attempt; no wait ends past the deadline;
+6. every attempt first takes its turn at the account's ``RateGate`` (``_ratelimit``), shared by all transports of
+   the process on that account, and reports how it went: one 429 pauses the account, not one request.
+
+``AsyncTransport`` also shares, per event loop and account, its HTTP clients and identical reads (``_shared``).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import tenacity
 from airflow_provider_ft import __version__, defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
+from airflow_provider_ft.hooks import _ratelimit, _shared
 from airflow_provider_ft.hooks._body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
 from airflow_provider_ft.hooks._multipart import MultipartBody
-from airflow_provider_ft.retry import RetryPolicy
+from airflow_provider_ft.retry import RetryPolicy, parse_spent_budget
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
@@ -54,6 +59,7 @@ class ClientSettings:
     :param max_response_bytes: most bytes one answer may decode to
     :param max_pages: most pages one listing may take
     :param namespace: what keeps this deployment's job identities apart from another's on the same account
+    :param max_requests_per_second: a ceiling on the requests of the whole account in this process (``None``: none)
     """
 
     conn_id: str
@@ -65,6 +71,7 @@ class ClientSettings:
     max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
     max_pages: int = defaults.MAX_PAGES
     namespace: str = ""
+    max_requests_per_second: float | None = None
 
     @property
     def attempt_seconds(self) -> float:
@@ -88,6 +95,7 @@ class _Transport:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.dialect = settings.dialect
+        self.gate = _ratelimit.gate_for(settings)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.settings.conn_id!r}, base_url={self.settings.base_url!r})"
@@ -147,7 +155,47 @@ class _Transport:
     def _decode(self, request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         scrubber = self.settings.scrubber
         response = ApiResponse(status, scrubber.headers(headers), scrubber.body(body))
+        spent = parse_spent_budget(response.headers)
+        if spent is not None:
+            self.gate.spent(time.monotonic(), min(spent, self.settings.retry.retry_after_max))
         return self.dialect.decode(request, response)
+
+    def _turn(self, request: ApiRequest, deadline: float | None, *, first: bool) -> _ratelimit.Turn:
+        """The account gate's answer for this attempt; refused at once if its wait would end past ``deadline``.
+        A long first wait of an attempt is logged (not each look after it)."""
+        now = time.monotonic()
+        turn = self.gate.take_turn(now)
+        if turn.wait and deadline is not None and now + turn.wait > deadline:
+            raise self._held_back(request, self.gate.paused_for(now) or turn.wait)
+        if first and turn.wait > 1.0:
+            log.info(
+                "%s %s %s waits %.1f s: the account is rate limited (shared by every request on it)",
+                self.dialect.display_name,
+                request.method,
+                request.path,
+                turn.wait,
+            )
+        return turn
+
+    def _report(self, error: BaseException | None, *, probed: bool) -> None:
+        """Tell the account's gate how the attempt went."""
+        if isinstance(error, FineTuningTransportError):
+            self.gate.unanswered(probed=probed)
+        elif isinstance(error, FineTuningApiError) and error.rate_limited:
+            wait = self.settings.retry.wait_seconds(1, error.retry_after)
+            self.gate.refused(time.monotonic(), wait, probed=probed)
+        else:
+            self.gate.passed(probed=probed)
+
+    def _held_back(self, request: ApiRequest, wait: float) -> FineTuningApiError:
+        return FineTuningApiError(
+            f"{self.dialect.display_name} {request.operation} {request.method} {request.path} was not sent: the "
+            f"account of connection {self.settings.conn_id!r} is rate limited for another {wait:.1f} s (a request "
+            "on it was refused with a rate limit) and the call's deadline comes first",
+            retryable=True,
+            rate_limited=True,
+            retry_after=wait,
+        )
 
     def _transport_error(self, request: ApiRequest, reason: str, detail: str) -> FineTuningTransportError:
         return FineTuningTransportError(
@@ -202,6 +250,25 @@ class SyncTransport(_Transport):
             raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
     def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
+        first = True
+        while True:
+            turn, first = self._turn(request, deadline, first=first), False
+            if turn.wait:
+                time.sleep(turn.wait)
+            if turn.final:
+                break
+        try:
+            answer = self._attempt(request, deadline)
+        except FineTuningApiError as error:
+            self._report(error, probed=turn.probe)
+            raise
+        except BaseException:  # interrupted (a task timeout, a kill): the probe's answer will not come
+            self.gate.unanswered(probed=turn.probe)
+            raise
+        self._report(None, probed=turn.probe)
+        return answer
+
+    def _attempt(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
         from airflow_provider_ft.hooks._deadline import request_deadline
 
         with request_deadline(self._attempt_deadline(request, deadline)) as attempt:
@@ -283,38 +350,83 @@ def _library_log_scrubber() -> _LibraryLogScrubber:
 
 
 class AsyncTransport(_Transport):
-    """asyncio transport over one ``httpx.AsyncClient``; never blocks the event loop.
+    """asyncio transport; never blocks the event loop.
 
-    Building a client must be cheap too: a triggerer starts hundreds of them in one loop. Each would otherwise
-    build its own SSL context, loading the CA bundle (~20 ms of CPU) inside the event loop; they share one.
-    Large bodies are scrubbed and decoded in a worker thread; decompression goes in small steps.
+    Triggers start by the thousand in one loop, so a transport is cheap: the HTTP clients (``httpx.AsyncClient``
+    of one connection each, with one process-wide SSL context) belong to the account's ``SharedAccount`` in this
+    loop, taken on the first request and given back by ``aclose()``. Reads (``GET``) are coalesced there: one in
+    flight is joined, and an answer at most ``reuse_seconds`` old is taken as it is. Large bodies are scrubbed and
+    decoded in a worker thread; decompression goes in small steps.
+
+    :param settings: the account and its limits
+    :param keepalive_expiry: seconds an idle connection is kept (default: httpx's 5 s)
+    :param reuse_seconds: how old an answer to the same read may be to be used again (0: only reads in flight)
     """
 
-    def __init__(self, settings: ClientSettings, *, keepalive_expiry: float | None = None) -> None:
+    def __init__(
+        self, settings: ClientSettings, *, keepalive_expiry: float | None = None, reuse_seconds: float = 0.0
+    ) -> None:
         import httpx
 
         super().__init__(settings)
         self._request_error: type[Exception] = httpx.HTTPError
-        limits = httpx.Limits(keepalive_expiry=keepalive_expiry) if keepalive_expiry else httpx.Limits()
-        self.client: httpx.AsyncClient = httpx.AsyncClient(
-            headers=settings.headers(),
-            timeout=httpx.Timeout(settings.timeout),
-            follow_redirects=False,
-            verify=_shared_ssl_context(),
-            limits=limits,
-        )
+        self._timeout = httpx.Timeout(settings.timeout)
+        self._keepalive_expiry = keepalive_expiry
+        self.reuse_seconds = reuse_seconds
+        self._account: _shared.SharedAccount | None = None
         _library_log_scrubber().add(settings.scrubber)
 
     async def aclose(self) -> None:
         _library_log_scrubber().remove(self.settings.scrubber)
-        await self.client.aclose()
+        account, self._account = self._account, None
+        if account is not None:
+            await _shared.release(account)
+
+    @property
+    def account(self) -> _shared.SharedAccount:
+        """The account's shared clients and reads in the running loop (taken on first use)."""
+        if self._account is None:
+            self._account = _shared.acquire(_ratelimit.account_key(self.settings), self._new_client)
+        return self._account
+
+    def _new_client(self) -> Any:
+        import httpx
+
+        keepalive = {"keepalive_expiry": self._keepalive_expiry} if self._keepalive_expiry else {}
+        return httpx.AsyncClient(
+            headers=self.settings.headers(),
+            timeout=self._timeout,
+            follow_redirects=False,
+            verify=_shared_ssl_context(),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, **keepalive),
+        )
 
     async def send(self, request: ApiRequest, deadline: float | None = None) -> dict[str, Any]:
         """Send ``request`` with retries; the decoded JSON object, or one typed error.
 
+        A ``GET`` identical to one in flight on the same account in this loop waits for that one's answer instead
+        (within ``deadline``, or one attempt's time when that has passed).
+
         :param request: what to send
         :param deadline: ``time.monotonic()`` by which the call must be over, retries and waits included
         """
+        account = self.account
+        if request.method != "GET":
+            account.reads.forget()
+            try:
+                return await self._send_retrying(request, deadline)
+            finally:
+                account.reads.forget()
+        key = (request.path, tuple(request.params), self.settings.max_response_bytes)
+        bound = None if deadline is None else max(deadline, time.monotonic() + self._attempt_seconds(request))
+        try:
+            return await account.reads.read(
+                key, lambda: self._send_retrying(request, deadline), max_age=self.reuse_seconds, bound=bound
+            )
+        except TimeoutError:
+            raise self._deadline_error(request) from None
+
+    async def _send_retrying(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
         retrying = tenacity.AsyncRetrying(**self._retrying(request, deadline))
         try:
             return await retrying(self._send_once, request, deadline)
@@ -322,6 +434,25 @@ class AsyncTransport(_Transport):
             raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
     async def _send_once(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
+        first = True
+        while True:
+            turn, first = self._turn(request, deadline, first=first), False
+            if turn.wait:
+                await asyncio.sleep(turn.wait)
+            if turn.final:
+                break
+        try:
+            answer = await self._attempt(request, deadline)
+        except FineTuningApiError as error:
+            self._report(error, probed=turn.probe)
+            raise
+        except BaseException:  # cancelled: the probe's answer will not come
+            self.gate.unanswered(probed=turn.probe)
+            raise
+        self._report(None, probed=turn.probe)
+        return answer
+
+    async def _attempt(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
         budget = max(self._attempt_deadline(request, deadline) - time.monotonic(), 0.0)
         try:
             async with asyncio.timeout(budget):
@@ -339,9 +470,16 @@ class AsyncTransport(_Transport):
     async def _exchange(self, request: ApiRequest) -> tuple[int, dict[str, str], bytes]:
         if request.upload is not None:
             raise NotImplementedError("uploads are sent by the blocking transport (from a worker), not in a trigger")
-        async with self.client.stream(
-            request.method, self.settings.url(request), params=list(request.params), json=request.json_body
-        ) as answer:
+        async with (
+            self.account.pool.client() as client,
+            client.stream(
+                request.method,
+                self.settings.url(request),
+                params=list(request.params),
+                json=request.json_body,
+                timeout=self._timeout,
+            ) as answer,
+        ):
             headers = {name.lower(): value for name, value in answer.headers.items()}
             reader = self._reader(answer.status_code, headers)
             async for chunk in answer.aiter_raw(_CHUNK):

@@ -39,8 +39,9 @@ class FineTuningHook(BaseHook):
     Extras: ``timeout`` (seconds, connect and each read; an attempt's whole answer must arrive within twice that;
     default 30), ``max_retries`` (default 4), ``backoff_base`` (seconds, default 0.5), ``retry_after_max``
     (longest server-imposed wait, default 60), ``max_response_bytes`` (largest answer, default 8 MiB),
-    ``max_pages`` (longest listing, default 1000 pages); DashScope ``workspace`` and ``timezone`` (zone of its
-    zone-less times, default ``Asia/Shanghai``); OpenAI ``organization`` and ``project``.
+    ``max_pages`` (longest listing, default 1000 pages), ``max_requests_per_second`` (a ceiling shared by every
+    transport of the process on the same account; a 429 pauses them all in any case); DashScope ``workspace`` and
+    ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``); OpenAI ``organization`` and ``project``.
 
     :param conn_id: the Airflow connection to use (default: ``default_conn_name`` of the class)
     :param page_size: jobs per page when listing (1 to 100)
@@ -412,17 +413,24 @@ class FineTuningHook(BaseHook):
         return self.dialect.console_url(job_id)
 
     @asynccontextmanager
-    async def async_transport(self, keepalive_expiry: float | None = None) -> AsyncIterator[AsyncTransport]:
+    async def async_transport(
+        self, keepalive_expiry: float | None = None, *, reuse_seconds: float = 0.0
+    ) -> AsyncIterator[AsyncTransport]:
         """An asyncio transport for triggers; the connection is read with ``aget_connection``.
+
+        Transports of one account in one event loop share their HTTP connections, identical reads in flight and
+        the account's rate-limit state (see ``AsyncTransport``).
 
         :param keepalive_expiry: seconds an idle connection is kept for the next request (a poller sets it above
             its poll interval so that each poll does not pay a new TCP and TLS handshake)
+        :param reuse_seconds: how old another reader's answer to the same read may be to be used instead of asking
+            again (a poller passes a little less than its poll interval)
         """
         if self._settings is None:
             from airflow_provider_ft._compat import aget_connection
 
             self._settings = settings_from_connection(await aget_connection(self, self.conn_id))
-        transport = AsyncTransport(self._settings, keepalive_expiry=keepalive_expiry)
+        transport = AsyncTransport(self._settings, keepalive_expiry=keepalive_expiry, reuse_seconds=reuse_seconds)
         try:
             yield transport
         finally:

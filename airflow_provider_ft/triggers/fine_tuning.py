@@ -1,8 +1,10 @@
 """``FineTuningJobTrigger``: wait in the triggerer, without a worker slot, for a job to reach a terminal state.
 
-Runs in the triggerer's event loop next to many other triggers, so everything here is asyncio: one
-``httpx.AsyncClient`` (through ``FineTuningHook.async_transport()``) for the trigger's lifetime, ``asyncio.sleep``
-between polls, and no blocking call anywhere.
+Runs in the triggerer's event loop next to many other triggers (thousands, of every provider), so everything here
+is asyncio and cheap: ``asyncio.sleep`` between polls, no blocking call anywhere, the first poll spread over one
+interval (the task checked the job just before deferring, so triggers deferred together do not poll together), a
+progress line only when the progress changed, and a transport (``FineTuningHook.async_transport()``) whose HTTP
+connections, reads and rate-limit state are shared with the other triggers of the same account in this loop.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from airflow_provider_ft.triggers.events import budget_message, describe_error, 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._transport import AsyncTransport
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-    from airflow_provider_ft.jobs import FineTuningJob
+    from airflow_provider_ft.jobs import FineTuningJob, ProgressLog
 
 SUCCESS, TIMEOUT, ERROR, BUDGET = (
     defaults.EVENT_SUCCESS,
@@ -38,6 +40,8 @@ SUCCESS, TIMEOUT, ERROR, BUDGET = (
 POLL_JITTER = 0.1
 #: An idle connection is kept this much longer than the poll interval, so that the next poll reuses it.
 KEEPALIVE_MARGIN_SECONDS = 5.0
+#: An unchanged progress line is logged again after this many seconds, so that a long wait still shows it is alive.
+PROGRESS_REPEAT_SECONDS = 600.0
 #: Longest progress-log cursor taken (an OpenAI event id, a DashScope line count); it is stored with the trigger.
 MAX_CURSOR_LENGTH = 200
 #: Seconds one cancel may take, connection lookup and retries included. Airflow 3.3's triggerer gives ``on_kill``
@@ -71,7 +75,8 @@ class FineTuningJobTrigger(BaseTrigger):
 
     :param conn_id: the Airflow connection of the vendor account (its type selects DashScope or OpenAI)
     :param job_id: the vendor's job id
-    :param poll_interval: seconds between polls
+    :param poll_interval: seconds between polls; the first poll comes at a random moment of the first interval
+        (the deferring task has just checked the job), so that triggers deferred together poll apart
     :param deadline: absolute time (Unix epoch seconds) after which a ``timeout`` event is fired; ``None`` waits
         without limit. It is absolute so that a trigger re-created from ``serialize()`` (after a triggerer restart)
         keeps the same deadline.
@@ -92,6 +97,9 @@ class FineTuningJobTrigger(BaseTrigger):
     :param max_runtime: seconds from the job's ``created_at`` (as the vendor reports it) after which a ``budget``
         event is fired, the job cancelled first
     """
+
+    #: The first poll comes at a random moment of this fraction of the first interval (0: at once).
+    first_poll_spread: float = 1.0
 
     def __init__(
         self,
@@ -163,8 +171,12 @@ class FineTuningJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the job is terminal, the deadline passes or polling cannot go on; fire one event."""
         try:
+            await asyncio.sleep(self._first_pause())
             hook = self._make_hook()
-            async with hook.async_transport(keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN_SECONDS) as client:
+            async with hook.async_transport(
+                keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN_SECONDS,
+                reuse_seconds=self.poll_interval * (1 - POLL_JITTER),
+            ) as client:
                 payload = await self._wait(hook, client)
         except Exception as error:
             # An unusable or missing connection, an invalid job id, a job the vendor does not have, a bad key, a
@@ -179,6 +191,7 @@ class FineTuningJobTrigger(BaseTrigger):
         last_job: FineTuningJob | None = None
         failures = 0
         cursor = self.events_after
+        progress = _ProgressLine(self.log)
         while True:
             polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
             if isinstance(polled, FineTuningApiError):
@@ -188,7 +201,7 @@ class FineTuningJobTrigger(BaseTrigger):
                     return self._event(ERROR, last_job, f"{message}, the last with: {polled}", polled)
             else:
                 failures, last_job = 0, polled
-                polled.log_progress(self.log)
+                progress.log(polled)
                 if self.log_events:
                     cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
                 reason = self.budget.exceeded(polled, datetime.now(UTC))
@@ -199,6 +212,14 @@ class FineTuningJobTrigger(BaseTrigger):
             if deadline is not None and deadline - time.monotonic() <= 0:
                 return await self._timed_out(hook, client, last_job)
             await asyncio.sleep(self._pause(deadline))
+
+    def _first_pause(self) -> float:
+        """Seconds before the first poll: anywhere in the first ``first_poll_spread`` of the interval, never past
+        the deadline."""
+        pause = random.uniform(0, self.poll_interval * self.first_poll_spread)
+        if self.deadline is not None:
+            pause = min(pause, self.deadline - time.time())
+        return max(pause, 0.0)
 
     def _pause(self, deadline: float | None) -> float:
         """Seconds until the next poll: the interval, jittered, and never past the deadline."""
@@ -297,3 +318,18 @@ class FineTuningJobTrigger(BaseTrigger):
         if cancelled is not None:
             payload["cancelled"] = cancelled
         return payload
+
+
+class _ProgressLine:
+    """Logs a job's progress when it changed, or when the same line was last logged ``PROGRESS_REPEAT_SECONDS`` ago."""
+
+    def __init__(self, log: ProgressLog) -> None:
+        self._log = log
+        self._last = ""
+        self._logged_at = -math.inf
+
+    def log(self, job: FineTuningJob) -> None:
+        line, now = job.describe_progress(), time.monotonic()
+        if line != self._last or now - self._logged_at >= PROGRESS_REPEAT_SECONDS:
+            job.log_progress(self._log)
+            self._last, self._logged_at = line, now

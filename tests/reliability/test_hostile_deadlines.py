@@ -429,7 +429,7 @@ def test_wait_for_job_ends_at_its_timeout_despite_retry_after(
     elapsed = timed(request, started, bound)
     check_error(raised.value, FineTuningTimeout, f"within {PATIENCE:g} s")
     assert elapsed >= PATIENCE - 0.1 - EARLY_SECONDS, "it gives up when the next poll would pass the timeout"
-    assert case.polls() >= 2, "it kept polling (each poll ended at once instead of waiting 30 s)"
+    assert case.polls() == 1, "after the 429 the account is paused: the later polls are held back, not sent"
 
 
 @pytest.mark.parametrize("vendor", [retry_after_case("get", v, "`FineTuningApiError` (HTTP 429)") for v in VENDORS])
@@ -488,7 +488,7 @@ async def test_trigger_fires_its_timeout_despite_retry_after(
     assert "did not reach a terminal state before the deadline" in event["message"]
     assert API_KEY not in json.dumps(event)
     assert elapsed >= PATIENCE - EARLY_SECONDS, "the timeout event comes at the deadline, not before"
-    assert case.polls() >= 2, "it kept polling (each poll ended at once instead of waiting 30 s)"
+    assert case.polls() == 1, "after the 429 the account is paused: the later polls are held back, not sent"
 
 
 # -- the lifecycle endpoints: a dripped answer to a create or an upload, and to the files listing --------------------
