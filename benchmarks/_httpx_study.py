@@ -314,16 +314,28 @@ def findings(rows: list[Row]) -> list[str]:
     for tasks in sorted(per_task):
         parts = []
         if tasks in uncapped and tasks in capped8:
+            grows = uncapped[tasks].cpu_us > 1.2 * capped8[tasks].cpu_us
             parts.append(
                 f"one shared client uncapped {uncapped[tasks].cpu_us:.0f} µs vs capped at 8 "
-                f"{capped8[tasks].cpu_us:.0f} µs (httpcore's pool scans all its connections and queued requests "
-                "on every request, so its cost per request grows with the requests in flight)"
+                f"{capped8[tasks].cpu_us:.0f} µs"
+                + (
+                    " (httpcore's pool scans all its connections and queued requests on every request, so its cost "
+                    "per request grows with the requests in flight)"
+                    if grows
+                    else " (no growth with the requests in flight at this K)"
+                )
             )
         if tasks in pool8:
+            cheaper = pool8[tasks].cpu_us < per_task[tasks].cpu_us
             parts.append(
                 f"a pool of 8 single-connection clients {pool8[tasks].cpu_us:.0f} µs vs a client per task "
-                f"{per_task[tasks].cpu_us:.0f} µs (which pays a client's construction, a connection and its "
-                "teardown per task)"
+                f"{per_task[tasks].cpu_us:.0f} µs"
+                + (
+                    " (the client per task pays its construction and a new connection)"
+                    if cheaper
+                    else " (about even: with many requests per task a client's construction is spread thin, and a "
+                    "pool costs a semaphore and a lend per request; the pool's gain is its few connections)"
+                )
             )
         if parts:
             notes.append(f"Why, at {tasks} tasks: " + "; ".join(parts) + ".")
