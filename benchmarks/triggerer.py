@@ -22,16 +22,20 @@ Parts:
    ``hook.get_job`` called straight inside ``async def`` (the pattern some official triggers use), which stalls
    the whole loop on every call and so runs under a short time cap, reporting how far it got. Reported:
    completions, event-loop lag (per tick and over time, see the notes), peak RSS, requests (job GETs and event
-   GETs) and TCP connections the emulator saw, this process's CPU per request, and the worst second of the run
-   (lag, CPU used, polls started) to show what limits the lag.
+   GETs) and TCP connections the emulator saw, this process's CPU per request, CPython's garbage collections
+   (``gc.callbacks``: full collections, time in all collections, the longest one) and the worst second of the run
+   (lag, CPU used, polls started, time in garbage collection) to show what limits the lag. Two diagnostic
+   scenarios size what the collector costs (they are not the verdict): the shipped trigger with ``gc.freeze()``
+   after the imports and setup, just before the waiters start (full collections then skip everything that existed
+   before), and with ``gc.disable()`` at the same point.
 2. Client choice (``_httpx_study``, its own process, against a trivial loopback server): CPU per request and wall
    time of raw asyncio streams, an ``httpx.AsyncClient`` per task, one shared client with and without a
    semaphore, and a pool of single-connection clients, at 8 and 32 concurrent tasks.
 3. Throttle episode: N triggers polling every few seconds; some seconds in, the emulator answers every request
    with 429 and ``Retry-After`` for a while (faults cleared and latency re-injected after). Requests the emulator
    received during the episode (and how many were 429), and for each trigger the time from the episode's end to
-   its first successful poll (recorded by wrapping ``FineTuningHook.apoll_job`` in the scenario process). The
-   jobs finish after the episode.
+   its first successful poll (recorded by wrapping ``FineTuningHook.apoll_job`` in the scenario process), and the
+   garbage collections as in part 1. The jobs finish after the episode.
 4. Coalesced polls: triggers that wait for the same jobs (several per job): job GETs and event GETs the emulator
    received in each poll interval.
 """
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -68,8 +73,12 @@ SCENARIOS = {
     "today": "today's trigger (b8e40c2 copy)",
     "to_thread": "baseline: asyncio.to_thread(hook.get_job)",
     "blocking": "baseline: blocking hook.get_job inside async def",
+    "frozen": "diagnostic: shipped, heap frozen at start",
+    "nogc": "diagnostic: shipped, gc disabled",
 }
 TRIGGERS = ("shipped", "today")
+#: Diagnostic scenarios: the shipped trigger with the garbage collector changed just before the waiters start.
+GC_MODES = {"frozen": "gc.freeze()", "nogc": "gc.disable()"}
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,14 @@ class Result:
     statuses: dict[str, int] = field(default_factory=dict)
     connections: int = 0
     log_lines: int = 0
+    gc_collections: dict[str, int] = field(default_factory=dict)
+    gc_seconds: float = 0.0
+    gc_longest_ms: float = 0.0
+    gc_objects: int = 0
+
+    @property
+    def gc_full(self) -> int:
+        return self.gc_collections.get("2", 0)
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -212,6 +229,44 @@ def time_weighted_percentile(lags: list[float], fraction: float) -> float:
         if seen >= fraction * total:
             return lag
     return ticks[-1][0] if ticks else float("nan")
+
+
+class GcLog:
+    """Times every collection of CPython's garbage collector (``gc.callbacks``, "start" to "stop")."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, int] = {}
+        self.spans: list[tuple[float, float]] = []  # (start, seconds) of every collection
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        seconds = now - self._started
+        generation = str(info["generation"])
+        self.collections[generation] = self.collections.get(generation, 0) + 1
+        self.spans.append((self._started, seconds))
+        self.longest = max(self.longest, seconds)
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for _, seconds in self.spans)
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        gc.callbacks.append(self)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self)
+
+
+def tracked_objects() -> int:
+    """Objects the garbage collector tracks, the frozen ones (which full collections skip) included."""
+    return len(gc.get_objects()) + gc.get_freeze_count()
 
 
 class PollLog:
@@ -248,8 +303,8 @@ def waiter_factory(scenario: str, poll: float, deadline: float, polls: PollLog) 
     """A coroutine function that waits for one job the way ``scenario`` says; it returns how it ended."""
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 
-    if scenario in TRIGGERS:
-        if scenario == "shipped":
+    if scenario in TRIGGERS or scenario in GC_MODES:
+        if scenario != "today":
             from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger as Shipped
 
             trigger_class: Any = Shipped
@@ -310,9 +365,14 @@ async def ticker(ticks: list[Tick], stop: asyncio.Event) -> None:
 
 
 def worst_second(
-    ticks: list[Tick], polls: list[float], started: float, cpu_started: tuple[float, float]
+    ticks: list[Tick],
+    polls: list[float],
+    started: float,
+    cpu_started: tuple[float, float],
+    gcs: list[tuple[float, float]],
 ) -> dict[str, float]:
-    """The 1-second window (ending at a tick) with the most lag: its lag, the CPU used and the polls started."""
+    """The 1-second window (ending at a tick) with the most lag: its lag, the CPU used, the polls started and the
+    time spent in garbage collections (the parts of ``gcs``, (start, seconds) spans, inside the window)."""
     best: dict[str, float] = {"at": float("nan"), "lag_s": 0.0, "cpu_s": 0.0, "polls": 0.0}
     low = 0
     ordered = sorted(polls)
@@ -331,6 +391,7 @@ def worst_second(
                 "machine_cpu_s": machine - since[3],
                 "wall_s": now - window_start,
                 "polls": float(started_polls),
+                "gc_s": sum(max(min(at + length, now) - max(at, window_start), 0.0) for at, length in gcs if at <= now),
             }
     return best
 
@@ -340,7 +401,13 @@ async def run_waiters(part: str, scenario: str, job_ids: list[str], poll: float,
     wait = waiter_factory(scenario, poll, deadline, polls)
     ticks: list[Tick] = []
     finished: list[float] = []
+    objects: list[int] = []
     stop = asyncio.Event()
+    gcs = GcLog()
+    if scenario == "frozen":
+        gc.freeze()  # everything imported and set up so far is left out of every collection from now on
+    elif scenario == "nogc":
+        gc.disable()
     rss_start = rss_mb()
     started, cpu_started, started_at = time.perf_counter(), time.process_time(), time.monotonic()
     machine_started = machine_busy_seconds()
@@ -355,12 +422,17 @@ async def run_waiters(part: str, scenario: str, job_ids: list[str], poll: float,
         except Exception as error:
             return f"error: {type(error).__name__}: {error}"
         finished.append(time.perf_counter() - started)
+        if not objects:  # mid-run: the first waiter done, every other trigger still alive
+            objects.append(tracked_objects())
         return outcome
 
-    outcomes = await asyncio.gather(*(one(job_id) for job_id in job_ids))
+    with gcs.recording():
+        outcomes = await asyncio.gather(*(one(job_id) for job_id in job_ids))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     stop.set()
     await tick
+    if not objects:
+        objects.append(tracked_objects())
     lags = [tick[1] for tick in ticks]
     errors = [outcome for outcome in outcomes if outcome not in ("success", "capped")]
     return Result(
@@ -384,10 +456,16 @@ async def run_waiters(part: str, scenario: str, job_ids: list[str], poll: float,
         rss_peak_mb=peak_rss_mb(),
         polls_ok=polls.ok,
         polls_failed=polls.failed,
-        worst_second=worst_second(ticks, polls.started, started, (cpu_started, machine_started)) if ticks else {},
+        worst_second=worst_second(ticks, polls.started, started, (cpu_started, machine_started), gcs.spans)
+        if ticks
+        else {},
         successes=polls.successes,
         first_error=errors[0][:300] if errors else "",
         started_at=started_at,
+        gc_collections=gcs.collections,
+        gc_seconds=gcs.seconds,
+        gc_longest_ms=gcs.longest * 1e3,
+        gc_objects=objects[0],
     )
 
 
@@ -581,6 +659,12 @@ def per_request(result: Result) -> str:
     return f"{result.cpu_ms_per_request:.2f}"
 
 
+def gc_cells(result: Result) -> tuple[str, str]:
+    """The GC columns: full collections (of all collections), and seconds in GC (the longest one)."""
+    total = sum(result.gc_collections.values())
+    return f"{result.gc_full} (of {total})", f"{result.gc_seconds:.2f} ({result.gc_longest_ms:.0f})"
+
+
 def done(result: Result) -> str:
     text = f"{result.completed}/{result.waiters}"
     extra = [f"{result.capped} capped"] if result.capped else []
@@ -605,6 +689,8 @@ def lag_table(results: list[Result]) -> Table:
             "TCP conns",
             "Client CPU ms per request",
             "Log lines",
+            "GC: full collections",
+            "GC s (longest ms)",
             "Worst second: lag s / CPU s / polls started",
         ],
     )
@@ -624,6 +710,7 @@ def lag_table(results: list[Result]) -> Table:
             found.connections,
             per_request(found),
             found.log_lines,
+            *gc_cells(found),
             f"{worst.get('lag_s', 0):.2f} / {worst.get('cpu_s', 0):.2f} / {worst.get('polls', 0):.0f} "
             f"(at {worst.get('at', float('nan')):.0f} s)",
         )
@@ -637,20 +724,49 @@ def lag_text(found: Result) -> str:
     )
 
 
-def lag_limit(found: Result) -> str:
-    """What the measurement says limits the lag: the worst second of the run, and the cost per request."""
+def gc_text(found: Result) -> str:
+    return (
+        f"{found.gc_full} in the run, longest {found.gc_longest_ms:.0f} ms, {found.gc_seconds:.1f} s in all "
+        f"(the process holds ~{found.gc_objects:,} tracked objects)"
+    )
+
+
+def cpu_text(found: Result) -> str:
+    """The worst second of the run (its lag, CPU and the GC in it) and the CPU per request."""
     worst = found.worst_second
     if not worst:
         return "no ticks recorded"
     wall = worst.get("wall_s", 1.0) or 1.0
-    text = (
-        f"CPU: in the worst second (from {worst['at']:.1f} s after the start) the loop was late for "
-        f"{worst['lag_s']:.2f} s and the process used {worst['cpu_s']:.2f} s of CPU in {wall:.2f} s "
-        f"({worst['cpu_s'] / wall:.0%} of one core; the machine's {os.cpu_count()} cores were busy "
-        f"{worst.get('machine_cpu_s', float('nan')):.2f} s, the emulator's and other processes' included), "
-        f"{worst['polls']:.0f} polls starting in it; "
+    return (
+        f"in the worst second (from {worst['at']:.1f} s after the start) the loop was late for "
+        f"{worst['lag_s']:.2f} s, {worst.get('gc_s', 0.0):.2f} s of it in garbage collections, and the process used "
+        f"{worst['cpu_s']:.2f} s of CPU in {wall:.2f} s ({worst['cpu_s'] / wall:.0%} of one core; the machine's "
+        f"{os.cpu_count()} cores were busy {worst.get('machine_cpu_s', float('nan')):.2f} s, the emulator's and "
+        f"other processes' included), {worst['polls']:.0f} polls starting in it; "
         f"{found.cpu_ms_per_request:.2f} ms of CPU per request over the run"
     )
+
+
+def lag_limit(found: Result, frozen: Result | None, nogc: Result | None) -> str:
+    """What the run's figures say limits the shipped trigger's lag: the full collections, sized by the two
+    diagnostics (the same trigger with the heap frozen at start and with gc disabled), or else the CPU."""
+    sized = ""
+    if frozen is not None and nogc is not None:
+        sized = (
+            f"; with the heap frozen at start the p99 is {frozen.lag_time_p99_ms:.0f} ms, with gc disabled "
+            f"{nogc.lag_time_p99_ms:.0f} ms"
+        )
+    gc_bound = nogc is not None and (
+        nogc.lag_time_p99_ms < TARGET_LAG_MS or nogc.lag_time_p99_ms <= 0.5 * found.lag_time_p99_ms
+    )
+    if gc_bound:
+        text = (
+            f"CPython's full garbage collections: {gc_text(found)}{sized} (a deployment can freeze the triggerer's "
+            "heap after start with `gc.freeze()`; a provider must not do that for the process it shares, see the "
+            f"notes); the rest: {cpu_text(found)}"
+        )
+    else:
+        text = f"CPU: {cpu_text(found)}; full garbage collections: {gc_text(found)}{sized}"
     if found.requests and found.connections >= 0.5 * found.requests:
         text += f"; {found.connections} TCP connections for {found.requests} requests"
     return text
@@ -674,7 +790,7 @@ def add_lag_targets(section: Section, by_name: dict[str, Result]) -> None:
             f"shipped {lag_text(ours)}; today's {lag_text(today)}",
             f"< {TARGET_LAG_MS:.0f} ms",
             lag_ok,
-            "" if lag_ok else lag_limit(ours),
+            "" if lag_ok else lag_limit(ours, by_name.get("frozen"), by_name.get("nogc")),
         ),
         Target(
             "1. Peak RSS",
@@ -711,6 +827,8 @@ def throttle_rows(results: dict[str, tuple[Result, Episode]], plan: ThrottlePlan
             "Recovery p50 / max s",
             "Polls ok / failed (whole run)",
             "Requests (whole run)",
+            "GC: full collections",
+            "GC s (longest ms)",
         ],
     )
     measured: dict[str, tuple[int, int, list[float]]] = {}
@@ -727,6 +845,7 @@ def throttle_rows(results: dict[str, tuple[Result, Episode]], plan: ThrottlePlan
             f"{median(times):.1f} / {max(times, default=float('nan')):.1f}",
             f"{result.polls_ok} / {result.polls_failed}",
             result.requests,
+            *gc_cells(result),
         )
     ours, today = measured["shipped"], measured["today"]
     waiters = results["shipped"][0].waiters
@@ -821,6 +940,21 @@ def add_notes(section: Section, by_name: dict[str, Result], plan: Plan) -> None:
         "p99 can look fine while the loop was frozen; the verdict uses the p99 over time (each tick weighted by "
         "its length), which a stall cannot hide. The worst second is the 1 s window of ticks with the most lag."
     )
+    frozen, nogc = by_name.get("frozen"), by_name.get("nogc")
+    if frozen is not None and nogc is not None:
+        section.notes.append(
+            f"Garbage collection (the two diagnostic rows size it; they are not the verdict): the shipped trigger's "
+            f"process ran {ours.gc_full} full (generation 2) collections, longest {ours.gc_longest_ms:.0f} ms, "
+            f"{ours.gc_seconds:.1f} s in all collections, with ~{ours.gc_objects:,} objects tracked (Airflow's and "
+            f"the libraries' modules plus every trigger's); each full collection scans all of them while the loop "
+            f"waits. With `gc.freeze()` once imports and setup were done: {frozen.gc_full} full collections, longest "
+            f"{frozen.gc_longest_ms:.0f} ms, lag p99 {frozen.lag_time_p99_ms:.0f} ms over time; with `gc.disable()`: "
+            f"{nogc.lag_time_p99_ms:.0f} ms (shipped {ours.lag_time_p99_ms:.0f} ms). A deployment can freeze the "
+            "triggerer's heap once it has started (`gc.freeze()`, as Instagram does for its servers and Airflow's "
+            "own processes do before forking in places), so that collections scan only what came after. A provider "
+            "must not do that (nor disable or tune the collector) for the process it shares with Airflow and every "
+            "other trigger: the collector is the deployment's to set."
+        )
     section.notes.append(
         f"Logging: as in a triggerer, Airflow's own log configuration writes the triggers' INFO lines (progress, "
         f"events, rate-limit waits) to stderr, here a file: {ours.log_lines} lines for the shipped trigger, "
@@ -841,7 +975,8 @@ def run(smoke: bool) -> Section:
     section.method += (
         f"\n\nThis run: part 1 {lag.waiters} triggers, poll interval {lag.poll_interval:g} s, jobs finish "
         f"{lag.finish_from:g}-{lag.finish_to:g} s after the start, cap {lag.cap:g} s (blocking baseline "
-        f"{lag.blocking_cap:g} s); part 3 {throttle.waiters} triggers, poll {throttle.poll_interval:g} s, 429s from "
+        f"{lag.blocking_cap:g} s; diagnostics with the collector frozen or disabled); part 3 {throttle.waiters} "
+        f"triggers, poll {throttle.poll_interval:g} s, 429s from "
         f"{throttle.episode_start:g} to {throttle.episode_end:g} s, jobs finish "
         f"{throttle.finish_after_episode:g}-{throttle.finish_after_episode + throttle.poll_interval:g} s after; "
         f"part 4 {coalesce.per_job} triggers on each of {coalesce.jobs} jobs, poll {coalesce.poll_interval:g} s, "
