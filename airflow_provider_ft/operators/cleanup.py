@@ -49,11 +49,13 @@ def _make_hook(conn_id: str) -> FineTuningHook:
 class CleanupFineTuningJobsOperator(BaseOperator):
     """Cancel or delete stale fine-tuning jobs: a scheduled sweep with filters, a safety cap and a dry run.
 
-    Reads the listing page by page (filters the vendor supports are applied server-side too), keeping only the
-    jobs that match (``select_stale_jobs``). As soon as more than ``max_jobs`` match, it stops listing, acts on
-    none and fails saying so. Otherwise it acts on each match with at most ``concurrency`` calls at a time, going
-    on past a job that fails. Returns a summary to XCom (also pushed under the key ``cleanup_summary``, even when
-    the task fails)::
+    Reads the listing page by page, 100 jobs a page (filters the vendor supports are applied server-side too),
+    keeping only what the summary needs of each job that matches (``select_stale_jobs``). As soon as more than
+    ``max_jobs`` match, it stops listing, acts on none and fails saying so. Otherwise it acts on each match with
+    at most ``concurrency`` calls at a time, going on past a job that fails. A cancel is sent without reading the
+    job first (the listing has just shown it unfinished); one the vendor refuses because the job has finished
+    since is confirmed with a read and the job skipped. Returns a summary to XCom (also pushed under the key
+    ``cleanup_summary``, even when the task fails)::
 
         {"action", "dry_run", "seen", "matched", "acted", "skipped", "failed",
          "acted_ids": [...], "skipped_ids": {id: reason}, "failures": {id: error}}
