@@ -52,3 +52,8 @@ class Clock:
             raise ValueError("the emulated clock cannot go backwards")
         with self._lock:
             self._advanced += seconds
+
+    def forget_advances(self) -> None:
+        """Undo every ``advance``: only for an emulator that holds nothing dated (see ``FineTuningEmulator.reset``)."""
+        with self._lock:
+            self._advanced = 0.0

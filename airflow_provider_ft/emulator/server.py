@@ -281,7 +281,9 @@ class FineTuningEmulator:
         return self._sockets.opened
 
     def reset(self) -> None:
-        """Drop all jobs, files, faults and recorded requests (the clock keeps running)."""
+        """Drop all jobs, files, faults and recorded requests, and undo ``advance`` (nothing dated is left that the
+        clock could contradict; it keeps running at its scale)."""
+        self._clock.forget_advances()
         self._state.store.reset()
         self._state.files.reset()
         self._faults.clear()

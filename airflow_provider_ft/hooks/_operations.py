@@ -84,6 +84,16 @@ def cancel_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
     job = yield from get_job(dialect, job_id)
     if job.is_terminal:
         return job
+    return (yield from cancel_unfinished_job(dialect, job_id))
+
+
+def cancel_unfinished_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
+    """Cancel a job just seen unfinished (read, or listed by a cleanup): the cancel request straight away, one call
+    where the answer carries the job; an answer without it is followed by a read.
+
+    A cancel the vendor refuses because the job finished since (or because an earlier attempt whose answer was lost
+    already cancelled it) is confirmed with a read and returns the job as it is.
+    """
     try:
         payload = yield dialect.cancel_job(job_id)
     except FineTuningApiError as error:
@@ -93,7 +103,7 @@ def cancel_job(dialect: Dialect, job_id: str) -> Operation[FineTuningJob]:
         if not job.is_terminal:
             raise
         return job
-    cancelled = dialect.parse_cancel(payload)
+    cancelled = dialect.parse_cancel(payload, job_id=job_id)
     if cancelled is None:
         cancelled = yield from get_job(dialect, job_id)
     return cancelled

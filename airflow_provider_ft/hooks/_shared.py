@@ -4,9 +4,10 @@ A triggerer runs thousands of waits in one loop. Each with its own HTTP client w
 (thousands of idle sockets to the same host) and each would ask the same question when several wait for the same
 job. So, per event loop and per account (``_ratelimit.account_key``):
 
-- ``ClientPool``: a few ``httpx.AsyncClient`` of one connection each, every one serving one request at a time. One
-  client shared by all would pay for httpcore's pool, which rescans every connection and queued request on each
-  request (benchmarks/_httpx_study.py measures it); a client per request would open a connection per request.
+- ``ClientPool``: a few clients of one connection each (``_h11.H11Client``, or ``StreamClient`` behind a
+  proxy), every one serving one request at a time. One httpx client shared by all would pay for httpcore's pool,
+  which rescans every connection and queued request on each request (benchmarks/_httpx_study.py measures it); a
+  client per trigger would hold a connection per trigger.
 - ``ReadCoalescer``: identical reads (``GET`` of the same path and query) in flight at once are sent once, and an
   answer younger than the reader's ``max_age`` is handed out again instead of asking anew; a write (any other
   method) through the account forgets them all, so a read after it sees its effect.
@@ -22,12 +23,20 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
-if TYPE_CHECKING:
-    import httpx
+
+class StreamClient(Protocol):
+    """What the pool lends: ``StreamClient`` and ``_h11.H11Client`` both are one."""
+
+    def stream(
+        self, method: str, url: str, *, params: Any = ..., json: Any = ..., timeout: Any = ...
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+    async def aclose(self) -> None: ...
+
 
 #: The most requests one account has in flight from one event loop (and so the most connections it holds).
 POOL_SIZE = 32
@@ -40,17 +49,17 @@ class ClientPool:
     :param size: the most clients, so the most requests in flight at once
     """
 
-    def __init__(self, make_client: Callable[[], httpx.AsyncClient], size: int = POOL_SIZE) -> None:
+    def __init__(self, make_client: Callable[[], StreamClient], size: int = POOL_SIZE) -> None:
         self._make_client = make_client
         self._slots = asyncio.Semaphore(size)
-        self._idle: list[httpx.AsyncClient] = []
-        self._every: list[httpx.AsyncClient] = []
+        self._idle: list[StreamClient] = []
+        self._every: list[StreamClient] = []
 
     def __len__(self) -> int:
         return len(self._every)
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def client(self) -> AsyncIterator[StreamClient]:
         async with self._slots:
             client = self._idle.pop() if self._idle else self._new_client()
             try:
@@ -58,7 +67,7 @@ class ClientPool:
             finally:
                 self._idle.append(client)
 
-    def _new_client(self) -> httpx.AsyncClient:
+    def _new_client(self) -> StreamClient:
         client = self._make_client()
         self._every.append(client)
         return client
@@ -69,18 +78,44 @@ class ClientPool:
             await client.aclose()
 
 
+#: Every this many reads started, the entries that are past their age are swept out.
+SWEEP_EVERY = 512
+
+
 @dataclass
 class _Read:
-    task: asyncio.Task[dict[str, Any]] | None
+    """One read: in flight, or done; its answer is kept only once a second reader has come for it.
+
+    ``joined`` is made only when a second reader comes while the read is in flight: the first reader sends the
+    request in its own task and hands the outcome on through it.
+    """
+
+    reader: int
+    shared: bool = False
+    in_flight: bool = True
+    joined: asyncio.Future[Any] | None = None
     answer: dict[str, Any] | None = None
-    answered_at: float = 0.0
+    expires_at: float = 0.0
+
+
+#: What the readers that joined a read are handed when its first reader was cancelled: one of them reads anew.
+_ABANDONED = object()
 
 
 @dataclass
 class ReadCoalescer:
-    """Reads of one account by key: the one in flight, or the last answer and when it came."""
+    """Reads of one account by key: the one in flight, or the last answer and until when it may be reused.
+
+    The reader that finds no read sends the request itself (no task of its own, nothing allocated for sharing
+    unless another reader comes). An answer is kept (for that reader's ``max_age``) only for a key that more than
+    one reader asks for: the triggers of a deployment mostly watch a job each, and every answer kept would outlive
+    the young generations of CPython's garbage collector and bring its full, loop-stalling collections sooner.
+    For other keys a small mark is kept, so that a second reader is noticed. There is no timer: entries past their
+    age are ignored when read and swept out every ``SWEEP_EVERY`` reads.
+    """
 
     _reads: dict[Hashable, _Read] = field(default_factory=dict)
+    _started: int = 0
 
     def __len__(self) -> int:
         return len(self._reads)
@@ -90,45 +125,66 @@ class ReadCoalescer:
         key: Hashable,
         fetch: Callable[[], Awaitable[dict[str, Any]]],
         *,
+        reader: object = None,
         max_age: float = 0.0,
         bound: float | None = None,
     ) -> dict[str, Any]:
         """The answer to the read ``key``: a recent one, the one in flight, or ``fetch()``'s.
 
-        ``fetch()`` runs as a task of its own, so a reader that is cancelled (or stops waiting at ``bound``) does
-        not cancel it for the others. Errors are shared with the readers waiting for them, never kept.
+        A reader that joined a read in flight and is cancelled (or stops waiting at ``bound``) leaves it to the
+        others; when the reader that sends it is cancelled, the request stops and one of those that joined sends
+        it again. Errors are handed to the readers waiting for them, never kept.
 
         :param key: what identifies the read (equal keys: the same request to the same account)
         :param fetch: sends the request; called only when no usable answer exists or is coming
+        :param reader: who reads (a transport): answers are kept only for keys that more than one reader reads
         :param max_age: seconds an answer may be old to be handed out again (0: only reads in flight are shared)
-        :param bound: ``time.monotonic()`` after which this reader stops waiting (``TimeoutError``)
+        :param bound: ``time.monotonic()`` after which a reader that joined stops waiting (``TimeoutError``)
         """
-        read = self._reads.get(key)
-        if read is not None and read.task is None and time.monotonic() - read.answered_at <= max_age:
-            assert read.answer is not None
-            return read.answer
-        if read is None or read.task is None:
-            read = self._start(key, fetch, max_age)
-        assert read.task is not None
-        return await _wait(read.task, bound)
+        who = id(reader)
+        while True:
+            read = self._reads.get(key)
+            if read is not None and not read.in_flight and time.monotonic() > read.expires_at:
+                read = None
+            if read is None or (not read.in_flight and read.answer is None):
+                shared = read is not None and (read.shared or read.reader != who)
+                return await self._fetch(key, fetch, who, shared, max_age)
+            read.shared = read.shared or read.reader != who
+            if not read.in_flight:
+                assert read.answer is not None
+                return read.answer
+            if read.joined is None:
+                read.joined = asyncio.get_running_loop().create_future()
+            outcome = await _wait(read.joined, bound)
+            if outcome is not _ABANDONED:
+                return cast(dict[str, Any], outcome)
 
-    def _start(self, key: Hashable, fetch: Callable[[], Awaitable[dict[str, Any]]], max_age: float) -> _Read:
-        task: asyncio.Task[dict[str, Any]] = asyncio.ensure_future(fetch())
-        read = self._reads[key] = _Read(task)
-        task.add_done_callback(lambda done: self._settle(key, read, done, max_age))
-        return read
-
-    def _settle(self, key: Hashable, read: _Read, task: asyncio.Task[dict[str, Any]], max_age: float) -> None:
-        if self._reads.get(key) is not read:
-            return
-        if task.cancelled() or task.exception() is not None or max_age <= 0:
-            del self._reads[key]
-            return
-        read.task, read.answer, read.answered_at = None, task.result(), time.monotonic()
-        asyncio.get_running_loop().call_later(max_age, self._forget, key, read)
-
-    def _forget(self, key: Hashable, read: _Read) -> None:
+    async def _fetch(
+        self, key: Hashable, fetch: Callable[[], Awaitable[dict[str, Any]]], who: int, shared: bool, max_age: float
+    ) -> dict[str, Any]:
+        self._started += 1
+        if self._started % SWEEP_EVERY == 0:
+            self._sweep()
+        read = self._reads[key] = _Read(who, shared)
+        try:
+            answer = await fetch()
+        except BaseException as error:
+            if self._reads.get(key) is read:
+                del self._reads[key]
+            _hand_on(read.joined, _ABANDONED if isinstance(error, asyncio.CancelledError) else error)
+            raise
+        read.in_flight, read.expires_at = False, time.monotonic() + max_age
         if self._reads.get(key) is read:
+            if max_age <= 0:
+                del self._reads[key]
+            elif read.shared:
+                read.answer = answer
+        _hand_on(read.joined, answer)
+        return answer
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key in [key for key, read in self._reads.items() if not read.in_flight and now > read.expires_at]:
             del self._reads[key]
 
     def forget(self) -> None:
@@ -136,20 +192,25 @@ class ReadCoalescer:
         next read of anything asks the vendor again."""
         self._reads.clear()
 
-    def cancel(self) -> None:
-        """Stop every read in flight (their readers get ``CancelledError``)."""
-        for read in self._reads.values():
-            if read.task is not None:
-                read.task.cancel()
-        self._reads.clear()
 
-
-async def _wait(task: asyncio.Task[dict[str, Any]], bound: float | None) -> dict[str, Any]:
+async def _wait(joined: asyncio.Future[Any], bound: float | None) -> Any:
+    """The outcome of a read joined in flight; the wait is shielded, so a reader that goes does not cancel it."""
     if bound is None:
-        return await asyncio.shield(task)
+        return await asyncio.shield(joined)
     loop = asyncio.get_running_loop()
     async with asyncio.timeout_at(loop.time() + bound - time.monotonic()):
-        return await asyncio.shield(task)
+        return await asyncio.shield(joined)
+
+
+def _hand_on(joined: asyncio.Future[Any] | None, outcome: object) -> None:
+    """Give the readers that joined a read its outcome (an answer, an error, or ``_ABANDONED``)."""
+    if joined is None or joined.done():
+        return
+    if isinstance(outcome, BaseException):
+        joined.set_exception(outcome)
+        joined.exception()  # retrieved here: no warning when every reader that joined has gone meanwhile
+    else:
+        joined.set_result(outcome)
 
 
 class SharedAccount:
@@ -159,7 +220,7 @@ class SharedAccount:
     :param make_client: builds one client of the pool
     """
 
-    def __init__(self, key: str, make_client: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, key: str, make_client: Callable[[], StreamClient]) -> None:
         self.key = key
         self.pool = ClientPool(make_client)
         self.reads = ReadCoalescer()
@@ -169,7 +230,7 @@ class SharedAccount:
         return f"SharedAccount(users={self.users}, clients={len(self.pool)}, reads={len(self.reads)})"
 
     async def aclose(self) -> None:
-        self.reads.cancel()
+        self.reads.forget()
         await self.pool.aclose()
 
 
@@ -177,7 +238,7 @@ _accounts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Shared
 _accounts_lock = threading.Lock()
 
 
-def acquire(key: str, make_client: Callable[[], httpx.AsyncClient]) -> SharedAccount:
+def acquire(key: str, make_client: Callable[[], StreamClient]) -> SharedAccount:
     """The running loop's ``SharedAccount`` for ``key`` (made on first use), counting one more user."""
     loop = asyncio.get_running_loop()
     with _accounts_lock:

@@ -1,7 +1,7 @@
 """HTTP for the hook: the one place with timeouts, deadlines, size caps, secret scrubbing, retries and logging.
 
-``SyncTransport`` uses a ``requests.Session`` (keep-alive); ``AsyncTransport`` an ``httpx.AsyncClient`` for
-triggers. Both send a dialect's ``ApiRequest`` and hand back the decoded JSON object or one typed error:
+``SyncTransport`` uses a ``requests.Session`` (keep-alive); ``AsyncTransport`` (for triggers) the asyncio clients of
+``_shared``. Both send a dialect's ``ApiRequest`` and hand back the decoded JSON object or one typed error:
 
 1. each attempt has a total deadline (connect, headers and whole body): ``attempt_seconds`` of the settings, and
    never past the caller's deadline;
@@ -12,7 +12,8 @@ triggers. Both send a dialect's ``ApiRequest`` and hand back the decoded JSON ob
 6. every attempt first takes its turn at the account's ``RateGate`` (``_ratelimit``), shared by all transports of
    the process on that account, and reports how it went: one 429 pauses the account, not one request.
 
-``AsyncTransport`` also shares, per event loop and account, its HTTP clients and identical reads (``_shared``).
+``AsyncTransport`` also shares, per event loop and account, its HTTP clients and identical reads (``_shared``);
+its client is ``_h11.H11Client`` (httpx when a proxy is set: see there why).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import tenacity
 from airflow_provider_ft import __version__, defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
-from airflow_provider_ft.hooks import _ratelimit, _shared
+from airflow_provider_ft.hooks import _h11, _ratelimit, _shared
 from airflow_provider_ft.hooks._body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
 from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.retry import RetryPolicy, parse_spent_budget
@@ -243,9 +244,19 @@ class SyncTransport(_Transport):
         :param request: what to send
         :param deadline: ``time.monotonic()`` by which the call must be over, retries and waits included
         """
+        try:
+            return self._send_once(request, deadline)
+        except FineTuningApiError as error:
+            failed = [error]  # the retry loop is built only for a request that failed once (most never do)
+
+        def attempt() -> dict[str, Any]:
+            if failed:
+                raise failed.pop()  # the first attempt's failure, handed to the retry loop as its attempt 1
+            return self._send_once(request, deadline)
+
         retrying = tenacity.Retrying(**self._retrying(request, deadline))
         try:
-            return retrying(self._send_once, request, deadline)
+            return retrying(attempt)
         except FineTuningApiError as error:
             raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
@@ -369,7 +380,7 @@ class AsyncTransport(_Transport):
         import httpx
 
         super().__init__(settings)
-        self._request_error: type[Exception] = httpx.HTTPError
+        self._request_errors: tuple[type[Exception], ...] = (httpx.HTTPError, _h11.HTTPClientError, *_h11.WIRE_ERRORS)
         self._timeout = httpx.Timeout(settings.timeout)
         self._keepalive_expiry = keepalive_expiry
         self.reuse_seconds = reuse_seconds
@@ -389,7 +400,16 @@ class AsyncTransport(_Transport):
             self._account = _shared.acquire(_ratelimit.account_key(self.settings), self._new_client)
         return self._account
 
-    def _new_client(self) -> Any:
+    def _new_client(self) -> _shared.StreamClient:
+        """h11 over asyncio streams; httpx when the environment sets a proxy for the base URL (h11 has none)."""
+        base_url = self.settings.base_url
+        if _h11.proxy_for(base_url) is None:
+            return _h11.H11Client(
+                base_url,
+                self.settings.headers(),
+                ssl_context=_shared_ssl_context() if base_url.startswith("https:") else None,
+                keepalive_expiry=self._keepalive_expiry or _h11.DEFAULT_KEEPALIVE_SECONDS,
+            )
         import httpx
 
         keepalive = {"keepalive_expiry": self._keepalive_expiry} if self._keepalive_expiry else {}
@@ -421,15 +441,29 @@ class AsyncTransport(_Transport):
         bound = None if deadline is None else max(deadline, time.monotonic() + self._attempt_seconds(request))
         try:
             return await account.reads.read(
-                key, lambda: self._send_retrying(request, deadline), max_age=self.reuse_seconds, bound=bound
+                key,
+                lambda: self._send_retrying(request, deadline),
+                reader=self,
+                max_age=self.reuse_seconds,
+                bound=bound,
             )
         except TimeoutError:
             raise self._deadline_error(request) from None
 
     async def _send_retrying(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
+        try:
+            return await self._send_once(request, deadline)
+        except FineTuningApiError as error:
+            failed = [error]  # as in SyncTransport.send: the retry loop only for a request that failed once
+
+        async def attempt() -> dict[str, Any]:
+            if failed:
+                raise failed.pop()
+            return await self._send_once(request, deadline)
+
         retrying = tenacity.AsyncRetrying(**self._retrying(request, deadline))
         try:
-            return await retrying(self._send_once, request, deadline)
+            return await retrying(attempt)
         except FineTuningApiError as error:
             raise error.after_attempts(retrying.statistics.get("attempt_number", 1)) from error.__cause__
 
@@ -459,7 +493,7 @@ class AsyncTransport(_Transport):
                 status, headers, body = await self._exchange(request)
         except TimeoutError:
             raise self._deadline_error(request) from None
-        except self._request_error as error:
+        except self._request_errors as error:
             raise self._transport_error(request, type(error).__name__, f"{type(error).__name__}: {error}") from None
         except FineTuningApiError as error:
             raise self._refused(request, error) from None
@@ -477,7 +511,7 @@ class AsyncTransport(_Transport):
                 self.settings.url(request),
                 params=list(request.params),
                 json=request.json_body,
-                timeout=self._timeout,
+                timeout=self.settings.timeout,
             ) as answer,
         ):
             headers = {name.lower(): value for name, value in answer.headers.items()}

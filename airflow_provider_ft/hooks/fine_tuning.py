@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
@@ -19,12 +20,11 @@ from airflow_provider_ft.exceptions import (
     FineTuningTimeout,
 )
 from airflow_provider_ft.get_provider_info import connection_type_info
-from airflow_provider_ft.hooks import _operations as operations
-from airflow_provider_ft.hooks._connection import settings_from_connection
-from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
 
 if TYPE_CHECKING:
+    from airflow_provider_ft.hooks import _operations as operations
     from airflow_provider_ft.hooks._submit import Submission
+    from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobEvent, ProgressLog
     from airflow_provider_ft.vendors.base import Dialect
@@ -72,7 +72,7 @@ class FineTuningHook(BaseHook):
     def settings(self) -> ClientSettings:
         """The connection, validated and resolved (read once per hook)."""
         if self._settings is None:
-            self._settings = settings_from_connection(self.get_connection(self.conn_id))
+            self._settings = _settings_from(self.get_connection(self.conn_id))
         return self._settings
 
     @property
@@ -83,7 +83,7 @@ class FineTuningHook(BaseHook):
     def transport(self) -> SyncTransport:
         """The blocking transport (one keep-alive HTTP session), opened on first use."""
         if self._transport is None:
-            self._transport = SyncTransport(self.settings)
+            self._transport = _transports().SyncTransport(self.settings)
         return self._transport
 
     def fork(self) -> FineTuningHook:
@@ -107,7 +107,7 @@ class FineTuningHook(BaseHook):
 
     def _run(self, operation: operations.Operation[Any], deadline: float | None = None) -> Any:
         transport = self.transport
-        return operations.run(operation, lambda request: transport.send(request, deadline))
+        return _operations().run(operation, lambda request: transport.send(request, deadline))
 
     def get_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
         """The job as it stands now. Raises ``JobNotFoundError`` if the vendor has no such job.
@@ -115,7 +115,7 @@ class FineTuningHook(BaseHook):
         :param job_id: the vendor's job id
         :param deadline: ``time.monotonic()`` by which the call must be over, retries included
         """
-        job: FineTuningJob = self._run(operations.get_job(self.dialect, job_id), deadline)
+        job: FineTuningJob = self._run(_operations().get_job(self.dialect, job_id), deadline)
         return job
 
     def list_jobs(self, **filters: Any) -> Iterator[FineTuningJob]:
@@ -127,10 +127,10 @@ class FineTuningHook(BaseHook):
         :param filters: filters the vendor applies server-side: DashScope ``model``; OpenAI ``metadata`` (a dict)
         """
         self._check_filters(filters)
-        trail = operations.PageTrail(self.dialect.display_name, self.settings.max_pages)
+        trail = _operations().PageTrail(self.dialect.display_name, self.settings.max_pages)
         cursor: str | None = None
         while True:
-            page = self._run(operations.list_page(self.dialect, cursor, self.page_size, filters))
+            page = self._run(_operations().list_page(self.dialect, cursor, self.page_size, filters))
             yield from trail.new_jobs(page)
             if page.next_cursor is None:
                 return
@@ -142,7 +142,7 @@ class FineTuningHook(BaseHook):
         A job that is already terminal is returned as it is, and no cancel request is sent (cancelling is
         idempotent: safe for retries and teardown tasks).
         """
-        job: FineTuningJob = self._run(operations.cancel_job(self.dialect, job_id))
+        job: FineTuningJob = self._run(_operations().cancel_job(self.dialect, job_id))
         return job
 
     def pause_job(self, job_id: str) -> FineTuningJob:
@@ -154,7 +154,7 @@ class FineTuningHook(BaseHook):
 
         :param job_id: the vendor's job id
         """
-        job: FineTuningJob = self._run(operations.pause_job(self.dialect, job_id))
+        job: FineTuningJob = self._run(_operations().pause_job(self.dialect, job_id))
         return job
 
     def resume_job(self, job_id: str) -> FineTuningJob:
@@ -165,7 +165,7 @@ class FineTuningHook(BaseHook):
 
         :param job_id: the vendor's job id
         """
-        job: FineTuningJob = self._run(operations.resume_job(self.dialect, job_id))
+        job: FineTuningJob = self._run(_operations().resume_job(self.dialect, job_id))
         return job
 
     def submit_job(
@@ -230,7 +230,7 @@ class FineTuningHook(BaseHook):
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""
-        self._run(operations.delete_job(self.dialect, job_id))
+        self._run(_operations().delete_job(self.dialect, job_id))
 
     def poll_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob | FineTuningApiError:
         """The job, or the error it could not be read with this time when the vendor may recover from it (rate
@@ -274,7 +274,7 @@ class FineTuningHook(BaseHook):
     ) -> tuple[list[JobEvent], str | None]:
         """``new_events`` over an asyncio transport from ``async_transport()``."""
         operation = self._events_operation(job_id, after, max_pages)
-        batch = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        batch = await _operations().arun(operation, lambda request: transport.send(request, deadline))
         return self._got_events(job_id, batch)
 
     def log_new_events(
@@ -311,7 +311,10 @@ class FineTuningHook(BaseHook):
         self, job_id: str, after: str | None, max_pages: int | None
     ) -> operations.Operation[operations.NewEvents]:
         pages = self.settings.max_pages if max_pages is None else _validate.whole_number("max_pages", max_pages)
-        return operations.new_events(self.dialect, job_id, after, self.dialect.events_page_size, pages)
+        operation: operations.Operation[operations.NewEvents] = _operations().new_events(
+            self.dialect, job_id, after, self.dialect.events_page_size, pages
+        )
+        return operation
 
     def _got_events(self, job_id: str, batch: operations.NewEvents) -> tuple[list[JobEvent], str | None]:
         if batch.skipped:
@@ -395,10 +398,10 @@ class FineTuningHook(BaseHook):
         naming the connection.
         """
         try:
-            settings = settings_from_connection(self.get_connection(self.conn_id), name=None)
-            transport = SyncTransport(settings)
+            settings = _settings_from(self.get_connection(self.conn_id), name=None)
+            transport = _transports().SyncTransport(settings)
             try:
-                operations.run(operations.list_page(settings.dialect, None, 1, {}), transport.send)
+                _operations().run(_operations().list_page(settings.dialect, None, 1, {}), transport.send)
             finally:
                 transport.close()
         except Exception as error:
@@ -429,8 +432,10 @@ class FineTuningHook(BaseHook):
         if self._settings is None:
             from airflow_provider_ft._compat import aget_connection
 
-            self._settings = settings_from_connection(await aget_connection(self, self.conn_id))
-        transport = AsyncTransport(self._settings, keepalive_expiry=keepalive_expiry, reuse_seconds=reuse_seconds)
+            self._settings = _settings_from(await aget_connection(self, self.conn_id))
+        transport = _transports().AsyncTransport(
+            self._settings, keepalive_expiry=keepalive_expiry, reuse_seconds=reuse_seconds
+        )
         try:
             yield transport
         finally:
@@ -438,16 +443,16 @@ class FineTuningHook(BaseHook):
 
     async def aget_job(self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
         """``get_job`` over an asyncio transport from ``async_transport()``."""
-        operation = operations.get_job(self.dialect, job_id)
-        job: FineTuningJob = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        operation = _operations().get_job(self.dialect, job_id)
+        job: FineTuningJob = await _operations().arun(operation, lambda request: transport.send(request, deadline))
         return job
 
     async def acancel_job(
         self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
     ) -> FineTuningJob:
         """``cancel_job`` over an asyncio transport from ``async_transport()``."""
-        operation = operations.cancel_job(self.dialect, job_id)
-        job: FineTuningJob = await operations.arun(operation, lambda request: transport.send(request, deadline))
+        operation = _operations().cancel_job(self.dialect, job_id)
+        job: FineTuningJob = await _operations().arun(operation, lambda request: transport.send(request, deadline))
         return job
 
     async def apoll_job(
@@ -474,6 +479,25 @@ class FineTuningHook(BaseHook):
                 f"{self.dialect.display_name} cannot filter jobs by {', '.join(sorted(unknown))}; "
                 f"it filters by: {supported}"
             )
+
+
+# The HTTP and connection machinery is imported on first use: a DAG file that only builds operators never pays for it.
+def _operations() -> ModuleType:
+    from airflow_provider_ft.hooks import _operations
+
+    return _operations
+
+
+def _transports() -> ModuleType:
+    from airflow_provider_ft.hooks import _transport
+
+    return _transport
+
+
+def _settings_from(conn: Any, **name: Any) -> ClientSettings:
+    from airflow_provider_ft.hooks._connection import settings_from_connection
+
+    return settings_from_connection(conn, **name)
 
 
 def _form_widgets(conn_type: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -25,11 +25,9 @@ from airflow_provider_ft.jobs import JobStatus
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-    from airflow_provider_ft.jobs import FineTuningJob, ProgressLog
+    from airflow_provider_ft.jobs import ProgressLog
     from airflow_provider_ft.operators._cleanup import CleanupCriteria, JobOutcome, Selection, StaleJob
     from airflow_provider_ft.retry import RetryPolicy
-    from airflow_provider_ft.vendors.base import Dialect
-    from airflow_provider_ft.vendors.wire import ApiRequest
 
 T = TypeVar("T")
 
@@ -270,34 +268,11 @@ def _cancel(hook: FineTuningHook, job_id: str) -> JobOutcome:
     from airflow_provider_ft.hooks import _operations
     from airflow_provider_ft.operators._cleanup import JobOutcome
 
-    job = _operations.run(_cancel_listed(hook.dialect, job_id), hook.transport.send)
+    # The listing has just shown the job unfinished: hook.cancel_job's read first would only repeat it.
+    job = _operations.run(_operations.cancel_unfinished_job(hook.dialect, job_id), hook.transport.send)
     if job.is_terminal and job.status is not JobStatus.CANCELLED:
         return JobOutcome("skipped", f"already {job.status.value}")
     return JobOutcome("acted", f"cancelled ({job.status.value})")
-
-
-def _cancel_listed(dialect: Dialect, job_id: str) -> Generator[ApiRequest, dict[str, Any], FineTuningJob]:
-    """Cancel a job the listing has just shown unfinished: the cancel request straight away, one call where the
-    answer carries the job (``hook.cancel_job`` reads the job first, which here would only repeat the listing).
-
-    A cancel the vendor refuses because the job finished since it was listed is confirmed with a read and returns
-    the job as it is (as ``hook.cancel_job`` does); an answer without the job is followed by a read.
-    """
-    from airflow_provider_ft.hooks import _operations
-
-    try:
-        payload = yield dialect.cancel_job(job_id)
-    except FineTuningApiError as error:
-        if not dialect.refuses_in_current_state(error):
-            raise
-        job = yield from _operations.get_job(dialect, job_id)
-        if not job.is_terminal:
-            raise
-        return job
-    cancelled = dialect.parse_cancel(payload, job_id=job_id)
-    if cancelled is None:
-        cancelled = yield from _operations.get_job(dialect, job_id)
-    return cancelled
 
 
 def _delete(hook: FineTuningHook, job_id: str) -> JobOutcome:

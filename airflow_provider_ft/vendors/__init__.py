@@ -1,20 +1,26 @@
 """Vendor dialects and the registry that maps an Airflow connection type to one.
 
-Adding an API means one new module beside these and one line in ``_DIALECTS``.
+Adding an API means one new module beside these and one line in ``_DIALECTS``. The dialects are imported on first
+use (``DIALECTS_BY_CONN_TYPE`` or a dialect's name from here): operators that only check a job id in a DAG file
+never load them.
 """
 
 from __future__ import annotations
 
-from airflow_provider_ft.vendors.base import Dialect
-from airflow_provider_ft.vendors.dashscope import DashScopeDialect
-from airflow_provider_ft.vendors.openai import OpenAIDialect
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobPage
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-_DIALECTS: tuple[type[Dialect], ...] = (DashScopeDialect, OpenAIDialect)
+if TYPE_CHECKING:
+    from airflow_provider_ft.vendors.base import Dialect
+    from airflow_provider_ft.vendors.dashscope import DashScopeDialect
+    from airflow_provider_ft.vendors.openai import OpenAIDialect
+    from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobPage
 
-DIALECTS_BY_CONN_TYPE: dict[str, type[Dialect]] = {
-    conn_type: dialect for dialect in _DIALECTS for conn_type in dialect.conn_types
-}
+    DIALECTS_BY_CONN_TYPE: dict[str, type[Dialect]]
+
+#: Every dialect: its class name and the module it lives in.
+_DIALECTS = {"DashScopeDialect": "dashscope", "OpenAIDialect": "openai"}
+_OTHER_NAMES = {"Dialect": "base", "ApiRequest": "wire", "ApiResponse": "wire", "JobPage": "wire"}
 
 __all__ = [
     "DIALECTS_BY_CONN_TYPE",
@@ -25,3 +31,15 @@ __all__ = [
     "JobPage",
     "OpenAIDialect",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DIALECTS_BY_CONN_TYPE":
+        dialects = [getattr(import_module(f"{__name__}.{module}"), cls) for cls, module in _DIALECTS.items()]
+        registry = {conn_type: dialect for dialect in dialects for conn_type in dialect.conn_types}
+        globals()[name] = registry
+        return registry
+    module = _DIALECTS.get(name) or _OTHER_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
