@@ -805,6 +805,10 @@ def add_lag_targets(section: Section, by_name: dict[str, Result]) -> None:
     ]
 
 
+#: Connections one account has in one event loop (``_shared.POOL_SIZE``), for the texts.
+POOL_CONNECTIONS = 32
+
+
 def recovery(result: Result, ended: float) -> list[float]:
     """Per trigger, seconds from the episode's end to its first successful poll after it (missing: none)."""
     first: dict[str, float] = {}
@@ -877,10 +881,23 @@ def throttle_rows(results: dict[str, tuple[Result, Episode]], plan: ThrottlePlan
             ""
             if recovered_ok
             else f"{len(late)} triggers later than {plan.retry_after:g} s, "
-            f"{waiters - len(ours[2])} with no good poll after it",
+            f"{waiters - len(ours[2])} with no good poll after it: {recovery_limit(ours[2], plan)}",
         ),
     ]
     return table, targets
+
+
+def recovery_limit(times: list[float], plan: ThrottlePlan) -> str:
+    """What the recovery times say: when the account's last pause ended, and how long the others took after."""
+    if not times:
+        return "no trigger polled successfully after the episode"
+    first, last = min(times), max(times)
+    return (
+        f"the first good poll came {first:.1f} s after the episode's end, so the account's last pause (a probe "
+        f"obeys Retry-After: {plan.retry_after:g}, and a 429 came shortly before the end) lasted until then; the "
+        f"other triggers followed over {last - first:.1f} s, their polls and event reads queued through the "
+        f"account's {POOL_CONNECTIONS} connections"
+    )
 
 
 def coalesce_rows(results: dict[str, tuple[Result, list[Tally]]], plan: CoalescePlan) -> tuple[Table, list[Target]]:

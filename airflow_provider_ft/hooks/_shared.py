@@ -144,9 +144,9 @@ class ReadCoalescer:
         who = id(reader)
         while True:
             read = self._reads.get(key)
-            if read is not None and not read.in_flight and time.monotonic() > read.expires_at:
-                read = None
-            if read is None or (not read.in_flight and read.answer is None):
+            expired = read is not None and not read.in_flight and time.monotonic() > read.expires_at
+            if read is None or (not read.in_flight and (expired or read.answer is None)):
+                # A key read by several readers stays shared across its answers, so each new one is kept too.
                 shared = read is not None and (read.shared or read.reader != who)
                 return await self._fetch(key, fetch, who, shared, max_age)
             read.shared = read.shared or read.reader != who

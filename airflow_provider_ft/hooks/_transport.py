@@ -363,11 +363,12 @@ def _library_log_scrubber() -> _LibraryLogScrubber:
 class AsyncTransport(_Transport):
     """asyncio transport; never blocks the event loop.
 
-    Triggers start by the thousand in one loop, so a transport is cheap: the HTTP clients (``httpx.AsyncClient``
-    of one connection each, with one process-wide SSL context) belong to the account's ``SharedAccount`` in this
-    loop, taken on the first request and given back by ``aclose()``. Reads (``GET``) are coalesced there: one in
-    flight is joined, and an answer at most ``reuse_seconds`` old is taken as it is. Large bodies are scrubbed and
-    decoded in a worker thread; decompression goes in small steps.
+    Triggers start by the thousand in one loop, so a transport is cheap: the HTTP clients (``_h11.H11Client``, or
+    ``httpx.AsyncClient`` behind a proxy, one connection each, one process-wide SSL context) belong to the
+    account's ``SharedAccount`` in this loop, taken on the first request and given back by ``aclose()``. Reads
+    (``GET``) are coalesced there: one in flight is joined, and an answer at most ``reuse_seconds`` old is taken as
+    it is when several transports read it. Large bodies are scrubbed and decoded in a worker thread;
+    decompression goes in small steps.
 
     :param settings: the account and its limits
     :param keepalive_expiry: seconds an idle connection is kept (default: httpx's 5 s)
