@@ -19,7 +19,7 @@ help:
 	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
 	@echo "make dist-check   build sdist + wheel, twine check, install the wheel in a fresh env, ask Airflow about it"
-	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 10 min)"
+	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 40 min)"
 	@echo "make bench-smoke  every benchmark in a tiny quick mode (about 1 min); writes no file"
 
 $(BIN)/uv:
