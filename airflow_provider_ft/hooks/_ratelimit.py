@@ -135,7 +135,7 @@ _gates_lock = threading.Lock()
 
 def gate_for(settings: ClientSettings) -> RateGate:
     """The account's gate, shared by every transport of the process that talks to that account."""
-    key = account_key(settings)
+    key = settings.account_key
     with _gates_lock:
         gate = _gates.get(key)
         if gate is None:

@@ -80,6 +80,11 @@ class ClientSettings:
         return 2 * self.timeout
 
     @functools.cached_property
+    def account_key(self) -> str:
+        """Which account these settings talk to (``_ratelimit.account_key``), worked out once."""
+        return _ratelimit.account_key(self)
+
+    @functools.cached_property
     def scrubber(self) -> Scrubber:
         return Scrubber([self.api_key])
 
@@ -398,7 +403,7 @@ class AsyncTransport(_Transport):
     def account(self) -> _shared.SharedAccount:
         """The account's shared clients and reads in the running loop (taken on first use)."""
         if self._account is None:
-            self._account = _shared.acquire(_ratelimit.account_key(self.settings), self._new_client)
+            self._account = _shared.acquire(self.settings.account_key, self._new_client)
         return self._account
 
     def _new_client(self) -> _shared.StreamClient:
