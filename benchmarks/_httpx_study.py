@@ -10,8 +10,7 @@ the JSON; every case runs in its own event loop, the cases interleaved over seve
 - one ``httpx.AsyncClient`` shared by all tasks with concurrency capped by an ``asyncio.Semaphore`` at 8 and at
   32, and uncapped with httpx's default limits (at most 100 connections);
 - a pool of single-connection ``httpx.AsyncClient`` s of 8 and of 32 (``ClientPool`` of
-  ``airflow_provider_ft.hooks._shared`` when the package has it, else an equivalent kept here: a deque of idle
-  clients and a semaphore);
+  ``airflow_provider_ft.hooks._shared``);
 - ``aiohttp.ClientSession`` shared by all tasks, as a reference only (when it imports: Airflow 3.3 core does not
   install aiohttp; here it comes with other providers' pins).
 
@@ -27,12 +26,9 @@ import ssl
 import subprocess
 import sys
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from benchmarks._common import median
 from benchmarks._report import Table
@@ -76,46 +72,7 @@ class TrivialServer:
             self.process.wait()
 
 
-class OwnPool:
-    """What ``ClientPool(make_client, size)`` does, for when the package has none: at most ``size`` clients lent
-    at once, idle ones kept in a deque and lent again (most recently used first)."""
-
-    def __init__(self, make_client: Callable[[], Any], size: int) -> None:
-        self._make = make_client
-        self._idle: deque[Any] = deque()
-        self._slots = asyncio.Semaphore(size)
-
-    @asynccontextmanager
-    async def client(self) -> AsyncIterator[Any]:
-        async with self._slots:
-            client = self._idle.pop() if self._idle else self._make()
-            try:
-                yield client
-            finally:
-                self._idle.append(client)
-
-    async def aclose(self) -> None:
-        while self._idle:
-            await self._idle.pop().aclose()
-
-
-def pool_class() -> tuple[Any, str]:
-    """``ClientPool`` of the package if it has one, else ``OwnPool``; and its name for the table."""
-    try:
-        from airflow_provider_ft.hooks._shared import ClientPool  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return OwnPool, "own pool (the package has no ClientPool yet)"
-    return ClientPool, "airflow_provider_ft.hooks._shared.ClientPool"
-
-
-async def close_pool(pool: Any) -> None:
-    for name in ("aclose", "close"):
-        method = getattr(pool, name, None)
-        if method is not None:
-            outcome = method()
-            if asyncio.iscoroutine(outcome):
-                await outcome
-            return
+POOL_NAME = "airflow_provider_ft.hooks._shared.ClientPool"
 
 
 async def raw_asyncio(server: TrivialServer, tasks: int, each: int) -> None:
@@ -173,8 +130,9 @@ async def pooled(server: TrivialServer, tasks: int, each: int, size: int) -> Non
 
     context = shared_context()
     single = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pool_type, _ = pool_class()
-    pool = pool_type(lambda: httpx.AsyncClient(verify=context, limits=single), size)
+    from airflow_provider_ft.hooks._shared import ClientPool
+
+    pool = ClientPool(lambda: httpx.AsyncClient(verify=context, limits=single), size)
 
     async def one() -> None:
         for _ in range(each):
@@ -184,7 +142,7 @@ async def pooled(server: TrivialServer, tasks: int, each: int, size: int) -> Non
     try:
         await asyncio.gather(*(one() for _ in range(tasks)))
     finally:
-        await close_pool(pool)
+        await pool.aclose()
 
 
 async def aiohttp_shared(server: TrivialServer, tasks: int, each: int) -> None:
@@ -221,7 +179,6 @@ Case = Callable[[TrivialServer, int, int], Awaitable[None]]
 
 
 def cases() -> dict[str, Case]:
-    _, pool_name = pool_class()
     found: dict[str, Case] = {
         "raw asyncio streams, a connection per task (floor)": raw_asyncio,
         "httpx.AsyncClient per task (today)": client_per_task,
@@ -230,8 +187,8 @@ def cases() -> dict[str, Case]:
         "one shared httpx.AsyncClient, uncapped (default limits, 100)": lambda server, k, r: shared_client(
             server, k, r, None
         ),
-        f"pool of 8 single-connection clients ({pool_name})": lambda server, k, r: pooled(server, k, r, 8),
-        f"pool of 32 single-connection clients ({pool_name})": lambda server, k, r: pooled(server, k, r, 32),
+        f"pool of 8 single-connection clients ({POOL_NAME})": lambda server, k, r: pooled(server, k, r, 8),
+        f"pool of 32 single-connection clients ({POOL_NAME})": lambda server, k, r: pooled(server, k, r, 32),
     }
     if aiohttp_available():
         found["reference: one shared aiohttp.ClientSession (not in Airflow 3.3 core)"] = aiohttp_shared
