@@ -7,14 +7,17 @@ STAMP := $(VENV)/.installed
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
 .PHONY: help install test demo lint format typecheck lock emulator reliability system-test clean bench bench-smoke \
-	test-compat test-af211 test-af30 lock-compat dist-check
+	test-compat test-af211 test-af30 lock-compat dist-check \
+	deployment-report lock-system
 
 help:
 	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
 	@echo "make reliability  run tests/reliability alone and rewrite the README's Reliability table"
-	@echo "make system-test  DAGs under a real scheduler + triggerer against the emulator (deferral, kill, triggerer restart)"
+	@echo "make system-test  a production-shaped Airflow (PostgreSQL, Redis, 2 Celery workers, 2 triggerers) and its faults"
+	@echo "make deployment-report  write the last system-test run into the README's Production deployment table"
+	@echo "make lock-system  re-pin requirements/system.lock from requirements/system.in"
 	@echo "make lock      re-pin requirements/dev.lock from requirements/dev.in"
 	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
@@ -75,8 +78,29 @@ bench-smoke: $(BIN)/uv
 reliability: $(STAMP)
 	$(BIN)/python scripts/reliability_report.py
 
-system-test: $(STAMP)
-	FT_SYSTEM_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/system
+# -- the production-shaped deployment: PostgreSQL, Redis, CeleryExecutor, two workers, two triggerers -----------
+# Its own env (requirements/system.lock: dev.lock's pins plus the Celery provider, the PostgreSQL drivers and the
+# redis-server binary). scripts/system_services.py starts PostgreSQL and Redis on loopback around the tests and
+# fails the run if a process or a port outlives it. The run's records render to build/deployment.md; make
+# deployment-report writes them into the README's "Production deployment" table.
+SYSTEM_VENV := .venv-system
+DEPLOYMENT_JSON := build/deployment.json
+
+$(SYSTEM_VENV)/.installed: requirements/system.lock pyproject.toml $(BIN)/uv
+	$(call compat-env,$(SYSTEM_VENV),requirements/system.lock)
+
+system-test: $(SYSTEM_VENV)/.installed
+	sh scripts/ensure_postgres.sh
+	@mkdir -p $(dir $(DEPLOYMENT_JSON)) && rm -f $(DEPLOYMENT_JSON)
+	$(SYSTEM_VENV)/bin/python scripts/system_services.py --report $(DEPLOYMENT_JSON) -- env FT_SYSTEM_TESTS=1 \
+		FT_DEPLOYMENT_REPORT=$(CURDIR)/$(DEPLOYMENT_JSON) $(SYSTEM_VENV)/bin/python -m pytest -p no:cacheprovider tests/system
+	$(SYSTEM_VENV)/bin/python scripts/deployment_report.py --check --from-json $(DEPLOYMENT_JSON) --output build/deployment.md
+
+deployment-report: $(SYSTEM_VENV)/.installed
+	$(SYSTEM_VENV)/bin/python scripts/deployment_report.py --from-json $(DEPLOYMENT_JSON) --readme README.md
+
+lock-system: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 requirements/system.in -o requirements/system.lock
 
 # -- older Airflow lanes: each in its own env, pinned by requirements/compat-<version>.lock ----------------------
 # The unit suite (hooks, vendors, operators, sensors, triggers, provider registration) and the example DAGs end to
@@ -117,4 +141,4 @@ dist-check: $(STAMP)
 	sh scripts/dist_check.sh $(BIN) $(PYTHON)
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-af211 .venv-af30 .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo
+	rm -rf $(VENV) .venv-bench .venv-af211 .venv-af30 .venv-system .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo

@@ -1,23 +1,27 @@
-"""What the system tests share: processes in their own groups, an Airflow cluster of separate components, waiting
-on the metadata database, the REST API.
+"""What the system tests share: processes in their own groups, a production-shaped Airflow cluster of separate
+components, its REST API.
 
-The cluster runs ``airflow scheduler``, ``airflow dag-processor``, ``airflow triggerer`` and ``airflow api-server``
-as separate processes (SQLite, LocalExecutor) in a throwaway AIRFLOW_HOME, so that one component (the triggerer)
-can be stopped and started again while the others go on. Everything listens on 127.0.0.1 only: the API server is
-bound there, and the scheduler and triggerer run with ``--skip-serve-logs`` (their log servers would bind every
-interface).
+The cluster is Airflow as our users run it: a PostgreSQL metadata database, the CeleryExecutor with a Redis broker,
+and ``airflow api-server``, ``scheduler``, ``dag-processor``, two triggerers and two Celery workers as
+separate processes in a throwaway AIRFLOW_HOME, so that any one of them can be killed while the others go on.
+PostgreSQL and Redis come from ``scripts/system_services.py`` (``FT_SYSTEM_DB_URL``, ``FT_SYSTEM_BROKER_URL``).
+Everything listens on 127.0.0.1 only: the API server is bound there, and the scheduler, the triggerers and the
+workers run with ``--skip-serve-logs`` (their log servers would bind every interface).
+
+Each component names itself as its host (``tests/system/hostname.py``): the REST API then says which worker runs a
+task (``hostname``) and which triggerer holds a trigger (its job's ``hostname``).
 
 Every process is started in a session of its own and its whole group is stopped at the end, pass or fail.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,14 +34,28 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.system.hostname import COMPONENT_VAR
+
+ROOT = Path(__file__).resolve().parents[2]
+
+WORKER_CONCURRENCY = 4
+WORKER_OPTIONS = ("--concurrency", str(WORKER_CONCURRENCY), "--skip-serve-logs", "--without-mingle", "--without-gossip")
 #: Components of the cluster, in start order, with their arguments after ``airflow``.
 COMPONENTS: dict[str, list[str]] = {
     "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{api_port}", "--workers", "1"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
-    "triggerer": ["triggerer", "--skip-serve-logs"],
+    **{name: ["triggerer", "--skip-serve-logs"] for name in ("triggerer-a", "triggerer-b")},
+    **{name: ["celery", "worker", "--celery-hostname", name, *WORKER_OPTIONS] for name in ("worker-a", "worker-b")},
 }
+TRIGGERERS = ("triggerer-a", "triggerer-b")
+WORKERS = ("worker-a", "worker-b")
 ADMIN = "admin"
+#: A task whose worker stopped heartbeating this long is failed (and retried) by the scheduler. Airflow's default
+#: is 300 s; a lost worker is found in seconds here, not minutes (a worker under load must still beat it).
+HEARTBEAT_TIMEOUT_SECONDS = 20
+#: A triggerer silent this long is dead, and its triggers go to another (Airflow's default: 30 s).
+TRIGGERER_HEALTH_SECONDS = 8
 
 
 def free_port() -> int:
@@ -69,6 +87,11 @@ class Processes:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not self._exited(process):
             time.sleep(0.2)
+        self._signal_group(process, signal.SIGKILL)
+        process.wait()
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process and its whole group at once, as a crashed machine or an OOM kill would."""
         self._signal_group(process, signal.SIGKILL)
         process.wait()
 
@@ -125,16 +148,6 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    if not db.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as connection:
-            return list(connection.execute(sql, params))
-    except sqlite3.OperationalError:  # the schema is still being created, or a writer holds the lock
-        return []
-
-
 def create_job(base_url: str, vendor: str, api_key: str) -> str:
     """Create a job through the emulator's own API, as a client of the vendor would."""
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -157,24 +170,25 @@ def connection_uri(conn_type: str, host: str, api_key: str) -> str:
 
 @dataclass
 class AirflowCluster:
-    """Airflow 3's components as separate processes, on loopback, in one throwaway AIRFLOW_HOME.
+    """Airflow 3's components as separate processes on loopback, over PostgreSQL and Redis, in one AIRFLOW_HOME.
 
     :param home: the AIRFLOW_HOME (its ``dags`` folder is scanned every few seconds)
     :param connections: ``AIRFLOW_CONN_*`` values by connection id, given to every component
+    :param db_url: the metadata database (SQLAlchemy URL), also the Celery result backend
+    :param broker_url: the Celery broker (Redis)
     """
 
     home: Path
     connections: dict[str, str]
     started: Processes
+    db_url: str
+    broker_url: str
     api_port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    fernet_key: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     _token: str | None = None
-
-    @property
-    def db(self) -> Path:
-        return self.home / "airflow.db"
 
     @property
     def api_url(self) -> str:
@@ -189,20 +203,29 @@ class AirflowCluster:
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.system.hostname.component_hostname",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url,
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__BASE_URL": self.api_url,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret,
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_HEALTH_SECONDS),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
                 "NO_COLOR": "1",
+                "PYTHONPATH": str(ROOT),
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             }
         )
@@ -231,23 +254,25 @@ class AirflowCluster:
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         for name in COMPONENTS:
             self.start_component(name)
+        wait_for("the API server", self._api_is_up, deadline, self.all_logs)
         wait_for(
-            "the scheduler, the dag-processor and the triggerer to be running",
+            "the scheduler, the dag-processor and both triggerers to be alive",
             lambda: (
-                {row[0] for row in query(self.db, "SELECT job_type FROM job WHERE state = 'running'")}
-                >= {"SchedulerJob", "DagProcessorJob", "TriggererJob"}
+                {"SchedulerJob", "DagProcessorJob"} <= {job["job_type"] for job in self.alive_jobs()}
+                and set(self.alive_triggerers().values()) == set(TRIGGERERS)
             ),
             deadline,
             self.all_logs,
         )
-        wait_for("the API server", self._api_is_up, deadline, self.all_logs)
+        wait_for("both Celery workers to be ready", self._workers_ready, deadline, self.all_logs)
 
     def start_component(self, name: str) -> None:
-        """Start a component, with a log file of its own (``triggerer.log``, then ``triggerer-2.log``, ...)."""
+        """Start a component, with a log file of its own (``worker-a.log``, then ``worker-a-2.log``, ...)."""
         args = [arg.format(api_port=self.api_port) for arg in COMPONENTS[name]]
         starts = sum(1 for log in self.home.parent.glob(f"{name}*.log"))
         self.logs[name] = self.home.parent / (f"{name}.log" if not starts else f"{name}-{starts + 1}.log")
-        self.running[name] = self.started.start([sys.executable, "-m", "airflow", *args], self.env, self.logs[name])
+        env = {**self.env, COMPONENT_VAR: name}
+        self.running[name] = self.started.start([sys.executable, "-m", "airflow", *args], env, self.logs[name])
 
     def stop_component(self, name: str) -> int | None:
         """SIGTERM the component and wait for it to exit; its exit status."""
@@ -255,10 +280,26 @@ class AirflowCluster:
         self.started.terminate(process)
         return process.returncode
 
+    def kill_component(self, name: str) -> None:
+        """``kill -9`` the component and every process it started (a worker's task processes too)."""
+        self.started.kill(self.running.pop(name))
+
     @property
     def all_logs(self) -> list[Path]:
         """The log of each component's latest start."""
         return list(self.logs.values())
+
+    @property
+    def component_logs(self) -> list[Path]:
+        """Every log file a component wrote, earlier starts included."""
+        return sorted(self.home.parent.glob("*.log"))
+
+    def _none_exited(self) -> bool:
+        """True while every started component runs; a failure with its log as soon as one has exited."""
+        for name, process in self.running.items():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode} while starting:\n{tail(self.logs[name], 60)}")
+        return True
 
     def _api_is_up(self) -> bool:
         try:
@@ -266,69 +307,91 @@ class AirflowCluster:
         except httpx.HTTPError:
             return False
 
+    def _workers_ready(self) -> bool:
+        return all("ready." in tail(self.logs[name], 200) for name in WORKERS if name in self.logs)
+
     # -- the REST API ---------------------------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the public REST API as the admin user; the JSON answer."""
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call the public REST API as the admin user; the answer, whatever its status."""
         if self._token is None:
             answer = httpx.post(
                 f"{self.api_url}/auth/token", json={"username": ADMIN, "password": self.password}, timeout=30
             )
             answer.raise_for_status()
             self._token = str(answer.json()["access_token"])
-        headers = {"Authorization": f"Bearer {self._token}"}
-        answer = httpx.request(method, f"{self.api_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+        headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.api_url}/api/v2{path}", headers=headers, timeout=60, **kwargs)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the public REST API as the admin user; the JSON answer of a success."""
+        answer = self.request(method, path, **kwargs)
         assert answer.is_success, f"{method} {path}: HTTP {answer.status_code} {answer.text[:500]}"
         return answer.json()
 
     def add_dag(self, dag_id: str, source: str, deadline: float) -> None:
-        """Write a DAG file and wait until the dag-processor has parsed it."""
+        """Write a DAG file and wait until the dag-processor has parsed and serialized it."""
         (self.home / "dags" / f"{dag_id}.py").write_text(source)
-        wait_for(
-            f"DAG {dag_id} to be parsed",
-            lambda: (
-                query(self.db, "SELECT 1 FROM dag WHERE dag_id = ? AND is_stale = 0", dag_id)
-                and query(self.db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", dag_id)
-            ),
-            deadline,
-            self.all_logs,
-        )
+        self.wait_for_dag(dag_id, deadline)
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+    def wait_for_dag(self, dag_id: str, deadline: float) -> None:
+        def parsed() -> bool:
+            dag = self.request("GET", f"/dags/{dag_id}")
+            return (
+                dag.is_success
+                and not dag.json()["is_stale"]
+                and self.request("GET", f"/dags/{dag_id}/tasks").is_success
+            )
+
+        wait_for(f"DAG {dag_id} to be parsed", parsed, deadline, self.all_logs)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Start a run of ``dag_id`` with ``conf``; its run id."""
-        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         return str(run["dag_run_id"])
 
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         """Mark a task instance as a user does in the UI (``failed``, ``success``)."""
         self.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json={"new_state": state})
 
-    # -- the metadata database ---------------------------------------------------------------------------------
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        answer = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        return {ti["task_id"]: ti for ti in answer["task_instances"]}
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        rows = query(
-            self.db, "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
-        )
-        return dict(rows)
+        return {task_id: ti["state"] for task_id, ti in self.task_instances(dag_id, run_id).items()}
 
     def run_state(self, dag_id: str, run_id: str) -> str | None:
-        rows = query(self.db, "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
-        return str(rows[0][0]) if rows else None
+        return str(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, deadline: float) -> str:
+        """Wait until the run has ended; its state."""
+        wait_for(
+            f"run {run_id} of {dag_id} to end",
+            lambda: self.run_state(dag_id, run_id) in ("success", "failed"),
+            deadline,
+            self.all_logs,
+            interval=0.5,
+        )
+        return str(self.run_state(dag_id, run_id))
 
     def triggers(self, dag_id: str, run_id: str) -> dict[str, tuple[str, int | None]]:
         """The trigger each deferred task waits on: its class path and the triggerer job holding it (or ``None``)."""
-        rows = query(
-            self.db,
-            "SELECT ti.task_id, t.classpath, t.triggerer_id FROM task_instance ti "
-            "JOIN trigger t ON ti.trigger_id = t.id WHERE ti.dag_id = ? AND ti.run_id = ?",
-            dag_id,
-            run_id,
-        )
-        return {task_id: (classpath, triggerer_id) for task_id, classpath, triggerer_id in rows}
+        return {
+            task_id: (ti["trigger"]["classpath"], ti["trigger"]["triggerer_id"])
+            for task_id, ti in self.task_instances(dag_id, run_id).items()
+            if ti.get("trigger")
+        }
+
+    def alive_jobs(self) -> list[dict[str, Any]]:
+        return list(self.api("GET", "/jobs", params={"is_alive": True, "limit": 100})["jobs"])
+
+    def alive_triggerers(self) -> dict[int, str]:
+        """The triggerer jobs that are alive: the component (``triggerer-a``, ...) running each, by job id."""
+        return {job["id"]: job["hostname"] for job in self.alive_jobs() if job["job_type"] == "TriggererJob"}
 
     def running_triggerers(self) -> set[int]:
-        rows = query(self.db, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
-        return {int(row[0]) for row in rows}
+        return set(self.alive_triggerers())
 
     def task_logs(self, dag_id: str, task_id: str) -> str:
         """Every log a task of ``dag_id`` wrote, the triggerer's lines for its triggers included (``*.trigger.*``)."""
@@ -340,7 +403,14 @@ class AirflowCluster:
 
     def xcoms(self, dag_id: str, run_id: str, key: str) -> dict[str, Any]:
         """The XCom ``key`` of each task of the run that pushed one, by task id."""
-        rows = query(
-            self.db, "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = ?", dag_id, run_id, key
+        answer = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
+            params={"xcom_key": key, "limit": 100},
         )
-        return {task_id: json.loads(value) for task_id, value in rows}
+        found = {}
+        for entry in answer["xcom_entries"]:
+            path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{entry['task_id']}/xcomEntries/{key}"
+            value = self.api("GET", path, params={"map_index": entry["map_index"], "deserialize": True})["value"]
+            found[entry["task_id"]] = value
+        return found
