@@ -1,14 +1,11 @@
 """System test: the deferrable sensor under real Airflow processes, against the emulator's command-line server.
 
-The session's cluster (``conftest.py``: scheduler, dag-processor, triggerer and API server as separate processes;
-SQLite, LocalExecutor) runs one DAG whose two sensors wait for a DashScope and an OpenAI job created through the
-API of ``python -m airflow_provider_ft.emulator``. The test checks that each sensor was ``deferred`` with a
-``FineTuningJobTrigger`` row (so the triggerer, not a worker, waited), then resumed and succeeded with the final job
-in XCom.
+The session's cluster (``harness.py``: PostgreSQL, Redis, Celery workers, two triggerers) runs one DAG whose two
+sensors wait for a DashScope and an OpenAI job created through the API of ``python -m airflow_provider_ft.emulator``.
+The test checks that each sensor was ``deferred`` with a ``FineTuningJobTrigger`` taken by a triggerer (so a
+triggerer, not a worker, waited), then resumed and succeeded with the final job in XCom.
 
-Skipped unless ``FT_SYSTEM_TESTS=1``::
-
-    FT_SYSTEM_TESTS=1 .venv/bin/pytest tests/system -p no:cacheprovider
+Skipped unless ``FT_SYSTEM_TESTS=1`` (``make system-test`` sets it, and starts PostgreSQL and Redis around the run).
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.system,
     pytest.mark.skipif(os.environ.get("FT_SYSTEM_TESTS") != "1", reason="system test: set FT_SYSTEM_TESTS=1 to run"),
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(600),
 ]
 
 DAG_ID = "ft_system_deferral"
@@ -62,8 +59,12 @@ with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=Fal
 """
 
 
+@pytest.mark.scenario(
+    "1d. Deferrable sensors",
+    "2 deferrable sensors on jobs created through the API of the emulator's command-line server",
+)
 def test_deferrable_sensor_waits_in_the_triggerer_and_resumes(
-    cluster: AirflowCluster, cli_emulator: CliEmulator
+    cluster: AirflowCluster, cli_emulator: CliEmulator, scenario_notes: list[str]
 ) -> None:
     deadline = time.monotonic() + BUDGET_SECONDS
     logs = [*cluster.all_logs, cli_emulator.log]
@@ -99,3 +100,4 @@ def test_deferrable_sensor_waits_in_the_triggerer_and_resumes(
     assert results["wait_dashscope"]["id"] == jobs["dashscope_job"]
     assert results["wait_openai"]["id"] == jobs["openai_job"]
     assert {result["status"] for result in results.values()} == {"SUCCEEDED"}
+    scenario_notes.append("both sensors deferred to a triggerer, resumed when their jobs succeeded")
