@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -91,7 +92,7 @@ class Services:
         """``PostgreSQL 15.18, Redis 6.2.5``: what the servers say they are."""
         postgres = subprocess.run([str(postgres_bin() / "postgres"), "--version"], capture_output=True, text=True)
         redis = subprocess.run([str(redis_server()), "--version"], capture_output=True, text=True)
-        pg_version = postgres.stdout.split()[-1] if postgres.stdout else "?"
+        pg_version = next(iter(re.findall(r"\(PostgreSQL\) (\S+)", postgres.stdout)), "?")
         redis_version = next((w[2:] for w in redis.stdout.split() if w.startswith("v=")), "?")
         return f"PostgreSQL {pg_version}, Redis {redis_version}"
 
