@@ -11,7 +11,9 @@
    ``FT_SYSTEM_SERVICES`` (the servers' versions and start time) and ``FT_SYSTEM_RUN`` (a token every process of
    the run inherits) in its environment.
 3. Whatever the command's outcome (or a Ctrl-C), both servers are stopped and the directory removed. Then the run
-   fails if any process still carries the run's token, or if a server's port still accepts connections.
+   fails if any process of the run is still alive (this script is their subreaper: every one of them, orphans
+   included, descends from it; ``FT_SYSTEM_ROOT_PID`` is its pid), or if a server's port still accepts
+   connections.
 
 Standard library only, so it runs with any interpreter of the system env.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import pwd
@@ -41,6 +44,8 @@ DB_USER = "airflow"
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 20.0
 RUN_TOKEN_VAR = "FT_SYSTEM_RUN"
+ROOT_PID_VAR = "FT_SYSTEM_ROOT_PID"
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def free_port() -> int:
@@ -104,6 +109,7 @@ class Services:
             "FT_SYSTEM_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "FT_SYSTEM_PG_BIN": str(postgres_bin()),
             RUN_TOKEN_VAR: self.run_token,
+            ROOT_PID_VAR: str(os.getpid()),
         }
 
     def start(self) -> None:
@@ -194,20 +200,63 @@ def server_user() -> pwd.struct_passwd:
     sys.exit("running as root, but there is neither a 'postgres' nor a 'nobody' user to run PostgreSQL as")
 
 
-def leftover_processes(token: str) -> list[str]:
-    """Processes (other than this one) whose environment carries the run's token: ``pid command`` each."""
-    found = []
+def become_subreaper() -> None:
+    """Orphans of the run's processes become this process's children, not init's: a process of the run is then
+    always a descendant of this one, whatever its parent did (``PR_SET_CHILD_SUBREAPER``, Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+
+
+def _parent_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, parent = stat.rsplit(")", 1)[1].split()[:2]  # the command, in parentheses, may hold spaces
+    return int(parent), state
+
+
+def processes_of_run(root: int, token: str) -> dict[int, str]:
+    """The live processes of the run: descendants of ``root`` (this script, a subreaper), and any other process
+    whose environment carries the run's token; their command line by pid. Zombies are not counted.
+
+    The environment alone would not do: a process that sets its title (the API server, Celery's workers) writes
+    over the memory ``/proc/<pid>/environ`` reads.
+    """
+    parents: dict[int, int] = {}
+    found: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+        if not proc.name.isdigit() or (stat := _parent_and_state(int(proc.name))) is None or stat[1] == "Z":
             continue
-        try:
-            environ = (proc / "environ").read_bytes()
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if f"{RUN_TOKEN_VAR}={token}".encode() in environ.split(b"\0"):
-            found.append(f"{proc.name} {command[:200]}")
+        parents[int(proc.name)] = stat[0]
+        with contextlib.suppress(OSError):
+            if f"{RUN_TOKEN_VAR}={token}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = ""
+    for pid in parents:
+        ancestor = parents[pid]
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            found[pid] = ""
+    for pid in found:
+        with contextlib.suppress(OSError):
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    found.pop(root, None)
     return found
+
+
+def reap_orphans() -> None:
+    """Collect the exit status of orphans handed to this subreaper, so that they do not linger as zombies."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def leftover_processes(token: str) -> list[str]:
+    """The processes of the run still alive (other than this one): ``pid command`` each."""
+    reap_orphans()
+    return [f"{pid} {command.strip()[:200]}" for pid, command in processes_of_run(os.getpid(), token).items()]
 
 
 @contextlib.contextmanager
@@ -248,6 +297,9 @@ def teardown_problems(token: str, ports: tuple[int, ...]) -> list[str]:
     while (left := leftover_processes(token)) and time.monotonic() < deadline:
         time.sleep(0.2)
     problems = [f"process {line}" for line in left]
+    for line in left:  # reported, then killed: a failed run must not leave them to the next one
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
     problems += [f"127.0.0.1:{port} still accepts connections" for port in ports if accepts(port)]
     for problem in problems:
         print(f"system services: left behind: {problem}", file=sys.stderr)
@@ -259,13 +311,13 @@ def teardown_problems(token: str, ports: tuple[int, ...]) -> list[str]:
 def record_teardown(report: Path, problems: list[str], seconds: float) -> None:
     """Add the teardown to the run's records (``FT_DEPLOYMENT_REPORT``) as a scenario of its own."""
     run = json.loads(report.read_text())
-    left = "; ".join(problems) if problems else "no process carries the run's token; both servers' ports are closed"
+    left = "; ".join(problems) if problems else "no process of the run is left; both servers' ports are closed"
     run["scenarios"].append(
         {
             "nodeid": "scripts/system_services.py",
             "name": "8. Teardown",
             "done": "every Airflow component, the emulators, PostgreSQL and Redis stopped; then /proc searched for "
-            "processes of the run and the servers' ports probed",
+            "any process of the run (orphans included) and the servers' ports probed",
             "outcome": "failed" if problems else "passed",
             "seconds": seconds,
             "notes": [left],
@@ -287,6 +339,7 @@ def main() -> None:
     if not command:
         sys.exit("no command given")
     signal.signal(signal.SIGTERM, interrupted)
+    become_subreaper()
     sys.exit(run(command, args.report))
 
 

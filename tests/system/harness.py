@@ -254,17 +254,27 @@ class AirflowCluster:
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         for name in COMPONENTS:
             self.start_component(name)
-        wait_for("the API server", self._api_is_up, deadline, self.all_logs)
-        wait_for(
+        self._wait_while_running("the API server", self._api_is_up, deadline)
+        self._wait_while_running(
             "the scheduler, the dag-processor and both triggerers to be alive",
             lambda: (
                 {"SchedulerJob", "DagProcessorJob"} <= {job["job_type"] for job in self.alive_jobs()}
                 and set(self.alive_triggerers().values()) == set(TRIGGERERS)
             ),
             deadline,
-            self.all_logs,
         )
-        wait_for("both Celery workers to be ready", self._workers_ready, deadline, self.all_logs)
+        self._wait_while_running("both Celery workers to be ready", self._workers_ready, deadline)
+
+    def _wait_while_running(self, what: str, check: Callable[[], Any], deadline: float) -> None:
+        """``wait_for``, failing at once (with its log) if a component exits meanwhile."""
+
+        def checked() -> Any:
+            for name, process in self.running.items():
+                if process.poll() is not None:
+                    pytest.fail(f"{name} exited with {process.returncode} while starting:\n{tail(self.logs[name], 60)}")
+            return check()
+
+        wait_for(what, checked, deadline, self.all_logs)
 
     def start_component(self, name: str) -> None:
         """Start a component, with a log file of its own (``worker-a.log``, then ``worker-a-2.log``, ...)."""
@@ -273,12 +283,6 @@ class AirflowCluster:
         self.logs[name] = self.home.parent / (f"{name}.log" if not starts else f"{name}-{starts + 1}.log")
         env = {**self.env, COMPONENT_VAR: name}
         self.running[name] = self.started.start([sys.executable, "-m", "airflow", *args], env, self.logs[name])
-
-    def stop_component(self, name: str) -> int | None:
-        """SIGTERM the component and wait for it to exit; its exit status."""
-        process = self.running.pop(name)
-        self.started.terminate(process)
-        return process.returncode
 
     def kill_component(self, name: str) -> None:
         """``kill -9`` the component and every process it started (a worker's task processes too)."""
@@ -293,13 +297,6 @@ class AirflowCluster:
     def component_logs(self) -> list[Path]:
         """Every log file a component wrote, earlier starts included."""
         return sorted(self.home.parent.glob("*.log"))
-
-    def _none_exited(self) -> bool:
-        """True while every started component runs; a failure with its log as soon as one has exited."""
-        for name, process in self.running.items():
-            if process.poll() is not None:
-                pytest.fail(f"{name} exited with {process.returncode} while starting:\n{tail(self.logs[name], 60)}")
-        return True
 
     def _api_is_up(self) -> bool:
         try:
