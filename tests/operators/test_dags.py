@@ -109,6 +109,7 @@ def test_pipeline_teardown_example_dag(
     bystanders = {
         "dashscope": emulator.seed_job("dashscope", status="RUNNING", runs_for=None),
         "openai": emulator.seed_job("openai", status="running", runs_for=None),
+        "azure": emulator.seed_job("azure", status="running", runs_for=None),
     }
 
     dag_run = run_dag(

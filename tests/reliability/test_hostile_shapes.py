@@ -30,7 +30,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
 from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob
-from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, seed_job_of
+from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url, seed_job_of
 from tests.operators.conftest import FAILED, RUNNING
 from tests.reliability import lifecycle
 
@@ -38,8 +38,8 @@ AREA = "wrong shapes"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
 WAIT_TIMEOUT = 5.0
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
-JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id"}
+PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id", "azure": "id"}
 
 Answer = dict[str, Any]
 
@@ -159,7 +159,7 @@ PAGE_SHAPES = [
 
 
 def real_answer(emulator: FineTuningEmulator, vendor: str, job_id: str) -> Answer:
-    url = f"{emulator.url(vendor)}{PATHS[vendor]}/{job_id}"
+    url = f"{api_url(emulator, vendor)}{PATHS[vendor]}/{job_id}"
     answer: Answer = requests.get(url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).json()
     return answer
 
@@ -332,7 +332,7 @@ def upload_with(changes: Callable[[str, Answer], None]) -> Callable[[str], bytes
 
 
 def unsafe_file_id(vendor: str, answer: Answer) -> None:
-    if vendor == "openai":
+    if vendor != "dashscope":
         answer["id"] = "../files/x"
     else:
         answer["data"]["uploaded_files"][0]["file_id"] = "../files/x"
@@ -348,7 +348,7 @@ def refused(vendor: str, answer: Answer) -> None:
 
 def files_page_of(entries: str, vendor_more: str = "true") -> Callable[[str], bytes]:
     def make(vendor: str) -> bytes:
-        if vendor == "openai":
+        if vendor != "dashscope":
             return f'{{"object": "list", "data": {entries}, "has_more": {vendor_more}}}'.encode()
         return f'{{"request_id": "r-1", "data": {{"total": 1, "files": {entries}}}}}'.encode()
 
@@ -377,7 +377,11 @@ UPLOAD_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the upload answer's 'data' is null", "openai": "the uploaded file's 'id' is null"},
+        {
+            "dashscope": "the upload answer's 'data' is null",
+            "openai": "the uploaded file's 'id' is null",
+            "azure": "the uploaded file's 'id' is null",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -405,7 +409,11 @@ FILES_PAGE_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the files page's 'data' is null", "openai": "the files page's 'data' is null"},
+        {
+            "dashscope": "the files page's 'data' is null",
+            "openai": "the files page's 'data' is null",
+            "azure": "the files page's 'data' is null",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -424,7 +432,10 @@ FILES_PAGE_SHAPES = [
 ]
 CREATE_SHAPES = [
     LifecycleShape(
-        "empty-object", "`{}`", constant(b"{}"), {"dashscope": "'output' is null", "openai": "the job has no 'id'"}
+        "empty-object",
+        "`{}`",
+        constant(b"{}"),
+        {"dashscope": "'output' is null", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -434,7 +445,7 @@ CREATE_SHAPES = [
         "a-page-instead",
         "a list page where a job was asked for",
         constant(b'{"object": "list", "data": [], "has_more": false, "output": {"jobs": []}}'),
-        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'"},
+        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
     ),
     LifecycleShape(
         "create-unsafe-job-id",
