@@ -45,7 +45,7 @@ class AzureOpenAIDialect(OpenAIDialect):
     :param extras: the connection's extra fields (``api_version``: a dated version or ``v1``)
     """
 
-    name = "azure_openai"
+    name = "azure"
     display_name = "Azure OpenAI"
     conn_types: ClassVar[tuple[str, ...]] = ("azure_openai_fine_tuning",)
     #: No default: every resource has its own endpoint, so the connection's host is required.
