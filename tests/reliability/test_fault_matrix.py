@@ -38,7 +38,7 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run, status_of
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "azure": "/azure/openai"}
 #: Real retry behaviour, only faster: every case times out, backs off and obeys Retry-After as in production.
 EXTRAS: dict[str, float] = {"timeout": 0.4, "max_retries": 2, "backoff_base": 0.01, "retry_after_max": 1.0}

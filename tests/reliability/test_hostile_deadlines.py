@@ -44,7 +44,7 @@ from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 AREA = "deadlines"
 ALWAYS = 1_000
 #: Seconds of connect and read timeout: an attempt's whole answer must arrive within twice that.

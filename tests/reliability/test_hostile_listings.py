@@ -33,7 +33,7 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import Run, mutating
 from tests.reliability import lifecycle
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 AREA = "listings"
 ALWAYS = 100_000
 #: A small ``max_pages`` (connection extra) and page size, so that an endless listing ends after little work.
