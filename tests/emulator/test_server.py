@@ -25,8 +25,9 @@ def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
     assert emulator.port > 0
     assert emulator.url("dashscope") == f"http://127.0.0.1:{emulator.port}/dashscope/api/v1"
     assert emulator.url("openai") == f"http://127.0.0.1:{emulator.port}/openai/v1"
+    assert emulator.url("azure") == f"http://127.0.0.1:{emulator.port}/azure", "the resource endpoint"
     with pytest.raises(ValueError, match="unknown vendor"):
-        emulator.url("azure")
+        emulator.url("acme")
 
 
 def test_default_key_and_start_stop_methods() -> None:
