@@ -174,13 +174,13 @@ ID_ENTRIES = [
     Entry("cancel operator", cancel_operator),
     Entry("pause operator", pause_operator, vendors=("openai",)),
     Entry("resume operator", resume_operator, vendors=("openai",)),
-    Entry("delete operator", delete_operator, vendors=("dashscope",)),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
     Entry("sensor poke", sensor_poke),
     Entry("trigger run", trigger_run),
 ]
 CONNECTION_ENTRIES = [
     Entry("cancel operator", cancel_operator),
-    Entry("delete operator", delete_operator, vendors=("dashscope",)),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
     Entry("cleanup operator", cleanup_operator),
     Entry("create operator", create_operator),
     Entry("sensor poke", sensor_poke),

@@ -281,7 +281,7 @@ class Operation:
 GET = Operation("get", "get", "GET", 1)
 LIST = Operation("list", "list (3 pages)", "GET", 3)
 CANCEL = Operation("cancel", "cancel", "POST", 2)
-DELETE = Operation("delete", "delete", "DELETE", 1, vendors=("dashscope",))
+DELETE = Operation("delete", "delete", "DELETE", 1, vendors=("dashscope", "azure"))
 SENSOR = Operation("sensor-poke", "sensor poke", "GET", 1)
 TRIGGER = Operation("trigger-poll", "trigger poll", "GET", 1, blocking=False)
 CLEANUP = Operation("cleanup", f"cleanup ({CLEANUP_JOBS} jobs)", "POST", 1 + 2 * CLEANUP_JOBS)

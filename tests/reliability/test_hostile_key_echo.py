@@ -162,7 +162,7 @@ CASES = [
     Case("get", get),
     Case("list", list_jobs),
     Case("cancel", cancel),
-    Case("delete", delete, vendors=("dashscope",)),
+    Case("delete", delete, vendors=("dashscope", "azure")),
     Case("wait_for_job", wait),
     Case("cancel operator", cancel_operator),
     Case("sensor poke", sensor_poke),

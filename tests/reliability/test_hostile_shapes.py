@@ -118,7 +118,7 @@ JOB_SHAPES = [
             f"OpenAI `created_at: {raw}`",
             with_job_field("created_at", raw),
             "created_at",
-            vendors=("openai",),
+            vendors=("openai", "azure"),
         )
         for name, raw in [("1e20", "1e20"), ("nan", "NaN"), ("infinity", "Infinity"), ("ms", "1700000000000")]
     ),
@@ -127,7 +127,7 @@ JOB_SHAPES = [
         "OpenAI `estimated_finish: 1e17`",
         with_job_field("estimated_finish", "1e17"),
         "estimated_finish",
-        vendors=("openai",),
+        vendors=("openai", "azure"),
     ),
     Shape(
         "dashscope-create-time-garbage",
@@ -145,7 +145,7 @@ JOB_SHAPES = [
     ),
     Shape("deep-nesting", "`[` x 100000 then `]` x 100000", replaced_by(DEEP), "levels"),
     Shape("empty-object", "`{}`", replaced_by(b"{}"), "'output' is null", vendors=("dashscope",)),
-    Shape("empty-object", "`{}`", replaced_by(b"{}"), "the job has no 'id'", vendors=("openai",)),
+    Shape("empty-object", "`{}`", replaced_by(b"{}"), "the job has no 'id'", vendors=("openai", "azure")),
     Shape("output-null", '`{"output": null}`', without_output, "'output'", vendors=("dashscope",)),
     Shape("a-page-instead", "a list page where a job was asked for", a_page_instead, "the job"),
     Shape("another-jobs-id", "another job's id", another_jobs_id, "the answer is job"),
@@ -154,7 +154,7 @@ JOB_SHAPES = [
 PAGE_SHAPES = [
     Shape("page-of-a-number", "jobs / data is `7`", page_entries("7"), "not an array of jobs"),
     Shape("page-of-a-boolean", "jobs / data is `true`", page_entries("true"), "not an array of jobs"),
-    Shape("has-more-as-text", '`"has_more": "false"`', has_more_as_text, "has_more", vendors=("openai",)),
+    Shape("has-more-as-text", '`"has_more": "false"`', has_more_as_text, "has_more", vendors=("openai", "azure")),
 ]
 
 
