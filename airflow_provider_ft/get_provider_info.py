@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_ft import __version__, defaults
 
-_INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning")
+_INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning", "Azure OpenAI fine-tuning")
 _COMMON_FIELDS: dict[str, Any] = {
     "namespace": {
         "label": "Job identity namespace",
@@ -51,11 +51,11 @@ _COMMON_FIELDS: dict[str, Any] = {
 }
 
 
-def _behaviour(default_base_url: str) -> dict[str, Any]:
+def _behaviour(default_base_url: str, key_placeholder: str = "sk-...") -> dict[str, Any]:
     return {
         "hidden-fields": ["schema", "port", "login"],
         "relabeling": {"host": "Base URL", "password": "API Key"},
-        "placeholders": {"host": default_base_url, "password": "sk-..."},
+        "placeholders": {"host": default_base_url, "password": key_placeholder},
     }
 
 
@@ -66,8 +66,9 @@ def _per_integration(*modules: str) -> list[dict[str, Any]]:
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-ft",
-        "name": "Fine-tuning jobs (DashScope, OpenAI)",
-        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs on DashScope and OpenAI.",
+        "name": "Fine-tuning jobs (DashScope, OpenAI, Azure OpenAI)",
+        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs on DashScope, OpenAI and "
+        "Azure OpenAI.",
         "versions": [__version__],
         "integrations": [
             {
@@ -78,6 +79,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "OpenAI fine-tuning",
                 "external-doc-url": "https://platform.openai.com/docs/api-reference/fine-tuning",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "Azure OpenAI fine-tuning",
+                "external-doc-url": "https://learn.microsoft.com/azure/ai-foundry/openai/how-to/fine-tuning",
                 "tags": ["software"],
             },
         ],
@@ -128,6 +134,21 @@ def get_provider_info() -> dict[str, Any]:
                     **_COMMON_FIELDS,
                 },
                 "ui-field-behaviour": _behaviour(defaults.OPENAI_BASE_URL),
+            },
+            {
+                "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.AzureOpenAIFineTuningHook",
+                "hook-name": "Azure OpenAI fine-tuning",
+                "connection-type": "azure_openai_fine_tuning",
+                "conn-fields": {
+                    "api_version": {
+                        "label": "API version",
+                        "schema": {"type": ["string", "null"], "default": "2024-10-21"},
+                        "description": "A dated api-version (sent as ?api-version= below /openai), or v1 for the "
+                        "v1 API (below /openai/v1, no version).",
+                    },
+                    **_COMMON_FIELDS,
+                },
+                "ui-field-behaviour": _behaviour("https://<resource>.openai.azure.com", "Azure OpenAI key"),
             },
         ],
     }

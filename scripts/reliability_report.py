@@ -130,6 +130,15 @@ def vendor_slots(records: Sequence[Record]) -> list[str | None]:
     return [*VENDORS, *others, *([None] if None in seen else [])]
 
 
+def vendor_order(records: Sequence[Record]) -> str:
+    """The vendors of the run in their mark order, by their dialects' names: ``DashScope then OpenAI``."""
+    from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+
+    names = {dialect.name: dialect.display_name for dialect in DIALECTS_BY_CONN_TYPE.values()}
+    shown = [names.get(vendor, vendor) for vendor in vendor_slots(records) if vendor]
+    return " then ".join(shown) if len(shown) < 3 else f"{', '.join(shown[:-1])} then {shown[-1]}"
+
+
 def cell(records: Sequence[Record], slots: Sequence[str | None]) -> str:
     """The marks of a cell's tests: one group per vendor slot (``·`` for none), or all of them if there are none."""
     if not slots:
@@ -375,7 +384,7 @@ def render(document: dict[str, Any], status: int, seconds: float | None, source:
         "",
         *summary(records),
         "",
-        "Cells show one mark per vendor, DashScope then OpenAI: ✓ passed, ✗ failed, ⚠ known bug (strict xfail), "
+        f"Cells show one mark per vendor, {vendor_order(records)}: ✓ passed, ✗ failed, ⚠ known bug (strict xfail), "
         f"{NOT_APPLICABLE} not applicable.",
     ]
     for area in areas_of(records):

@@ -29,9 +29,10 @@ def test_provider_is_discovered_through_its_entry_point(providers_manager: objec
     [
         ("dashscope", "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook"),
         ("openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook"),
+        ("azure_openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.AzureOpenAIFineTuningHook"),
     ],
 )
-def test_both_connection_types_are_registered(providers_manager: object, conn_type: str, hook_class: str) -> None:
+def test_every_connection_type_is_registered(providers_manager: object, conn_type: str, hook_class: str) -> None:
     hook = providers_manager.hooks[conn_type]  # type: ignore[attr-defined]
     assert hook is not None
     assert hook.hook_class_name == hook_class
@@ -47,6 +48,8 @@ def test_connection_form_fields(providers_manager: object) -> None:
         assert f"extra__dashscope__{field}" in widgets
     for field in ("organization", "project", "timeout", "max_retries"):
         assert f"extra__openai_fine_tuning__{field}" in widgets
+    for field in ("api_version", "timeout", "max_retries"):
+        assert f"extra__azure_openai_fine_tuning__{field}" in widgets
 
 
 def test_provider_info_is_plain_data() -> None:

@@ -47,7 +47,7 @@ def _seconds(text: str) -> float:
 
 def seed_running(emulator: FineTuningEmulator, seconds: float) -> dict[str, str]:
     """Seed one running job per vendor that succeeds after ``seconds`` emulated seconds; their ids by vendor."""
-    return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in ("dashscope", "openai")}
+    return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in ("dashscope", "openai", "azure")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed_demo(emu)
         print(f"DashScope: {emu.url('dashscope')}", flush=True)
         print(f"OpenAI:    {emu.url('openai')}", flush=True)
+        print(f"Azure:     {emu.url('azure')}", flush=True)
         print(f"API key:   {emu.api_key}", flush=True)
         if args.seed_running is not None:
             for vendor, job_id in seed_running(emu, args.seed_running).items():

@@ -7,8 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from airflow_provider_ft.defaults import EMULATOR_MOUNTS
-from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files
+from airflow_provider_ft.emulator import azure_api, dashscope_api, dashscope_files, openai_api, openai_files
 from airflow_provider_ft.emulator.connections import SocketRegistry
 from airflow_provider_ft.emulator.errors import ApiFailure, error_body, not_found_route
 from airflow_provider_ft.emulator.exchange import ASGIApp
@@ -17,16 +16,22 @@ from airflow_provider_ft.emulator.middleware import EmulatorMiddleware, split_pa
 from airflow_provider_ft.emulator.recording import RequestLog
 from airflow_provider_ft.emulator.routing import request_id
 from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.vocabulary import MOUNTS
 
 
 def build_app(state: EmulatorState, log: RequestLog, faults: FaultBook, sockets: SocketRegistry) -> ASGIApp:
-    """FastAPI app for both vendors, wrapped in :class:`EmulatorMiddleware`."""
+    """FastAPI app for every vendor, wrapped in :class:`EmulatorMiddleware`."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.emulator = state
-    app.include_router(dashscope_api.router, prefix=EMULATOR_MOUNTS["dashscope"])
-    app.include_router(dashscope_files.router, prefix=EMULATOR_MOUNTS["dashscope"])
-    app.include_router(openai_api.router, prefix=EMULATOR_MOUNTS["openai"])
-    app.include_router(openai_files.router, prefix=EMULATOR_MOUNTS["openai"])
+    app.include_router(dashscope_api.router, prefix=MOUNTS["dashscope"])
+    app.include_router(dashscope_files.router, prefix=MOUNTS["dashscope"])
+    app.include_router(openai_api.router, prefix=MOUNTS["openai"])
+    app.include_router(openai_files.router, prefix=MOUNTS["openai"])
+    # Azure OpenAI: the OpenAI wire and its own delete, on the dated API and on the v1 API.
+    for prefix in (MOUNTS["azure"], f"{MOUNTS['azure']}/v1"):
+        app.include_router(azure_api.router, prefix=prefix)
+        app.include_router(openai_api.router, prefix=prefix)
+        app.include_router(openai_files.router, prefix=prefix)
     app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -49,7 +54,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     vendor, path = split_path(request.url.path)
     if exc.status_code in (404, 405):
-        shown = f"/v1{path}" if vendor == "openai" else path
+        shown = f"/v1{path}" if vendor == "openai" else path  # Azure's 404 names no path
         return _render(request, not_found_route(vendor, request.method, shown))
     return _render(request, ApiFailure(exc.status_code, None, str(exc.detail)))
 

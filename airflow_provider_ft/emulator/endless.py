@@ -27,7 +27,7 @@ def endless_page(exchange: Exchange, variant: str) -> dict[str, Any]:
     :param exchange: the listing request (its query says which page)
     :param variant: ``fresh``, ``alternate``, ``same``, ``total`` or ``non_objects``
     """
-    if shape_of(exchange) == "openai":
+    if shape_of(exchange) != "dashscope":
         return _openai_page(exchange, variant)
     return _dashscope_page(exchange, variant)
 

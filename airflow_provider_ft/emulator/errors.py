@@ -26,6 +26,24 @@ DASHSCOPE_MESSAGES = {
 }
 
 
+#: Azure OpenAI's ErrorCode words (Microsoft's authoring spec) for a generic HTTP status.
+AZURE_CODES = {
+    400: "invalidPayload",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "notFound",
+    409: "conflict",
+    429: "tooManyRequests",
+    503: "serviceUnavailable",
+}
+#: The emulator's own codes that have an Azure word of their own.
+_AZURE_WORDS = {"invalid_state": "unexpectedEntityState"}
+AZURE_UNAUTHORIZED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
+    "active subscription and use a correct regional API endpoint for your resource."
+)
+
+
 class ApiFailure(Exception):
     """An error answer: HTTP ``status`` with a vendor-shaped body built by :func:`error_body`."""
 
@@ -56,8 +74,29 @@ def error_body(vendor: Vendor | None, request_id: str, error: ApiFailure) -> dic
     """Render ``error`` for ``vendor`` (OpenAI shape when the vendor is unknown)."""
     if vendor == "dashscope":
         return dashscope_error(request_id, error.code or dashscope_code(error.status), error.message)
+    if vendor == "azure":
+        return azure_error(error)
     kind = error.kind or openai_type(error.status)
     return openai_error(error.message, kind=kind, param=error.param, code=error.code)
+
+
+def azure_error(error: ApiFailure) -> dict[str, Any]:
+    """``{"error": {"code", "message"}}`` (Microsoft REST guidelines): the code is Azure's word for the error."""
+    given = error.code or ""
+    # Azure's own words and the bare status codes its gateway sends pass; the emulator's OpenAI codes are mapped.
+    kept = given.isdigit() or given in AZURE_CODES.values() or given in _AZURE_WORDS.values()
+    code = given if kept else _AZURE_WORDS.get(given) or azure_code(error.status)
+    return {"error": {"code": code, "message": error.message}}
+
+
+def azure_code(status: int) -> str:
+    """The Azure ``ErrorCode`` word that best matches an HTTP status."""
+    return AZURE_CODES.get(status, "internalFailure" if status >= 500 else "invalidPayload")
+
+
+def resource_not_found() -> ApiFailure:
+    """Azure's 404 for a path it does not serve (or the dated API without an api-version)."""
+    return ApiFailure(404, "404", "Resource not found")
 
 
 def dashscope_code(status: int) -> str:
@@ -79,6 +118,8 @@ def status_fault_error(vendor: Vendor | None, status: int) -> ApiFailure:
     if vendor == "dashscope":
         code = dashscope_code(status)
         return ApiFailure(status, code, DASHSCOPE_MESSAGES.get(code, "Request failed."))
+    if vendor == "azure":
+        return ApiFailure(status, azure_code(status), "The service could not handle the request; please retry.")
     if status == 429:
         return ApiFailure(
             429, "rate_limit_exceeded", "Rate limit reached for requests. Please try again later.", kind="requests"
@@ -100,6 +141,8 @@ def unauthorized(vendor: Vendor, presented: str | None) -> ApiFailure:
     """The 401 for a missing or wrong key; never contains the full key."""
     if vendor == "dashscope":
         return ApiFailure(401, "InvalidApiKey", "Invalid API-key provided.")
+    if vendor == "azure":
+        return ApiFailure(401, "401", AZURE_UNAUTHORIZED)
     if not presented:
         message = (
             "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -117,4 +160,6 @@ def not_found_route(vendor: Vendor | None, method: str, path: str) -> ApiFailure
     """404 for a path (or method) no route serves."""
     if vendor == "dashscope":
         return ApiFailure(404, "NotFound", "Not Found!")
+    if vendor == "azure":
+        return resource_not_found()
     return ApiFailure(404, None, f"Invalid URL ({method} {path})")

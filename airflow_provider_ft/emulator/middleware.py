@@ -8,15 +8,14 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from airflow_provider_ft.defaults import EMULATOR_MOUNTS
 from airflow_provider_ft.emulator.acting import act_out
 from airflow_provider_ft.emulator.connections import SocketRegistry
-from airflow_provider_ft.emulator.errors import error_body, unauthorized
+from airflow_provider_ft.emulator.errors import ApiFailure, error_body, resource_not_found, unauthorized
 from airflow_provider_ft.emulator.exchange import ASGIApp, Exchange, Receive, Scope, Send
 from airflow_provider_ft.emulator.faults import FaultBook
 from airflow_provider_ft.emulator.recording import LogEntry, RequestLog
 from airflow_provider_ft.emulator.state import EmulatorState
-from airflow_provider_ft.emulator.vocabulary import VENDORS, Vendor
+from airflow_provider_ft.emulator.vocabulary import MOUNTS, VENDORS, Vendor
 
 #: Bodies up to this size are read whole before the request is served (and recorded, parsed as JSON); the rest of
 #: a longer one (an upload) streams through to the application, so it is never held in memory.
@@ -28,7 +27,7 @@ RECORDED_PREFIX = 64 * 1024
 def split_path(path: str) -> tuple[Vendor | None, str]:
     """The vendor whose mount serves ``path`` and the path relative to that mount."""
     for vendor in VENDORS:
-        prefix = EMULATOR_MOUNTS[vendor]
+        prefix = MOUNTS[vendor]
         if path == prefix or path.startswith(prefix + "/"):
             return vendor, path[len(prefix) :] or "/"
     return None, path
@@ -64,7 +63,10 @@ class EmulatorMiddleware:
         vendor, path = split_path(scope["path"])
         body, more_body = await _read_head(receive)
         headers = _headers(scope)
-        presented = bearer_token(headers.pop("authorization", None))
+        # Neither credential header is kept in the log; Azure takes its key in api-key (or, on v1, as a bearer).
+        bearer = bearer_token(headers.pop("authorization", None))
+        api_key_header = headers.pop("api-key", None)
+        presented = (api_key_header or bearer) if vendor == "azure" else bearer
         authorized = presented is not None and hmac.compare_digest(presented.encode(), self._api_key)
         request_id = str(uuid.uuid4())
         scope.setdefault("state", {}).update(request_id=request_id, vendor=vendor)
@@ -104,7 +106,21 @@ class EmulatorMiddleware:
             error = unauthorized(vendor, presented)
             await exchange.respond_json(401, error_body(vendor, exchange.request_id, error))
             return
+        refused = _unversioned(vendor, exchange.entry.path, exchange.entry.query)
+        if refused is not None:
+            await exchange.respond_json(refused.status, error_body(vendor, exchange.request_id, refused))
+            return
         await self.app(exchange.scope, exchange.receive, exchange.send)
+
+
+def _unversioned(vendor: Vendor | None, path: str, query: dict[str, str]) -> ApiFailure | None:
+    """Azure's 404 for a request to the dated API without a usable ``api-version`` (the v1 API takes none)."""
+    if vendor != "azure" or path == "/v1" or path.startswith("/v1/"):
+        return None
+    version = query.get("api-version", "")
+    if len(version) >= 10 and version[:4].isdigit() and version[4] == "-":
+        return None
+    return resource_not_found()
 
 
 async def _read_head(receive: Receive) -> tuple[bytes, bool]:

@@ -1,5 +1,9 @@
 """OpenAI fine-tuning jobs dialect: job, event and checkpoint objects and the routes under ``/openai/v1``.
 
+The same routes serve Azure OpenAI's mount (``/azure/openai`` and ``/azure/openai/v1``), with Azure's differences:
+its jobs start ``pending``, carry their ``suffix``, are created with ``201``, and cannot be paused or resumed;
+their deletion is in :mod:`~airflow_provider_ft.emulator.azure_api`.
+
 Every body validates against the OpenAI contract (``FineTuningJob``, ``ListPaginatedFineTuningJobsResponse``,
 ``ListFineTuningJobEventsResponse``, ``ListFineTuningJobCheckpointsResponse``), except that ``status`` carries
 whatever word the job is in: ``paused`` (which the real pause endpoint answers) and seeded unknown words are
@@ -16,14 +20,14 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_ft.emulator.errors import ApiFailure
+from airflow_provider_ft.emulator.errors import ApiFailure, not_found_route
 from airflow_provider_ft.emulator.factory import new_job, random_token
 from airflow_provider_ft.emulator.files import FINE_TUNE
 from airflow_provider_ft.emulator.progress import TOTAL_STEPS, Milestone, milestones
-from airflow_provider_ft.emulator.routing import body_json, int_param, state_of
+from airflow_provider_ft.emulator.routing import body_json, int_param, state_of, vendor_of
 from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
-from airflow_provider_ft.emulator.vocabulary import WORDS
+from airflow_provider_ft.emulator.vocabulary import WORDS, Vendor
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 ORG_SLUG = "emulator"
@@ -34,6 +38,10 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 WORDS_OA = WORDS["openai"]
+#: The status a job is created in.
+FIRST_STATUS: dict[Vendor, str] = {"openai": "validating_files", "azure": "pending"}
+#: Azure's longest suffix (40 characters; OpenAI takes 64).
+AZURE_MAX_SUFFIX = 40
 
 router = APIRouter()
 
@@ -82,7 +90,7 @@ def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
     spec = job.spec
     method = spec.get("method") or supervised_method()
     succeeded = job.status == WORDS_OA.succeeded
-    return {
+    body = {
         "object": "fine_tuning.job",
         "id": job.id,
         "model": job.model,
@@ -104,6 +112,9 @@ def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
         "method": method,
         "user_provided_suffix": spec.get("suffix"),
     }
+    if job.vendor == "azure":
+        body["suffix"] = spec.get("suffix")
+    return body
 
 
 def _hyperparameters(method: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +138,7 @@ def _estimated_finish(job: Job) -> int | None:
 def seed(
     state: EmulatorState,
     *,
+    vendor: Vendor = "openai",
     job_id: str | None,
     status: str | None,
     model: str | None,
@@ -141,7 +153,7 @@ def seed(
         merged.setdefault("name", name)
     return new_job(
         state.store,
-        "openai",
+        vendor,
         job_id,
         status=status or WORDS_OA.running,
         model=model or DEFAULT_MODEL,
@@ -244,8 +256,8 @@ def _invalid(message: str, param: str | None = None, code: str | None = None) ->
     return ApiFailure(400, code, message, param=param)
 
 
-def _job_or_404(state: EmulatorState, job_id: str) -> Job:
-    job = state.store.get("openai", job_id)
+def _job_or_404(state: EmulatorState, job_id: str, vendor: Vendor = "openai") -> Job:
+    job = state.store.get(vendor, job_id)
     if job is None:
         raise _not_found(job_id)
     return job
@@ -313,7 +325,7 @@ def _check_metadata(value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
-def _check_files(state: EmulatorState, spec: dict[str, Any]) -> None:
+def _check_files(state: EmulatorState, spec: dict[str, Any], vendor: Vendor) -> None:
     """The training and validation files must be uploaded ``fine-tune`` files (unless files are not checked)."""
     if not state.settings.check_files:
         return
@@ -321,7 +333,7 @@ def _check_files(state: EmulatorState, spec: dict[str, Any]) -> None:
         file_id = spec.get(param)
         if file_id is None:
             continue
-        found = state.files.get("openai", file_id)
+        found = state.files.get(vendor, file_id)
         if found is None or found.purpose != FINE_TUNE:
             raise _invalid(f"invalid {param}: {file_id}", param, f"invalid_{param}")
 
@@ -336,10 +348,11 @@ def _check_method(body: dict[str, Any]) -> dict[str, Any]:
     return method
 
 
-def _create_spec(body: dict[str, Any], job_id: str) -> dict[str, Any]:
+def _create_spec(body: dict[str, Any], job_id: str, vendor: Vendor) -> dict[str, Any]:
     suffix = _require_str(body, "suffix", required=False)
-    if suffix is not None and len(suffix) > 64:
-        raise _invalid("Invalid 'suffix': string too long. Expected at most 64 characters.", "suffix")
+    longest = AZURE_MAX_SUFFIX if vendor == "azure" else 64
+    if suffix is not None and len(suffix) > longest:
+        raise _invalid(f"Invalid 'suffix': string too long. Expected at most {longest} characters.", "suffix")
     seed_value = body.get("seed")
     if seed_value is not None and (not isinstance(seed_value, int) or isinstance(seed_value, bool)):
         raise _invalid("Invalid type for 'seed': expected an integer.", "seed", "invalid_type")
@@ -360,17 +373,17 @@ async def create_job(request: Request) -> JSONResponse:
     Its training (and validation) file must have been uploaded with purpose ``fine-tune`` (unless the emulator
     was started with ``check_files=False``); metadata is held to OpenAI's limits.
     """
-    state = state_of(request)
+    state, vendor = state_of(request), vendor_of(request)
     body = body_json(await request.body(), "openai")
     if not isinstance(body, dict):
         raise _invalid("The request body must be a JSON object.")
     model = _require_str(body, "model", required=True) or DEFAULT_MODEL
     job_id = new_job_id()
-    spec = _create_spec(body, job_id)
+    spec = _create_spec(body, job_id, vendor)
     metadata = _check_metadata(body.get("metadata"))
-    _check_files(state, spec)
-    job = new_job(state.store, "openai", job_id, status="validating_files", model=model, metadata=metadata, spec=spec)
-    return JSONResponse(serialize(job, state))
+    _check_files(state, spec, vendor)
+    job = new_job(state.store, vendor, job_id, status=FIRST_STATUS[vendor], model=model, metadata=metadata, spec=spec)
+    return JSONResponse(serialize(job, state), status_code=201 if vendor == "azure" else 200)
 
 
 @router.get("/fine_tuning/jobs")
@@ -379,7 +392,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     state = state_of(request)
     limit = int_param(request, "limit", 20, 1, 100, "openai")
     keep = _metadata_filter(request)
-    jobs = [job for job in state.store.all("openai") if keep(job)]
+    jobs = [job for job in state.store.all(vendor_of(request)) if keep(job)]
     page, has_more = page_after(jobs, request.query_params.get("after"), limit, lambda job: job.id)
     data = [serialize(job, state) for job in page]
     return JSONResponse({"object": "list", "data": data, "has_more": has_more})
@@ -389,14 +402,14 @@ async def list_jobs(request: Request) -> JSONResponse:
 async def retrieve_job(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine_tuning/jobs/{id}``."""
     state = state_of(request)
-    return JSONResponse(serialize(_job_or_404(state, job_id), state))
+    return JSONResponse(serialize(_job_or_404(state, job_id, vendor_of(request)), state))
 
 
 @router.post("/fine_tuning/jobs/{job_id}/cancel")
 async def cancel_job(request: Request, job_id: str) -> JSONResponse:
     """``POST /fine_tuning/jobs/{id}/cancel``: a job still in flight becomes ``cancelled`` at once."""
     state = state_of(request)
-    outcome, job = state.store.cancel("openai", job_id)
+    outcome, job = state.store.cancel(vendor_of(request), job_id)
     return _transition_answer(state, job_id, outcome, job, "cancel")
 
 
@@ -404,6 +417,7 @@ async def cancel_job(request: Request, job_id: str) -> JSONResponse:
 async def pause_job(request: Request, job_id: str) -> JSONResponse:
     """``POST /fine_tuning/jobs/{id}/pause``: a queued or running job becomes ``paused``."""
     state = state_of(request)
+    _refuse_on_azure(request)
     outcome, job = state.store.pause("openai", job_id)
     return _transition_answer(state, job_id, outcome, job, "pause")
 
@@ -412,8 +426,15 @@ async def pause_job(request: Request, job_id: str) -> JSONResponse:
 async def resume_job(request: Request, job_id: str) -> JSONResponse:
     """``POST /fine_tuning/jobs/{id}/resume``: a paused job goes back to ``queued``."""
     state = state_of(request)
+    _refuse_on_azure(request)
     outcome, job = state.store.resume("openai", job_id, "queued")
     return _transition_answer(state, job_id, outcome, job, "resume")
+
+
+def _refuse_on_azure(request: Request) -> None:
+    """Azure OpenAI documents no pause or resume: its gateway does not know the path."""
+    if vendor_of(request) == "azure":
+        raise not_found_route("azure", request.method, request.url.path)
 
 
 def _transition_answer(state: EmulatorState, job_id: str, outcome: Outcome, job: Job | None, verb: str) -> JSONResponse:
@@ -429,7 +450,7 @@ async def list_events(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine_tuning/jobs/{id}/events?after=&limit=``."""
     limit = int_param(request, "limit", 20, 1, 100, "openai")
     state = state_of(request)
-    job = _job_or_404(state, job_id)
+    job = _job_or_404(state, job_id, vendor_of(request))
     data, has_more = page_after(
         events(job, state.store.clock.now()), request.query_params.get("after"), limit, lambda item: str(item["id"])
     )
@@ -440,7 +461,7 @@ async def list_events(request: Request, job_id: str) -> JSONResponse:
 async def list_checkpoints(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine_tuning/jobs/{id}/checkpoints?after=&limit=``."""
     limit = int_param(request, "limit", 10, 1, 100, "openai")
-    job = _job_or_404(state_of(request), job_id)
+    job = _job_or_404(state_of(request), job_id, vendor_of(request))
     data, has_more = page_after(
         checkpoints(job), request.query_params.get("after"), limit, lambda item: str(item["id"])
     )

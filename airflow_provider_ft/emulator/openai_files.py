@@ -16,8 +16,9 @@ from airflow_provider_ft.emulator.errors import ApiFailure
 from airflow_provider_ft.emulator.factory import random_token
 from airflow_provider_ft.emulator.files import FINE_TUNE, Digest, StoredFile, digest_upload, stored_file
 from airflow_provider_ft.emulator.openai_api import page_after
-from airflow_provider_ft.emulator.routing import int_param, state_of
+from airflow_provider_ft.emulator.routing import int_param, state_of, vendor_of
 from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.vocabulary import Vendor
 
 #: The most files one list call returns, and its default.
 MAX_LIST_LIMIT = 10_000
@@ -52,11 +53,11 @@ def invalid_format(problem: str) -> ApiFailure:
     return ApiFailure(400, "invalid_file_format", message, param="file")
 
 
-def keep(state: EmulatorState, filename: str, found: Digest, purpose: str) -> StoredFile:
+def keep(state: EmulatorState, filename: str, found: Digest, purpose: str, vendor: Vendor = "openai") -> StoredFile:
     """Store an upload's metadata under a new id (or refuse a bad fine-tuning file with its 400)."""
     if found.problem is not None:
         raise invalid_format(found.problem)
-    return stored_file(state.files, state.store.clock, "openai", new_file_id(), filename, found, purpose=purpose)
+    return stored_file(state.files, state.store.clock, vendor, new_file_id(), filename, found, purpose=purpose)
 
 
 def _missing(name: str) -> ApiFailure:
@@ -86,8 +87,8 @@ async def upload_file(request: Request) -> JSONResponse:
     async with request.form(max_files=4, max_fields=16) as form:
         upload, purpose = _upload_fields(form)
         found = await digest_upload(upload, check=purpose == FINE_TUNE)
-        stored = keep(state, upload.filename or "", found, purpose)
-    return JSONResponse(serialize(stored))
+        stored = keep(state, upload.filename or "", found, purpose, vendor_of(request))
+    return JSONResponse(serialize(stored), status_code=201 if vendor_of(request) == "azure" else 200)
 
 
 def _order(request: Request) -> str:
@@ -105,7 +106,7 @@ async def list_files(request: Request) -> JSONResponse:
     limit = int_param(request, "limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT, "openai")
     order = _order(request)
     purpose = request.query_params.get("purpose")
-    files = [f for f in state.files.all("openai") if not purpose or f.purpose == purpose]
+    files = [f for f in state.files.all(vendor_of(request)) if not purpose or f.purpose == purpose]
     if order == "asc":
         files.reverse()
     page, has_more = page_after(files, request.query_params.get("after"), limit, lambda f: f.id)
@@ -118,7 +119,7 @@ async def list_files(request: Request) -> JSONResponse:
 @router.get("/files/{file_id}")
 async def retrieve_file(request: Request, file_id: str) -> JSONResponse:
     """``GET /files/{id}``."""
-    found = state_of(request).files.get("openai", file_id)
+    found = state_of(request).files.get(vendor_of(request), file_id)
     if found is None:
         raise _not_found(file_id)
     return JSONResponse(serialize(found))
@@ -127,6 +128,6 @@ async def retrieve_file(request: Request, file_id: str) -> JSONResponse:
 @router.delete("/files/{file_id}")
 async def delete_file(request: Request, file_id: str) -> JSONResponse:
     """``DELETE /files/{id}``: ``{"id", "object": "file", "deleted": true}``."""
-    if state_of(request).files.delete("openai", file_id) is None:
+    if state_of(request).files.delete(vendor_of(request), file_id) is None:
         raise _not_found(file_id)
     return JSONResponse({"id": file_id, "object": "file", "deleted": True})

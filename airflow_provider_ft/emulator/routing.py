@@ -17,6 +17,12 @@ def state_of(request: Request) -> EmulatorState:
     return cast("EmulatorState", request.app.state.emulator)
 
 
+def vendor_of(request: Request) -> Vendor:
+    """The vendor whose mount the request came in on (the OpenAI wire serves OpenAI's and Azure's)."""
+    vendor = request.scope.get("state", {}).get("vendor")
+    return "azure" if vendor == "azure" else "openai"
+
+
 def request_id(request: Request) -> str:
     """The id the middleware assigned to this request (also sent as ``x-request-id``)."""
     return str(request.scope.get("state", {}).get("request_id", ""))

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE, EMULATOR_MOUNTS
+from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files
 from airflow_provider_ft.emulator.app import build_app
 from airflow_provider_ft.emulator.clock import Clock, as_seconds
@@ -23,14 +23,14 @@ from airflow_provider_ft.emulator.files import FINE_TUNE, StoredFile, digest_byt
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
 from airflow_provider_ft.emulator.state import EmulatorState, Settings
 from airflow_provider_ft.emulator.store import JobStore
-from airflow_provider_ft.emulator.vocabulary import vendor_named
+from airflow_provider_ft.emulator.vocabulary import BASE_PATHS, vendor_named
 
 DEFAULT_API_KEY = "emulator-key"
 BACKLOG = 4096
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
-_SERIALIZERS = {"dashscope": dashscope_api.serialize, "openai": openai_api.serialize}
+_SERIALIZERS = {"dashscope": dashscope_api.serialize, "openai": openai_api.serialize, "azure": openai_api.serialize}
 
 
 class FineTuningEmulator:
@@ -154,8 +154,9 @@ class FineTuningEmulator:
         return self._state.settings.api_key
 
     def url(self, vendor: str) -> str:
-        """Base URL of ``vendor``: ``http://127.0.0.1:<port>/dashscope/api/v1`` or ``.../openai/v1``."""
-        return f"http://{self.host}:{self.port}{EMULATOR_MOUNTS[vendor_named(vendor)]}"
+        """Base URL of ``vendor``: ``http://127.0.0.1:<port>/dashscope/api/v1``, ``.../openai/v1``, or Azure's
+        resource endpoint ``.../azure`` (below which its dialect adds ``/openai`` or ``/openai/v1``)."""
+        return f"http://{self.host}:{self.port}{BASE_PATHS[vendor_named(vendor)]}"
 
     # -- jobs ----------------------------------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class FineTuningEmulator:
         ``status`` is the vendor's own word (default ``RUNNING``/``running``); unknown words are served verbatim
         and never change. Lifecycle timers start now: queued jobs run after 5 emulated seconds, running jobs
         end as ``outcome`` after ``runs_for`` (never if ``None``). DashScope: ``name`` is ``job_name``,
-        ``metadata`` is kept off the wire. OpenAI: ``name`` is the model suffix and ``metadata["name"]``.
+        ``metadata`` is kept off the wire. OpenAI: ``name`` is the model suffix and ``metadata["name"]``. Azure
+        OpenAI: as OpenAI (its jobs carry the suffix as ``suffix``); its words are Microsoft's (``pending``, ...).
         """
         kind = vendor_named(vendor)
         options: dict[str, Any] = {
@@ -192,8 +194,9 @@ class FineTuningEmulator:
             "outcome": outcome,
             "error": error,
         }
-        seed = dashscope_api.seed if kind == "dashscope" else openai_api.seed
-        return seed(self._state, **options).id
+        if kind == "dashscope":
+            return dashscope_api.seed(self._state, **options).id
+        return openai_api.seed(self._state, vendor=kind, **options).id
 
     def seed_jobs(self, vendor: str, n: int, **kwargs: Any) -> list[str]:
         """Seed ``n`` jobs with the same options (``job_id`` cannot be given)."""
@@ -232,15 +235,15 @@ class FineTuningEmulator:
         found = digest_bytes(filename, content, check=purpose == FINE_TUNE)
         if found.problem is not None:
             raise ValueError(f"{filename} is not fine-tuning JSONL: {found.problem}")
-        if kind == "openai":
-            return openai_files.keep(self._state, filename, found, purpose).id
+        if kind != "dashscope":
+            return openai_files.keep(self._state, filename, found, purpose, kind).id
         return dashscope_files.keep(self._state, filename, found, purpose, description).id
 
     def files(self, vendor: str) -> list[dict[str, Any]]:
         """Every file of ``vendor`` as the vendor would serialise it now, newest first."""
         kind = vendor_named(vendor)
         stored = self._state.files.all(kind)
-        if kind == "openai":
+        if kind != "dashscope":
             return [openai_files.serialize(f) for f in stored]
         return [dashscope_files.serialize(f, self._state.settings.dashscope_timezone) for f in stored]
 

@@ -15,10 +15,16 @@ from airflow_provider_ft.emulator.vocabulary import WORDS, Vendor
 
 #: Seconds since a specimen job was submitted: a day, so that it looks stale to a cleanup.
 SPECIMEN_AGE = 86_400.0
-LISTING_PATHS: dict[Vendor, str] = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+#: Azure's paths are relative to its mount: its dated API's; the v1 API's carry a ``/v1`` in front.
+LISTING_PATHS: dict[Vendor, str] = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "azure": "/fine_tuning/jobs",
+}
 _JOB_PATHS: dict[Vendor, re.Pattern[str]] = {
     "dashscope": re.compile(r"^/fine-tunes/([^/]+)"),
     "openai": re.compile(r"^/fine_tuning/jobs/([^/]+)"),
+    "azure": re.compile(r"^(?:/v1)?/fine_tuning/jobs/([^/]+)"),
 }
 
 
@@ -30,6 +36,8 @@ def shape_of(exchange: Exchange) -> Vendor:
 def is_listing(exchange: Exchange) -> bool:
     """Whether the request lists jobs (``GET /fine-tunes``, ``GET /fine_tuning/jobs``)."""
     path = exchange.entry.path.rstrip("/")
+    if shape_of(exchange) == "azure":
+        path = path.removeprefix("/v1")
     return exchange.entry.method == "GET" and path == LISTING_PATHS[shape_of(exchange)]
 
 
@@ -54,7 +62,7 @@ def specimen_job(
     :param job_id: its id
     :param status: the vendor's status word
     :param error: the error of a failed job
-    :param name: DashScope ``job_name``, OpenAI suffix
+    :param name: DashScope ``job_name``, OpenAI (and Azure) suffix
     :param metadata: OpenAI metadata
     """
     vendor = shape_of(exchange)
@@ -112,7 +120,7 @@ def page_answer(
     :param page_size: DashScope ``page_size`` (default: the number of jobs)
     :param total: DashScope ``total`` (default: the number of jobs)
     """
-    if shape_of(exchange) == "openai":
+    if shape_of(exchange) != "dashscope":
         return {"object": "list", "data": jobs, "has_more": more}
     size = len(jobs) if page_size is None else page_size
     output = {"page_no": page_no, "page_size": size, "total": len(jobs) if total is None else total, "jobs": jobs}

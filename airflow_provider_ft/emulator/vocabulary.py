@@ -1,12 +1,23 @@
-"""The two vendors, and each one's status words for the lifecycle the emulator simulates."""
+"""The vendors, where each is mounted, and each one's status words for the lifecycle the emulator simulates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-Vendor = Literal["dashscope", "openai"]
-VENDORS: tuple[Vendor, ...] = ("dashscope", "openai")
+from airflow_provider_ft.defaults import EMULATOR_MOUNTS
+
+Vendor = Literal["dashscope", "openai", "azure"]
+VENDORS: tuple[Vendor, ...] = ("dashscope", "openai", "azure")
+#: The path each vendor's routes are mounted at. Azure OpenAI's resource endpoint is ``/azure``: its dated API is
+#: below ``/azure/openai`` and its v1 API below ``/azure/openai/v1`` (paths relative to the mount: ``/v1/...``).
+MOUNTS: dict[Vendor, str] = {
+    "dashscope": EMULATOR_MOUNTS["dashscope"],
+    "openai": EMULATOR_MOUNTS["openai"],
+    "azure": "/azure/openai",
+}
+#: What a connection's host ends with for each vendor (Azure's dialect adds ``/openai`` itself).
+BASE_PATHS: dict[Vendor, str] = {**MOUNTS, "azure": "/azure"}
 
 
 @dataclass(frozen=True)
@@ -59,13 +70,23 @@ WORDS: dict[Vendor, Vocabulary] = {
         cancelling=None,
         paused="paused",
     ),
+    # Microsoft's FineTuningState: a new job is pending; there is no pause (the word is never reached).
+    "azure": Vocabulary(
+        queued=frozenset({"pending"}),
+        running="running",
+        succeeded="succeeded",
+        failed="failed",
+        cancelled="cancelled",
+        cancelling=None,
+        paused="paused",
+    ),
 }
 
 
 def vendor_named(name: str) -> Vendor:
     """``name`` as a :data:`Vendor`, or a ``ValueError`` naming the known ones.
 
-    :param name: ``"dashscope"`` or ``"openai"``
+    :param name: ``"dashscope"``, ``"openai"`` or ``"azure"``
     """
     for vendor in VENDORS:
         if name == vendor:

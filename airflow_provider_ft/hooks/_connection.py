@@ -91,6 +91,9 @@ def _api_key(password: str | None, vendor: str) -> str:
 
 def _base_url(host: str | None, default: str) -> str:
     if not host or not host.strip():
+        if not default:
+            # An API without one base URL (each account has its own endpoint): the host is required.
+            raise FineTuningConfigError("it has no host: set it to the base URL of your account's endpoint")
         return default
     parts = urlsplit(host.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:

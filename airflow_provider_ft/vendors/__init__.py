@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_ft.vendors.azure_openai import AzureOpenAIDialect
     from airflow_provider_ft.vendors.base import Dialect
     from airflow_provider_ft.vendors.dashscope import DashScopeDialect
     from airflow_provider_ft.vendors.openai import OpenAIDialect
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
     DIALECTS_BY_CONN_TYPE: dict[str, type[Dialect]]
 
 #: Every dialect: its class name and the module it lives in.
-_DIALECTS = {"DashScopeDialect": "dashscope", "OpenAIDialect": "openai"}
+_DIALECTS = {"DashScopeDialect": "dashscope", "OpenAIDialect": "openai", "AzureOpenAIDialect": "azure_openai"}
 _OTHER_NAMES = {"Dialect": "base", "ApiRequest": "wire", "ApiResponse": "wire", "JobPage": "wire"}
 
 __all__ = [
     "DIALECTS_BY_CONN_TYPE",
     "ApiRequest",
     "ApiResponse",
+    "AzureOpenAIDialect",
     "DashScopeDialect",
     "Dialect",
     "JobPage",

@@ -65,9 +65,9 @@ MAX_EVENT_ID_LENGTH = 200
 class OpenAIDialect(Dialect):
     name = "openai"
     display_name = "OpenAI"
-    conn_types = ("openai_fine_tuning", "openai")
+    conn_types: ClassVar[tuple[str, ...]] = ("openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
-    list_filters = ("metadata",)
+    list_filters: ClassVar[tuple[str, ...]] = ("metadata",)
     supports_pause = True
     events_newest_first = True
     create_options = frozenset({"method", "hyperparameters", "suffix", "seed", "metadata", "integrations"})

@@ -20,6 +20,7 @@ from airflow_provider_ft.emulator import Fault, FineTuningEmulator, hostile
 from airflow_provider_ft.emulator.endless import FOREVER_TOTAL, NON_OBJECTS
 from airflow_provider_ft.emulator.faults import HOSTILE_FAULT_KINDS, HUGE_SIZE, VARIANTS
 from airflow_provider_ft.emulator.floods import BOMB_PREFIX
+from tests.conftest import api_url
 
 #: The key the client presents. Not the emulator's: hostile faults act before the key is checked, as an upstream
 #: that echoes whatever it was sent would.
@@ -31,9 +32,13 @@ MISSING_BYTES = 1024
 #: Asyncio timers may fire a hair early; lower bounds on elapsed time allow for that.
 EARLY = 0.9
 # Small answers to drip: the 404 of an unknown job (OpenAI's has no request id, so it is the same every time).
-UNKNOWN_JOB = {"dashscope": "/fine-tunes/ft-gone", "openai": "/fine_tuning/jobs/ftjob-gone"}
-LISTING = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
-VENDORS = ("dashscope", "openai")
+UNKNOWN_JOB = {
+    "dashscope": "/fine-tunes/ft-gone",
+    "openai": "/fine_tuning/jobs/ftjob-gone",
+    "azure": "/fine_tuning/jobs/ftjob-gone",
+}
+LISTING = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+VENDORS = ("dashscope", "openai", "azure")
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -41,7 +46,7 @@ VENDORS = ("dashscope", "openai")
 
 def mount(emulator: FineTuningEmulator, vendor: str) -> str:
     """The path prefix of ``vendor`` on the server (``/dashscope/api/v1``, ``/openai/v1``)."""
-    return urlsplit(emulator.url(vendor)).path
+    return urlsplit(api_url(emulator, vendor)).path
 
 
 def strings(value: Any) -> list[str]:
@@ -65,7 +70,7 @@ def auth(emulator: FineTuningEmulator) -> dict[str, str]:
 
 def normal_answer(emulator: FineTuningEmulator, vendor: str, path: str) -> Any:
     """What ``GET path`` answers without faults, decoded, with DashScope's request id left out."""
-    response = requests.get(emulator.url(vendor) + path, headers=auth(emulator), timeout=5)
+    response = requests.get(api_url(emulator, vendor) + path, headers=auth(emulator), timeout=5)
     return without_request_id(response.json())
 
 
@@ -248,7 +253,7 @@ def test_echo_key_plants_the_presented_key_in_body_and_headers(
     emulator: FineTuningEmulator, vendor: str, variant: str, path_of: dict[str, str], status: int, shape: str
 ) -> None:
     emulator.inject(Fault("echo_key", variant=variant))
-    response = requests.get(emulator.url(vendor) + path_of[vendor], headers=LEAKED_AUTH, timeout=5)
+    response = requests.get(api_url(emulator, vendor) + path_of[vendor], headers=LEAKED_AUTH, timeout=5)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert_key_in_headers(response)
@@ -269,7 +274,7 @@ def test_echo_key_plants_the_presented_key_in_body_and_headers(
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_echo_key_answer_with_an_error_status_is_an_error(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("echo_key", status=429))
-    response = requests.get(emulator.url(vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
+    response = requests.get(api_url(emulator, vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
     assert response.status_code == 429
     assert_planted_error(vendor, response.json())
 
@@ -277,20 +282,20 @@ def test_echo_key_answer_with_an_error_status_is_an_error(emulator: FineTuningEm
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_echo_key_text_is_plain_text_with_the_key(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("echo_key", variant="text", times=2))
-    response = requests.get(emulator.url(vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
+    response = requests.get(api_url(emulator, vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
     assert response.status_code == 401
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.text == f"upstream rejected Authorization: Bearer {LEAKED}"
     assert_key_in_headers(response)
     emulator.clear_faults()
     emulator.inject(Fault("echo_key", variant="text", status=502))
-    assert requests.get(emulator.url(vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5).status_code == 502
+    assert requests.get(api_url(emulator, vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5).status_code == 502
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_echo_key_escaped_hides_the_key_behind_unicode_escapes(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("echo_key", variant="escaped"))
-    response = requests.get(emulator.url(vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
+    response = requests.get(api_url(emulator, vendor) + LISTING[vendor], headers=LEAKED_AUTH, timeout=5)
     assert response.status_code == 200
     escaped = "".join(f"\\u{ord(char):04x}" for char in LEAKED).encode()
     assert LEAKED.encode() not in response.content
@@ -407,7 +412,7 @@ def test_drip_body_delivers_the_whole_answer(emulator: FineTuningEmulator, vendo
     expected = normal_answer(emulator, vendor, UNKNOWN_JOB[vendor])
     emulator.inject(Fault("drip", interval=interval))
     started = time.monotonic()
-    with streamed(emulator, emulator.url(vendor) + UNKNOWN_JOB[vendor]) as response:
+    with streamed(emulator, api_url(emulator, vendor) + UNKNOWN_JOB[vendor]) as response:
         pieces = list(response.iter_raw())
     body = b"".join(pieces)
     assert response.status_code == 404
@@ -527,7 +532,7 @@ def test_gzip_encodes_the_real_answer(
     emulator: FineTuningEmulator, http: requests.Session, vendor: str, variant: str
 ) -> None:
     job_id = emulator.seed_job(vendor)
-    url = emulator.url(vendor) + f"{LISTING[vendor]}/{job_id}"
+    url = api_url(emulator, vendor) + f"{LISTING[vendor]}/{job_id}"
     emulator.inject(Fault("gzip", variant=None if variant == "gzip" else variant, times=2))
     response, raw = raw_get(emulator, url)
     assert response.status_code == 200
@@ -596,7 +601,7 @@ HUGE_TEST_SIZE = 256 * 1024
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_huge_job_is_a_failed_job_of_size_bytes(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("huge", size=HUGE_TEST_SIZE))
-    response, raw = raw_get(emulator, emulator.url(vendor) + UNKNOWN_JOB[vendor])
+    response, raw = raw_get(emulator, api_url(emulator, vendor) + UNKNOWN_JOB[vendor])
     assert response.status_code == 200
     assert response.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in response.headers
@@ -616,7 +621,7 @@ def test_huge_job_is_a_failed_job_of_size_bytes(emulator: FineTuningEmulator, ve
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_huge_page_is_one_page_of_distinct_jobs(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("huge", variant="page", size=HUGE_TEST_SIZE))
-    response, raw = raw_get(emulator, emulator.url(vendor) + LISTING[vendor])
+    response, raw = raw_get(emulator, api_url(emulator, vendor) + LISTING[vendor])
     assert response.status_code == 200
     assert response.headers["transfer-encoding"] == "chunked"
     assert HUGE_TEST_SIZE <= len(raw) <= HUGE_TEST_SIZE * 1.1  # about size
@@ -635,7 +640,7 @@ def test_huge_page_is_one_page_of_distinct_jobs(emulator: FineTuningEmulator, ve
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_huge_error_text_is_plain_text_of_size_bytes(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("huge", variant="error_text", size=HUGE_TEST_SIZE))
-    response, raw = raw_get(emulator, emulator.url(vendor) + LISTING[vendor])
+    response, raw = raw_get(emulator, api_url(emulator, vendor) + LISTING[vendor])
     assert response.status_code == 500
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert len(raw) == HUGE_TEST_SIZE
@@ -810,10 +815,10 @@ def test_endless_page_sizes(
     emulator: FineTuningEmulator, http: requests.Session, vendor: str, query: dict[str, str], expected: int
 ) -> None:
     emulator.inject(Fault("endless_pages"))
-    response = http.get(emulator.url(vendor) + LISTING[vendor], params=query)
+    response = http.get(api_url(emulator, vendor) + LISTING[vendor], params=query)
     assert response.status_code == 200
     body = response.json()
-    assert len(body["data"] if vendor == "openai" else body["output"]["jobs"]) == expected
+    assert len(body["data"] if vendor != "dashscope" else body["output"]["jobs"]) == expected
 
 
 # -- redirect -----------------------------------------------------------------------------------------------------
@@ -829,7 +834,7 @@ def test_redirect_points_under_elsewhere_with_an_empty_body(emulator: FineTuning
     path = f"{LISTING[vendor]}/{job_id}"
     emulator.inject(Fault("redirect"))
     with no_follow(emulator) as client:
-        response = client.get(emulator.url(vendor) + path)
+        response = client.get(api_url(emulator, vendor) + path)
     assert response.status_code == 302
     assert response.headers["location"] == f"/elsewhere{mount(emulator, vendor)}{path}"
     assert response.content == b""
@@ -849,8 +854,8 @@ def test_redirect_answers_a_given_3xx(emulator: FineTuningEmulator, oa: str, sta
 def test_redirect_job_carries_a_succeeded_job(emulator: FineTuningEmulator, vendor: str) -> None:
     emulator.inject(Fault("redirect", variant="job", times=2))
     with no_follow(emulator) as client:
-        named = client.get(emulator.url(vendor) + UNKNOWN_JOB[vendor])
-        listing = client.get(emulator.url(vendor) + LISTING[vendor])
+        named = client.get(api_url(emulator, vendor) + UNKNOWN_JOB[vendor])
+        listing = client.get(api_url(emulator, vendor) + LISTING[vendor])
     for response, job_id in [(named, UNKNOWN_JOB[vendor].rsplit("/", 1)[1]), (listing, "ftjob-redirected000000000000")]:
         assert response.status_code == 302
         assert response.headers["location"].startswith("/elsewhere/")

@@ -105,7 +105,7 @@ def test_job_returns_none_for_unknown(emulator: FineTuningEmulator) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"vendor": "azure"}, {"vendor": "openai", "outcome": "maybe"}, {"vendor": "openai", "age": -5}]
+    "kwargs", [{"vendor": "acme"}, {"vendor": "openai", "outcome": "maybe"}, {"vendor": "openai", "age": -5}]
 )
 def test_seed_rejects_bad_arguments(emulator: FineTuningEmulator, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message

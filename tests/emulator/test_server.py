@@ -25,8 +25,9 @@ def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
     assert emulator.port > 0
     assert emulator.url("dashscope") == f"http://127.0.0.1:{emulator.port}/dashscope/api/v1"
     assert emulator.url("openai") == f"http://127.0.0.1:{emulator.port}/openai/v1"
+    assert emulator.url("azure") == f"http://127.0.0.1:{emulator.port}/azure", "the resource endpoint"
     with pytest.raises(ValueError, match="unknown vendor"):
-        emulator.url("azure")
+        emulator.url("acme")
 
 
 def test_default_key_and_start_stop_methods() -> None:
@@ -105,9 +106,9 @@ def test_cli_serves_demo_until_interrupted() -> None:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
-        urls = dict(re.findall(r"^(DashScope|OpenAI):\s+(\S+)$", "".join(lines), re.MULTILINE))
-        assert "cli-key-1234567890" in lines[2]
+        lines = [process.stdout.readline() for _ in range(4)]
+        urls = dict(re.findall(r"^(DashScope|OpenAI|Azure):\s+(\S+)$", "".join(lines), re.MULTILINE))
+        assert "cli-key-1234567890" in lines[3]
         headers = {"Authorization": "Bearer cli-key-1234567890"}
         listed = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs", headers=headers, timeout=5).json()
         assert len(listed["data"]) >= 5
@@ -128,15 +129,17 @@ def test_cli_seeds_running_jobs_and_can_skip_the_file_check() -> None:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
-        text = "".join(process.stdout.readline() for _ in range(5))
-        urls = dict(re.findall(r"^(DashScope|OpenAI):\s+(\S+)$", text, re.MULTILINE))
-        ids = dict(re.findall(r"^Running (dashscope|openai) job: (\S+) \(90 s\)$", text, re.MULTILINE))
+        text = "".join(process.stdout.readline() for _ in range(7))
+        urls = dict(re.findall(r"^(DashScope|OpenAI|Azure):\s+(\S+)$", text, re.MULTILINE))
+        ids = dict(re.findall(r"^Running (dashscope|openai|azure) job: (\S+) \(90 s\)$", text, re.MULTILINE))
         headers = {"Authorization": "Bearer cli-key-1234567890"}
         job = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs/{ids['openai']}", headers=headers, timeout=5).json()
         assert job["status"] == "running"
         assert 80 <= job["estimated_finish"] - time.time() <= 95
         output = requests.get(f"{urls['DashScope']}/fine-tunes/{ids['dashscope']}", headers=headers, timeout=5)
         assert output.json()["output"]["status"] == "RUNNING"
+        azure = f"{urls['Azure']}/openai/fine_tuning/jobs/{ids['azure']}?api-version=2024-10-21"
+        assert requests.get(azure, headers={"api-key": "cli-key-1234567890"}, timeout=5).json()["status"] == "running"
         body = {"model": "gpt-4o-mini", "training_file": "file-never-uploaded"}
         created = requests.post(f"{urls['OpenAI']}/fine_tuning/jobs", json=body, headers=headers, timeout=5)
         assert created.status_code == 200, "--no-check-files accepts any file id"

@@ -25,9 +25,9 @@ from tests.conftest import API_KEY, FAST_RETRIES
 if TYPE_CHECKING:
     from tests.conftest import ConnectionFactory, Vendor
 
-QUEUED = {"dashscope": "PENDING", "openai": "validating_files"}
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-EVENTS_PATH = {"dashscope": "/logs", "openai": "/events"}
+QUEUED = {"dashscope": "PENDING", "openai": "validating_files", "azure": "pending"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+EVENTS_PATH = {"dashscope": "/logs", "openai": "/events", "azure": "/events"}
 #: A progress line as Airflow's log setup prints it, without the logger name and place it may append.
 PROGRESS = re.compile(r"job (\S+) progress: (.*?)(?: \[[\w.]+\] loc=\S+)?$")
 

@@ -18,9 +18,13 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook, OpenAIFineTuni
 from airflow_provider_ft.jobs import JobStatus
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
-CANCEL_PATHS = {"dashscope": "/fine-tunes/{}/cancel", "openai": "/fine_tuning/jobs/{}/cancel"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
+CANCEL_PATHS = {
+    "dashscope": "/fine-tunes/{}/cancel",
+    "openai": "/fine_tuning/jobs/{}/cancel",
+    "azure": "/fine_tuning/jobs/{}/cancel",
+}
 
 
 def test_get_job_normalizes_the_vendor_job(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:

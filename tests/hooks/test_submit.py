@@ -24,10 +24,10 @@ from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
 from tests.conftest import FAST_RETRIES, Vendor, seed_job_of
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
-CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$"}
+MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
+CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$", "azure": r"/fine_tuning/jobs$"}
 RECORD = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
 IDENTITY = TaskIdentity("dag", "train", "manual__1")
 
@@ -166,6 +166,15 @@ UNTAGGED_ANSWERS = {
         "model": "gpt-4o-mini-2024-07-18",
         "created_at": 1_767_268_800,
         "metadata": None,
+    },
+    "azure": {
+        "object": "fine_tuning.job",
+        "id": "ftjob-untagged",
+        "status": "pending",
+        "model": "gpt-4o-mini-2024-07-18",
+        "training_file": "file-untagged",
+        "created_at": 1_767_268_800,
+        "suffix": None,
     },
 }
 

@@ -11,11 +11,11 @@ import pytest
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from tests.conftest import API_KEY
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-QUEUED = {"dashscope": "PENDING", "openai": "queued"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
-FAILED = {"dashscope": "FAILED", "openai": "failed"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+QUEUED = {"dashscope": "PENDING", "openai": "queued", "azure": "pending"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
+FAILED = {"dashscope": "FAILED", "openai": "failed", "azure": "failed"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
 CANCELLING = {"dashscope": "CANCELING"}
 
 

@@ -28,7 +28,11 @@ from tests.operators.conftest import (
 
 HOURS = timedelta(hours=1)
 LIST_PATHS = ("/fine-tunes", "/fine_tuning/jobs")
-CANCEL_PATHS = {"dashscope": "/fine-tunes/{}/cancel", "openai": "/fine_tuning/jobs/{}/cancel"}
+CANCEL_PATHS = {
+    "dashscope": "/fine-tunes/{}/cancel",
+    "openai": "/fine_tuning/jobs/{}/cancel",
+    "azure": "/fine_tuning/jobs/{}/cancel",
+}
 
 
 def cleanup(conn_id: str, **kwargs: Any) -> CleanupFineTuningJobsOperator:
@@ -151,7 +155,7 @@ def test_cancels_a_listed_job_without_reading_it_first(
     assert set(summary["acted_ids"]) == set(stale)
     for job_id in stale:
         calls = [request.method for request in emulator.requests if job_id in request.path]
-        assert calls == (["POST"] if vendor.name == "openai" else ["POST", "GET"])
+        assert calls == (["POST", "GET"] if vendor.name == "dashscope" else ["POST"])
 
 
 def test_a_job_finished_since_the_listing_is_skipped_not_failed(

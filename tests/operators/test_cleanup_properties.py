@@ -43,10 +43,17 @@ WORDS: dict[str, dict[str, str]] = {
         "failed": "FAILED",
         "cancelled": "CANCELLED",
     },
+    "azure": {
+        "pending": "QUEUED",
+        "running": "RUNNING",
+        "succeeded": "SUCCEEDED",
+        "failed": "FAILED",
+        "cancelled": "CANCELLED",
+    },
 }
 UNFINISHED = ["QUEUED", "RUNNING", "PAUSED"]
 FINISHED = ["SUCCEEDED", "FAILED", "CANCELLED"]
-ACTIONS = {"dashscope": ["cancel", "delete"], "openai": ["cancel"]}
+ACTIONS = {"dashscope": ["cancel", "delete"], "openai": ["cancel"], "azure": ["cancel", "delete"]}
 AGES_HOURS = [0.5, 3, 30, 200]
 # Filters are drawn with "no filter" and loose thresholds more often, so that most examples select some jobs.
 THRESHOLDS_HOURS = [1, 1, 10, 100]

@@ -31,8 +31,8 @@ from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
-CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$"}
+MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
+CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$", "azure": r"/fine_tuning/jobs$"}
 GOOD_RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 #: Emulated seconds per real second of the fast emulator: a created job (5 s queued, 600 s running) takes 2 s.
 FAST = 300.0
@@ -95,9 +95,9 @@ def test_uploads_the_file_creates_one_job_and_waits_for_its_model(
         key: value for key, value in ti.xcoms.items() if key == "fine_tuning_job_url"
     }
     jobs, files = fast.jobs(vendor.name), fast.files(vendor.name)
-    assert [job["id"] if vendor.name == "openai" else job["job_id"] for job in jobs] == [result["id"]]
+    assert [job["id"] if vendor.name != "dashscope" else job["job_id"] for job in jobs] == [result["id"]]
     assert len(files) == 1
-    assert files[0]["bytes" if vendor.name == "openai" else "size"] == training_file.stat().st_size
+    assert files[0]["bytes" if vendor.name != "dashscope" else "size"] == training_file.stat().st_size
 
 
 def test_a_retry_re_attaches_to_the_job_without_a_second_create_or_upload(
@@ -200,7 +200,11 @@ def test_a_missing_local_file_sends_nothing(emulator: FineTuningEmulator, vendor
     assert emulator.requests == []
 
 
-OTHER_VENDORS_OPTIONS = {"dashscope": {"suffix": "mine", "seed": 7}, "openai": {"training_type": "sft"}}
+OTHER_VENDORS_OPTIONS = {
+    "dashscope": {"suffix": "mine", "seed": 7},
+    "openai": {"training_type": "sft"},
+    "azure": {"suffix": "mine", "metadata": {"team": "a"}},
+}
 
 
 def test_options_of_the_other_vendor_are_refused_before_any_request(
@@ -407,7 +411,7 @@ def test_a_job_already_running_from_an_earlier_try_is_waited_for_not_recreated(
     assert posts(emulator) == []
     job = emulator.job(vendor.name, started["id"])
     assert job is not None
-    assert job["status"] in (RUNNING[vendor.name], "PENDING", "QUEUING", "validating_files", "queued")
+    assert job["status"] in (RUNNING[vendor.name], "PENDING", "QUEUING", "validating_files", "queued", "pending")
 
 
 def test_each_progress_entry_is_logged_once_across_the_deferral(

@@ -109,6 +109,7 @@ def test_pipeline_teardown_example_dag(
     bystanders = {
         "dashscope": emulator.seed_job("dashscope", status="RUNNING", runs_for=None),
         "openai": emulator.seed_job("openai", status="running", runs_for=None),
+        "azure": emulator.seed_job("azure", status="running", runs_for=None),
     }
 
     dag_run = run_dag(
@@ -141,6 +142,9 @@ def fast_default_connections(
     fast_emulator_server.reset()
     make_connection("dashscope_default", "dashscope", host=fast_emulator_server.url("dashscope"), **FAST_RETRIES)
     make_connection("openai_default", "openai_fine_tuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
+    make_connection(
+        "azure_openai_default", "azure_openai_fine_tuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
+    )
     yield fast_emulator_server
     fast_emulator_server.reset()
 
@@ -173,6 +177,39 @@ def test_train_and_publish_example_dag(
     for vendor in ("dashscope", "openai"):
         extra = events[f"fine-tuned-model://{vendor}/ft_train_and_publish"]
         assert extra["fine_tuned_model"] == xcom(dag_run, f"train_{vendor}", "fine_tuned_model")
+
+
+#: The example DAG's lanes, as shipped.
+SHIPPED_LANES = """LANES = {
+    "dashscope": {"conn_id": "dashscope_default", "model": "qwen-turbo"},
+    "openai": {"conn_id": "openai_default", "model": "gpt-4o-mini-2024-07-18"},
+}"""
+AZURE_LANE = 'LANES = {"azure": {"conn_id": "azure_openai_default", "model": "gpt-4o-mini-2024-07-18"}}'
+
+
+def test_train_and_publish_example_dag_on_azure_openai(
+    fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The lifecycle DAG unchanged but for its lanes: one Azure OpenAI lane (upload, create, deferred wait, asset
+    event, teardown), which the shipped DAG, written for DashScope and OpenAI, does not have."""
+    emulator = fast_default_connections
+    dag_file = train_and_publish(tmp_path)
+    source = dag_file.read_text()
+    assert SHIPPED_LANES in source
+    dag_file.write_text(source.replace(SHIPPED_LANES, AZURE_LANE))
+
+    dag_run = run_dag(dag_file, "ft_train_and_publish", register_assets=True)
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    job = xcom(dag_run, "train_azure", "return_value")
+    assert job["status"] == "SUCCEEDED"
+    assert xcom(dag_run, "evaluate_azure", "return_value") == job["fine_tuned_model"]
+    assert len(emulator.files("azure")) == 1
+    assert [(j["id"], j["status"]) for j in emulator.jobs("azure")] == [(job["id"], "succeeded")]
+    assert emulator.jobs("azure")[0]["suffix"].startswith("af-"), "created with its identity in the suffix"
+    assert all(r.query.get("api-version") == "2024-10-21" for r in emulator.requests if r.vendor == "azure")
+    events = dict(asset_events_of(dag_run))
+    assert events["fine-tuned-model://azure/ft_train_and_publish"]["fine_tuned_model"] == job["fine_tuned_model"]
 
 
 def test_train_and_publish_example_dag_with_a_bad_record_sends_nothing(

@@ -15,11 +15,11 @@ from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
 from tests.operators.conftest import TaskInstance
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
+MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
 #: Regexes of the request paths (relative to the vendor's base URL) of a create, an upload and a files listing.
-CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$"}
+CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$", "azure": r"^/fine_tuning/jobs$"}
 FILES_PATH = r"^/files$"
-JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 IDENTITY = TaskIdentity("ft_reliability", "train", "manual__1")
 
@@ -36,7 +36,7 @@ def spec_for(vendor: str, training_file: str = "file-to-upload") -> JobSpec:
 
 def file_entry(vendor: str, file_id: str, size: int = 10) -> dict[str, Any]:
     """A file object of a listing page, as the vendor writes it."""
-    if vendor == "openai":
+    if vendor != "dashscope":
         return {
             "object": "file",
             "id": file_id,
@@ -51,7 +51,7 @@ def file_entry(vendor: str, file_id: str, size: int = 10) -> dict[str, Any]:
 
 def files_page(vendor: str, entries: list[Any], *, more: bool, page_no: int = 1, total: Any = None) -> bytes:
     """A files listing page; ``more`` says more follow (DashScope: a ``total`` past this page unless given)."""
-    if vendor == "openai":
+    if vendor != "dashscope":
         return json.dumps({"object": "list", "data": entries, "has_more": more}).encode()
     if total is None:
         total = 10**9 if more else (page_no - 1) * 100 + len(entries)
@@ -61,7 +61,7 @@ def files_page(vendor: str, entries: list[Any], *, more: bool, page_no: int = 1,
 
 def upload_answer(vendor: str, file_id: str) -> dict[str, Any]:
     """A well-formed answer to an upload (to damage)."""
-    if vendor == "openai":
+    if vendor != "dashscope":
         return file_entry(vendor, file_id)
     return {"request_id": "req-upload", "data": {"uploaded_files": [{"file_id": file_id, "name": "train.jsonl"}]}}
 

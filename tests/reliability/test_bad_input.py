@@ -46,7 +46,7 @@ from tests.operators.conftest import RecordingTaskInstance
 from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 #: What an entry point reported: the error's class name and message, or ``None`` when it did not fail.
 Observed = tuple[str, str] | None
 
@@ -174,13 +174,13 @@ ID_ENTRIES = [
     Entry("cancel operator", cancel_operator),
     Entry("pause operator", pause_operator, vendors=("openai",)),
     Entry("resume operator", resume_operator, vendors=("openai",)),
-    Entry("delete operator", delete_operator, vendors=("dashscope",)),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
     Entry("sensor poke", sensor_poke),
     Entry("trigger run", trigger_run),
 ]
 CONNECTION_ENTRIES = [
     Entry("cancel operator", cancel_operator),
-    Entry("delete operator", delete_operator, vendors=("dashscope",)),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
     Entry("cleanup operator", cleanup_operator),
     Entry("create operator", create_operator),
     Entry("sensor poke", sensor_poke),
@@ -599,6 +599,13 @@ BAD_CREATES = [
         vendors=("openai",),
     ),
     BadCreate(
+        "the other vendor's options",
+        FineTuningConfigError,
+        "takes no training_type, suffix, metadata",
+        options={"training_type": "sft", "suffix": "x", "metadata": {"team": "a"}},
+        vendors=("azure",),
+    ),
+    BadCreate(
         "metadata key airflow_*",
         FineTuningConfigError,
         "not starting with 'airflow_'",
@@ -612,7 +619,7 @@ BAD_CREATES = [
         options={"suffix": "x" * 65},
         vendors=("openai",),
     ),
-    BadCreate("seed -1", FineTuningConfigError, "seed must be", options={"seed": -1}, vendors=("openai",)),
+    BadCreate("seed -1", FineTuningConfigError, "seed must be", options={"seed": -1}, vendors=("openai", "azure")),
     BadCreate(
         "reinforcement without a grader",
         FineTuningConfigError,

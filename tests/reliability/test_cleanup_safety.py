@@ -43,11 +43,17 @@ STABLE_WORDS = {
         "failed": "FAILED",
         "cancelled": "CANCELLED",
     },
+    "azure": {
+        "running": "RUNNING",
+        "succeeded": "SUCCEEDED",
+        "failed": "FAILED",
+        "cancelled": "CANCELLED",
+    },
 }
 DEFAULT_STATUSES = {"cancel": {"QUEUED", "RUNNING", "PAUSED"}, "delete": {"SUCCEEDED", "FAILED", "CANCELLED"}}
 AFTER: dict[str, dict[str, str | None]] = {
-    "cancel": {"dashscope": "CANCELED", "openai": "cancelled"},
-    "delete": {"dashscope": None, "openai": None},
+    "cancel": {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"},
+    "delete": {"dashscope": None, "openai": None, "azure": None},
 }
 ACTION_PATHS = {
     ("dashscope", "cancel"): ("POST", "/fine-tunes/{}/cancel"),

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from airflow_provider_ft._text import ELLIPSIS, printable
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors import AzureOpenAIDialect, DashScopeDialect, OpenAIDialect, base
 from airflow_provider_ft.vendors.base import EARLIEST_TIME, LATEST_TIME, Dialect, UnknownStatusWarnings
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobPage, RemoteFile
@@ -34,7 +34,11 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-DIALECTS: dict[str, Callable[[], Dialect]] = {"dashscope": DashScopeDialect, "openai": OpenAIDialect}
+DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "dashscope": DashScopeDialect,
+    "openai": OpenAIDialect,
+    "azure": AzureOpenAIDialect,
+}
 PAGE_SIZE = 3
 
 VALID_JOBS: dict[str, dict[str, Any]] = {
@@ -64,6 +68,22 @@ VALID_JOBS: dict[str, dict[str, Any]] = {
         "trained_tokens": 1234,
         "user_provided_suffix": "nightly",
         "metadata": {"team": "search"},
+    },
+    # Microsoft's FineTuningJob: no metadata, the suffix as Azure names it.
+    "azure": {
+        "id": "ftjob-AF1WoRqd3aJAHsqc9NY7iL8F",
+        "object": "fine_tuning.job",
+        "status": "running",
+        "model": "gpt-4o-mini-2024-07-18",
+        "training_file": "file-AF1WoRqd3aJAHsqc9NY7iL8F",
+        "fine_tuned_model": None,
+        "created_at": 1721764800,
+        "finished_at": None,
+        "estimated_finish": 1721768400,
+        "error": None,
+        "trained_tokens": 1234,
+        "suffix": "af-0123456789abcdef0123456789abc",
+        "seed": 7,
     },
 }
 # Values that sit on the edges the dialects check (times, ids, counts, envelopes), mixed in with arbitrary JSON.
@@ -222,7 +242,7 @@ def assert_well_formed_page(page: object, vendor: str) -> None:
         assert_well_formed_job(job, vendor)
     if page.next_cursor is not None:
         assert page.jobs, "a page without jobs never promises another"
-        if vendor == "openai":
+        if vendor != "dashscope":
             assert page.next_cursor == page.jobs[-1].id
         else:
             assert page.next_cursor.isdigit()
@@ -347,6 +367,15 @@ VALID_FILES: dict[str, dict[str, Any]] = {
         "purpose": "fine-tune",
         "status": "processed",
     },
+    "azure": {
+        "object": "file",
+        "id": "file-AF1WoRqd3aJAHsqc9NY7iL8F",
+        "bytes": 93,
+        "created_at": 1721764800,
+        "filename": "train.jsonl",
+        "purpose": "fine-tune",
+        "status": "processed",
+    },
 }
 
 
@@ -359,7 +388,7 @@ def file_shaped(vendor: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def upload_answers(vendor: str) -> st.SearchStrategy[Any]:
-    if vendor == "openai":
+    if vendor != "dashscope":
         return file_shaped(vendor) | JSON_VALUES
     uploaded = st.lists(file_shaped(vendor) | JSON_VALUES, max_size=2)
     failed = st.lists(
@@ -417,6 +446,6 @@ def test_parse_files_page_gives_well_formed_files_and_cursor_or_an_api_error(
             assert_well_formed_file(remote)
         if outcome.next_cursor is not None:
             assert outcome.files, "a page without files never promises another"
-            expected = outcome.files[-1].id if vendor == "openai" else str(page_no + 1)
+            expected = outcome.files[-1].id if vendor != "dashscope" else str(page_no + 1)
             assert outcome.next_cursor == expected
     examples()

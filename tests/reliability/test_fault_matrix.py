@@ -38,8 +38,8 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run, status_of
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai")
-MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
+VENDORS = ("dashscope", "openai", "azure")
+MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "azure": "/azure/openai"}
 #: Real retry behaviour, only faster: every case times out, backs off and obeys Retry-After as in production.
 EXTRAS: dict[str, float] = {"timeout": 0.4, "max_retries": 2, "backoff_base": 0.01, "retry_after_max": 1.0}
 ATTEMPTS = int(EXTRAS["max_retries"]) + 1
@@ -281,7 +281,7 @@ class Operation:
 GET = Operation("get", "get", "GET", 1)
 LIST = Operation("list", "list (3 pages)", "GET", 3)
 CANCEL = Operation("cancel", "cancel", "POST", 2)
-DELETE = Operation("delete", "delete", "DELETE", 1, vendors=("dashscope",))
+DELETE = Operation("delete", "delete", "DELETE", 1, vendors=("dashscope", "azure"))
 SENSOR = Operation("sensor-poke", "sensor poke", "GET", 1)
 TRIGGER = Operation("trigger-poll", "trigger poll", "GET", 1, blocking=False)
 CLEANUP = Operation("cleanup", f"cleanup ({CLEANUP_JOBS} jobs)", "POST", 1 + 2 * CLEANUP_JOBS)

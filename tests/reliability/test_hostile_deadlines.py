@@ -44,7 +44,7 @@ from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 AREA = "deadlines"
 ALWAYS = 1_000
 #: Seconds of connect and read timeout: an attempt's whole answer must arrive within twice that.
@@ -566,12 +566,12 @@ def test_drip_lifecycle(
             submission = hook.submit_job(lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
             made, created = submission.job.id, submission.created
             sent = lifecycle.creates(emulator, vendor)
-            stored = [job["id" if vendor == "openai" else "job_id"] for job in emulator.jobs(vendor)]
+            stored = [job["id" if vendor != "dashscope" else "job_id"] for job in emulator.jobs(vendor)]
         else:
             remote, created = hook.upload_file(local, settle_delays=(0.0,))
             made = remote.id
             sent = lifecycle.uploads(emulator)
-            stored = [file["id" if vendor == "openai" else "file_id"] for file in emulator.files(vendor)]
+            stored = [file["id" if vendor != "dashscope" else "file_id"] for file in emulator.files(vendor)]
             stored.remove(file_id)
     assert [request.fault for request in sent] == ["drip"], "sent once; its dripped answer never repeated it"
     assert stored == [made], "exactly one made, and the call ended with it"

@@ -34,7 +34,7 @@ from airflow_provider_ft.operators.cleanup import CleanupFineTuningJobsOperator
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
-from tests.conftest import CONN_TYPES, ConnectionFactory
+from tests.conftest import CONN_TYPES, ConnectionFactory, api_url
 from tests.operators.conftest import RUNNING, SUCCEEDED, Run
 from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
@@ -162,7 +162,7 @@ CASES = [
     Case("get", get),
     Case("list", list_jobs),
     Case("cancel", cancel),
-    Case("delete", delete, vendors=("dashscope",)),
+    Case("delete", delete, vendors=("dashscope", "azure")),
     Case("wait_for_job", wait),
     Case("cancel operator", cancel_operator),
     Case("sensor poke", sensor_poke),
@@ -246,7 +246,7 @@ def test_control_the_server_really_sends_the_key(
     echo_server.inject(Fault(kind="echo_key", variant=variant))
     path = "/fine-tunes/" if vendor == "dashscope" else "/fine_tuning/jobs/"
     answer = requests.get(
-        f"{echo_server.url(vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
+        f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     )
     decoded = json.loads(answer.text) if answer.headers["content-type"].startswith("application/json") else None
     sent = answer.text + json.dumps(decoded) + json.dumps(dict(answer.headers))
@@ -308,7 +308,7 @@ def test_a_usable_job_with_the_key_in_its_fields_comes_through_scrubbed(
     job_id = echo_server.seed_job(vendor, status=SUCCEEDED[vendor], runs_for=None)
     path = "/fine-tunes/" if vendor == "dashscope" else "/fine_tuning/jobs/"
     answer = requests.get(
-        f"{echo_server.url(vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
+        f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     ).json()
     body = json.dumps(planted(answer, canary)).encode()
     echo_server.inject(Fault(kind="body", body=body, times=ALWAYS, headers={"x-request-id": f"req-{canary}"}))

@@ -33,7 +33,7 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import Run, mutating
 from tests.reliability import lifecycle
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 AREA = "listings"
 ALWAYS = 100_000
 #: A small ``max_pages`` (connection extra) and page size, so that an endless listing ends after little work.
@@ -105,6 +105,7 @@ CASES = [
         {
             "dashscope": Ending(FineTuningApiError, "brought no job not seen before", 3, "no new job"),
             "openai": Ending(FineTuningApiError, "a second time", 3, "repeated cursor"),
+            "azure": Ending(FineTuningApiError, "a second time", 3, "repeated cursor"),
         },
     ),
     EndlessCase(
@@ -113,6 +114,7 @@ CASES = [
         {
             "dashscope": Ending(FineTuningApiError, "brought no job not seen before", 2, "no new job"),
             "openai": Ending(FineTuningApiError, "a second time", 2, "repeated cursor"),
+            "azure": Ending(FineTuningApiError, "a second time", 2, "repeated cursor"),
         },
     ),
     EndlessCase(
@@ -121,6 +123,7 @@ CASES = [
         {
             "dashscope": Ending(MalformedAnswerError, "'total' is 1000000000000 (number)", 1, "impossible total"),
             "openai": AT_MAX_PAGES,
+            "azure": AT_MAX_PAGES,
         },
     ),
     EndlessCase("non_objects", "pages of values that are not jobs", {v: NOT_OBJECTS for v in VENDORS}),
@@ -161,7 +164,7 @@ def check_ending(error: BaseException | None, ending: Ending, vendor: str) -> No
     assert ending.says in str(error), f"{ending.says!r} not in {str(error)!r}"
     assert API_KEY not in str(error)
     if ending.error is FineTuningApiError:
-        display = {"dashscope": "DashScope", "openai": "OpenAI"}[vendor]
+        display = {"dashscope": "DashScope", "openai": "OpenAI", "azure": "Azure OpenAI"}[vendor]
         assert f"Stopped listing {display} jobs after {ending.requests} pages" in str(error)
 
 
@@ -385,6 +388,7 @@ FILES_CASES = [
         {
             "dashscope": AT_MAX_PAGES_FILES,  # page numbers are the client's own: they advance, up to max_pages
             "openai": Ending(FineTuningApiError, "the listing does not end", 2, "repeated cursor"),
+            "azure": Ending(FineTuningApiError, "the listing does not end", 2, "repeated cursor"),
         },
     ),
     FilesCase(

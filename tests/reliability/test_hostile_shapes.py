@@ -30,7 +30,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
 from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob
-from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, seed_job_of
+from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url, seed_job_of
 from tests.operators.conftest import FAILED, RUNNING
 from tests.reliability import lifecycle
 
@@ -38,8 +38,8 @@ AREA = "wrong shapes"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
 WAIT_TIMEOUT = 5.0
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
-JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id"}
+PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id", "azure": "id"}
 
 Answer = dict[str, Any]
 
@@ -118,7 +118,7 @@ JOB_SHAPES = [
             f"OpenAI `created_at: {raw}`",
             with_job_field("created_at", raw),
             "created_at",
-            vendors=("openai",),
+            vendors=("openai", "azure"),
         )
         for name, raw in [("1e20", "1e20"), ("nan", "NaN"), ("infinity", "Infinity"), ("ms", "1700000000000")]
     ),
@@ -127,7 +127,7 @@ JOB_SHAPES = [
         "OpenAI `estimated_finish: 1e17`",
         with_job_field("estimated_finish", "1e17"),
         "estimated_finish",
-        vendors=("openai",),
+        vendors=("openai", "azure"),
     ),
     Shape(
         "dashscope-create-time-garbage",
@@ -145,7 +145,7 @@ JOB_SHAPES = [
     ),
     Shape("deep-nesting", "`[` x 100000 then `]` x 100000", replaced_by(DEEP), "levels"),
     Shape("empty-object", "`{}`", replaced_by(b"{}"), "'output' is null", vendors=("dashscope",)),
-    Shape("empty-object", "`{}`", replaced_by(b"{}"), "the job has no 'id'", vendors=("openai",)),
+    Shape("empty-object", "`{}`", replaced_by(b"{}"), "the job has no 'id'", vendors=("openai", "azure")),
     Shape("output-null", '`{"output": null}`', without_output, "'output'", vendors=("dashscope",)),
     Shape("a-page-instead", "a list page where a job was asked for", a_page_instead, "the job"),
     Shape("another-jobs-id", "another job's id", another_jobs_id, "the answer is job"),
@@ -154,12 +154,12 @@ JOB_SHAPES = [
 PAGE_SHAPES = [
     Shape("page-of-a-number", "jobs / data is `7`", page_entries("7"), "not an array of jobs"),
     Shape("page-of-a-boolean", "jobs / data is `true`", page_entries("true"), "not an array of jobs"),
-    Shape("has-more-as-text", '`"has_more": "false"`', has_more_as_text, "has_more", vendors=("openai",)),
+    Shape("has-more-as-text", '`"has_more": "false"`', has_more_as_text, "has_more", vendors=("openai", "azure")),
 ]
 
 
 def real_answer(emulator: FineTuningEmulator, vendor: str, job_id: str) -> Answer:
-    url = f"{emulator.url(vendor)}{PATHS[vendor]}/{job_id}"
+    url = f"{api_url(emulator, vendor)}{PATHS[vendor]}/{job_id}"
     answer: Answer = requests.get(url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).json()
     return answer
 
@@ -332,7 +332,7 @@ def upload_with(changes: Callable[[str, Answer], None]) -> Callable[[str], bytes
 
 
 def unsafe_file_id(vendor: str, answer: Answer) -> None:
-    if vendor == "openai":
+    if vendor != "dashscope":
         answer["id"] = "../files/x"
     else:
         answer["data"]["uploaded_files"][0]["file_id"] = "../files/x"
@@ -348,7 +348,7 @@ def refused(vendor: str, answer: Answer) -> None:
 
 def files_page_of(entries: str, vendor_more: str = "true") -> Callable[[str], bytes]:
     def make(vendor: str) -> bytes:
-        if vendor == "openai":
+        if vendor != "dashscope":
             return f'{{"object": "list", "data": {entries}, "has_more": {vendor_more}}}'.encode()
         return f'{{"request_id": "r-1", "data": {{"total": 1, "files": {entries}}}}}'.encode()
 
@@ -377,7 +377,11 @@ UPLOAD_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the upload answer's 'data' is null", "openai": "the uploaded file's 'id' is null"},
+        {
+            "dashscope": "the upload answer's 'data' is null",
+            "openai": "the uploaded file's 'id' is null",
+            "azure": "the uploaded file's 'id' is null",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -405,7 +409,11 @@ FILES_PAGE_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the files page's 'data' is null", "openai": "the files page's 'data' is null"},
+        {
+            "dashscope": "the files page's 'data' is null",
+            "openai": "the files page's 'data' is null",
+            "azure": "the files page's 'data' is null",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -424,7 +432,10 @@ FILES_PAGE_SHAPES = [
 ]
 CREATE_SHAPES = [
     LifecycleShape(
-        "empty-object", "`{}`", constant(b"{}"), {"dashscope": "'output' is null", "openai": "the job has no 'id'"}
+        "empty-object",
+        "`{}`",
+        constant(b"{}"),
+        {"dashscope": "'output' is null", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -434,7 +445,7 @@ CREATE_SHAPES = [
         "a-page-instead",
         "a list page where a job was asked for",
         constant(b'{"object": "list", "data": [], "has_more": false, "output": {"jobs": []}}'),
-        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'"},
+        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
     ),
     LifecycleShape(
         "create-unsafe-job-id",

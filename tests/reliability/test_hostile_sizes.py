@@ -48,7 +48,7 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle
 
-VENDORS = ("dashscope", "openai")
+VENDORS = ("dashscope", "openai", "azure")
 AREA = "sizes"
 ALWAYS = 1_000
 MiB = 1024**2

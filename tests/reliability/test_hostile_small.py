@@ -28,14 +28,14 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft.vendors import base
-from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
+from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url
 from tests.operators.conftest import FAILED, RUNNING
 from tests.reliability.conftest import single_event
 
 AREA = "small hardening"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
 #: Text a forged line would start with; it must never begin a line of its own.
 FORGED = "FORGED [error] job ft-other: CANCELLED by admin"
 CONTROLS = ("\n", "\r", "\x1b", "\x00", "\u2028")
@@ -43,12 +43,13 @@ CONTROLS = ("\n", "\r", "\x1b", "\x00", "\u2028")
 TEXT_FIELDS = {
     "dashscope": ("job_name", "model", "message", "finetuned_output"),
     "openai": ("user_provided_suffix", "model", "fine_tuned_model"),
+    "azure": ("suffix", "model", "fine_tuned_model"),
 }
 FORGERY = f"\n{FORGED}\r\n\x1b[2K{FORGED}\u2028{FORGED}"
 
 
 def real_answer(emulator: FineTuningEmulator, vendor: str, job_id: str) -> dict[str, Any]:
-    url = f"{emulator.url(vendor)}{PATHS[vendor]}/{job_id}"
+    url = f"{api_url(emulator, vendor)}{PATHS[vendor]}/{job_id}"
     answer: dict[str, Any] = requests.get(url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).json()
     return answer
 
@@ -58,7 +59,7 @@ def forged_answer(vendor: str, answer: dict[str, Any], *, in_status: bool) -> by
     job = answer["output"] if vendor == "dashscope" else answer
     for name in (*TEXT_FIELDS[vendor], *(["status"] if in_status else [])):
         job[name] = f"{job.get(name) or 'x'}{FORGERY}"
-    if vendor == "openai":
+    if vendor != "dashscope":
         job["error"] = {"code": "bad\ncode", "message": f"boom{FORGERY}", "param": None}
     return json.dumps(answer).encode()
 
