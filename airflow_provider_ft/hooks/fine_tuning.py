@@ -19,7 +19,7 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     FineTuningTimeout,
 )
-from airflow_provider_ft.get_provider_info import connection_type_info
+from airflow_provider_ft.get_provider_info import connection_type_info, get_provider_info
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks import _operations as operations
@@ -548,19 +548,37 @@ class OpenAIFineTuningHook(FineTuningHook):
         return _field_behaviour(cls.conn_type)
 
 
-class AzureOpenAIFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``azure_openai_fine_tuning`` (the connection form of Azure OpenAI)."""
+def __getattr__(name: str) -> type[FineTuningHook]:
+    """The hook class of a connection type that ``get_provider_info()`` names but this module does not define.
 
-    default_conn_name = "azure_openai_default"
-    conn_type = "azure_openai_fine_tuning"
-    hook_name = "Azure OpenAI fine-tuning"
+    Airflow wants a hook class per connection type, registering that type and its form. For every connection type
+    but the first two it is made here on first use, from the provider info, so that adding an API touches no hook
+    code: one dialect module, one registry line, one ``connection-types`` entry.
+    """
+    for entry in get_provider_info()["connection-types"]:
+        if entry["hook-class-name"] == f"{__name__}.{name}":
+            hook_class = _connection_type_hook(name, entry["connection-type"], entry["hook-name"])
+            globals()[name] = hook_class
+            return hook_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
+
+def _connection_type_hook(name: str, conn_type: str, hook_name: str) -> type[FineTuningHook]:
+    def get_connection_form_widgets(cls: type[FineTuningHook]) -> dict[str, Any]:
         """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
         return _form_widgets(cls.conn_type)
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+    def get_ui_field_behaviour(cls: type[FineTuningHook]) -> dict[str, Any]:
         """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
         return _field_behaviour(cls.conn_type)
+
+    namespace = {
+        "__module__": __name__,
+        "__doc__": f"``FineTuningHook`` for connections of type ``{conn_type}`` (the connection form of {hook_name}).",
+        "conn_type": conn_type,
+        "hook_name": hook_name,
+        "default_conn_name": f"{conn_type.removesuffix('_fine_tuning')}_default",
+        "get_connection_form_widgets": classmethod(get_connection_form_widgets),
+        "get_ui_field_behaviour": classmethod(get_ui_field_behaviour),
+    }
+    return type(name, (FineTuningHook,), namespace)
