@@ -8,17 +8,19 @@ from __future__ import annotations
 
 DASHSCOPE_CONN_ID = "dashscope_default"
 OPENAI_CONN_ID = "openai_default"
+TOGETHER_CONN_ID = "together_default"
 #: The connection operators, the sensor and the hook use when none is given.
 DEFAULT_CONN_ID = DASHSCOPE_CONN_ID
 
 DASHSCOPE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+TOGETHER_BASE_URL = "https://api.together.ai/v1"
 #: DashScope sends local times without a zone. Alibaba Cloud's Model Studio console shows them as Beijing time and
 #: the service is run from China, so UTC+8 is the default; the connection extra ``timezone`` changes it.
 DASHSCOPE_TIMEZONE = "Asia/Shanghai"
 
 #: Where the emulator serves each vendor's API, below its root URL.
-EMULATOR_MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
+EMULATOR_MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "together": "/together/v1"}
 
 #: Seconds of connect and read timeout of each request (connection extra ``timeout``).
 TIMEOUT = 30.0

@@ -546,3 +546,21 @@ class OpenAIFineTuningHook(FineTuningHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
         return _field_behaviour(cls.conn_type)
+
+
+class TogetherFineTuningHook(FineTuningHook):
+    """``FineTuningHook`` for connections of type ``together_fine_tuning`` (the connection form of Together AI)."""
+
+    default_conn_name = defaults.TOGETHER_CONN_ID
+    conn_type = "together_fine_tuning"
+    hook_name = "Together AI fine-tuning"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
+        return _form_widgets(cls.conn_type)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
+        return _field_behaviour(cls.conn_type)
