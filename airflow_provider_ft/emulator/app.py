@@ -1,4 +1,4 @@
-"""The ASGI application: both vendor routers, vendor-shaped error handlers, and the front-door middleware."""
+"""The ASGI application: the vendor routers, vendor-shaped error handlers, and the front-door middleware."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from airflow_provider_ft.defaults import EMULATOR_MOUNTS
-from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files
+from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files, together_api
 from airflow_provider_ft.emulator.connections import SocketRegistry
 from airflow_provider_ft.emulator.errors import ApiFailure, error_body, not_found_route
 from airflow_provider_ft.emulator.exchange import ASGIApp
@@ -20,13 +20,14 @@ from airflow_provider_ft.emulator.state import EmulatorState
 
 
 def build_app(state: EmulatorState, log: RequestLog, faults: FaultBook, sockets: SocketRegistry) -> ASGIApp:
-    """FastAPI app for both vendors, wrapped in :class:`EmulatorMiddleware`."""
+    """FastAPI app for every vendor, wrapped in :class:`EmulatorMiddleware`."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.emulator = state
     app.include_router(dashscope_api.router, prefix=EMULATOR_MOUNTS["dashscope"])
     app.include_router(dashscope_files.router, prefix=EMULATOR_MOUNTS["dashscope"])
     app.include_router(openai_api.router, prefix=EMULATOR_MOUNTS["openai"])
     app.include_router(openai_files.router, prefix=EMULATOR_MOUNTS["openai"])
+    app.include_router(together_api.router, prefix=EMULATOR_MOUNTS["together"])
     app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -100,6 +100,8 @@ def unauthorized(vendor: Vendor, presented: str | None) -> ApiFailure:
     """The 401 for a missing or wrong key; never contains the full key."""
     if vendor == "dashscope":
         return ApiFailure(401, "InvalidApiKey", "Invalid API-key provided.")
+    if vendor == "together":
+        return ApiFailure(401, "invalid_api_key", f"Invalid API key provided: {redact_key(presented or '')}")
     if not presented:
         message = (
             "You didn't provide an API key. You need to provide your API key in an Authorization header "

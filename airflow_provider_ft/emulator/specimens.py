@@ -6,19 +6,34 @@ Faults answer with these instead of serving the request: a plausible body, never
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_ft.emulator import dashscope_api, openai_api
+from airflow_provider_ft.emulator import dashscope_api, openai_api, together_api
 from airflow_provider_ft.emulator.exchange import Exchange, encode_json
+from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import Job
 from airflow_provider_ft.emulator.vocabulary import WORDS, Vendor
 
 #: Seconds since a specimen job was submitted: a day, so that it looks stale to a cleanup.
 SPECIMEN_AGE = 86_400.0
-LISTING_PATHS: dict[Vendor, str] = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+LISTING_PATHS: dict[Vendor, str] = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
+}
 _JOB_PATHS: dict[Vendor, re.Pattern[str]] = {
     "dashscope": re.compile(r"^/fine-tunes/([^/]+)"),
     "openai": re.compile(r"^/fine_tuning/jobs/([^/]+)"),
+    "together": re.compile(r"^/fine-tunes/([^/]+)"),
+}
+
+
+#: Each vendor's job object, as retrieve answers it.
+SERIALIZERS: dict[Vendor, Callable[[Job, EmulatorState], dict[str, Any]]] = {
+    "dashscope": dashscope_api.serialize,
+    "openai": openai_api.serialize,
+    "together": together_api.serialize,
 }
 
 
@@ -54,7 +69,7 @@ def specimen_job(
     :param job_id: its id
     :param status: the vendor's status word
     :param error: the error of a failed job
-    :param name: DashScope ``job_name``, OpenAI suffix
+    :param name: DashScope ``job_name``, OpenAI and Together AI suffix
     :param metadata: OpenAI metadata
     """
     vendor = shape_of(exchange)
@@ -65,6 +80,8 @@ def specimen_job(
     if vendor == "dashscope":
         model = dashscope_api.DEFAULT_MODEL
         spec = dashscope_api.default_spec(model, state.settings.workspace_id)
+    elif vendor == "together":
+        model, spec = together_api.DEFAULT_MODEL, together_api.default_spec(job_id)
     else:
         model, spec = openai_api.DEFAULT_MODEL, openai_api.default_spec(job_id, name)
     job = Job(
@@ -83,8 +100,7 @@ def specimen_job(
         finished_at=now if status in words.terminal else None,
         spec=spec,
     )
-    serialize = dashscope_api.serialize if vendor == "dashscope" else openai_api.serialize
-    return serialize(job, state)
+    return SERIALIZERS[vendor](job, state)
 
 
 def job_answer(exchange: Exchange, job: Any) -> dict[str, Any]:
@@ -103,7 +119,8 @@ def page_answer(
     page_size: int | None = None,
     total: int | None = None,
 ) -> dict[str, Any]:
-    """A listing page: OpenAI ``{object, data, has_more}``, DashScope ``output: {page_no, page_size, total, jobs}``.
+    """A listing page: OpenAI ``{object, data, has_more}``, DashScope ``output: {page_no, page_size, total, jobs}``,
+    Together AI ``{data}`` (its listing does not page).
 
     :param exchange: the request answered
     :param jobs: the page's items
@@ -114,6 +131,8 @@ def page_answer(
     """
     if shape_of(exchange) == "openai":
         return {"object": "list", "data": jobs, "has_more": more}
+    if shape_of(exchange) == "together":
+        return {"data": jobs}
     size = len(jobs) if page_size is None else page_size
     output = {"page_no": page_no, "page_size": size, "total": len(jobs) if total is None else total, "jobs": jobs}
     return {"request_id": exchange.request_id, "output": output}
@@ -124,4 +143,6 @@ def canned_body(exchange: Exchange) -> bytes:
     if exchange.vendor == "dashscope":
         output = {"job_id": "ft-000000000000-0000", "status": "RUNNING", "note": "emulator fault body"}
         return encode_json({"request_id": exchange.request_id, "output": output})
+    if exchange.vendor == "together":
+        return encode_json({"id": "ft-00000000-0000-0000-0000-000000000000", "status": "running", "note": "fault"})
     return encode_json({"object": "fine_tuning.job", "id": "ftjob-emulatorfaultbody0000", "status": "running"})

@@ -1,12 +1,12 @@
-"""The two vendors, and each one's status words for the lifecycle the emulator simulates."""
+"""The vendors, and each one's status words for the lifecycle the emulator simulates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-Vendor = Literal["dashscope", "openai"]
-VENDORS: tuple[Vendor, ...] = ("dashscope", "openai")
+Vendor = Literal["dashscope", "openai", "together"]
+VENDORS: tuple[Vendor, ...] = ("dashscope", "openai", "together")
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,23 @@ WORDS: dict[Vendor, Vocabulary] = {
         cancelling=None,
         paused="paused",
     ),
+    # Together AI cannot pause a job: its paused word is never entered.
+    "together": Vocabulary(
+        queued=frozenset({"pending", "queued"}),
+        running="running",
+        succeeded="completed",
+        failed="error",
+        cancelled="cancelled",
+        cancelling="cancel_requested",
+        paused="paused",
+    ),
 }
 
 
 def vendor_named(name: str) -> Vendor:
     """``name`` as a :data:`Vendor`, or a ``ValueError`` naming the known ones.
 
-    :param name: ``"dashscope"`` or ``"openai"``
+    :param name: ``"dashscope"``, ``"openai"`` or ``"together"``
     """
     for vendor in VENDORS:
         if name == vendor:
