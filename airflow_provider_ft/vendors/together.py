@@ -77,6 +77,8 @@ class TogetherDialect(Dialect):
     conn_types = ("together_fine_tuning",)
     default_base_url = defaults.TOGETHER_BASE_URL
     supports_delete = True
+    jobs_paged = False
+    events_paged = False
     create_options = frozenset({"method", "hyperparameters", "training_type", "seed"})
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "pending": JobStatus.QUEUED,

@@ -17,7 +17,7 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import parse_retry_after
-from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE, DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE, DashScopeDialect, OpenAIDialect, TogetherDialect, base
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
@@ -54,7 +54,9 @@ def test_real_job_ids_are_accepted(job_id: str) -> None:
     assert validate_job_id(job_id) == job_id
 
 
-@pytest.mark.parametrize("dialect", [DashScopeDialect(), OpenAIDialect()], ids=["dashscope", "openai"])
+@pytest.mark.parametrize(
+    "dialect", [DashScopeDialect(), OpenAIDialect(), TogetherDialect()], ids=["dashscope", "openai", "together"]
+)
 @pytest.mark.parametrize("build", ["get_job", "cancel_job", "delete_job"])
 def test_every_request_builder_validates_the_id_first(dialect: DashScopeDialect, build: str) -> None:
     with pytest.raises(InvalidJobIdError):
@@ -66,6 +68,7 @@ def test_registry_maps_every_conn_type_including_the_official_openai_one() -> No
         "dashscope": DashScopeDialect,
         "openai_fine_tuning": OpenAIDialect,
         "openai": OpenAIDialect,
+        "together_fine_tuning": TogetherDialect,
     } == DIALECTS_BY_CONN_TYPE
 
 
