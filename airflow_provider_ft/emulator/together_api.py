@@ -105,6 +105,7 @@ def default_spec(job_id: str) -> dict[str, Any]:
 def serialize(job: Job, state: EmulatorState, *, with_events: bool = True) -> dict[str, Any]:
     """The job object as retrieve (with its ``events``), list, create and cancel answer it."""
     spec = job.spec
+    succeeded = job.status == WORDS_TG.succeeded
     updated = job.finished_at if job.finished_at is not None else job.status_since
     body: dict[str, Any] = {
         "id": job.id,
@@ -122,10 +123,12 @@ def serialize(job: Job, state: EmulatorState, *, with_events: bool = True) -> di
         "training_method": spec.get("training_method") or {"method": "sft", "train_on_inputs": "auto"},
         "training_type": spec.get("training_type") or {"type": "Full"},
         "random_seed": spec.get("random_seed"),
-        "token_count": int(_token(job.id, "tokens", length=4), 16) + 10_000,
+        # The real API reports the dataset's tokens once it is tokenized; the emulator, like its OpenAI
+        # trained_tokens, once the job has completed.
+        "token_count": int(_token(job.id, "tokens", length=4), 16) + 10_000 if succeeded else None,
         "param_count": 8_030_261_248,
         "total_price": 0,
-        "epochs_completed": 1 if job.status == WORDS_TG.succeeded else 0,
+        "epochs_completed": 1 if succeeded else 0,
         "queue_depth": 0,
         "trainingfile_numlines": 100,
         "trainingfile_size": 4096,

@@ -67,6 +67,8 @@ HYPERPARAMETERS = frozenset(
 METHODS = {"sft": "sft", "supervised": "sft", "dpo": "dpo"}
 #: ``training_type`` words (any case) and the ``type`` each means.
 TRAINING_TYPES = {"full": "Full", "lora": "Lora"}
+#: Event types that say why a job failed (the v1 SDK's upper-case words, the v2 SDK's lower-case ones).
+ERROR_EVENT_TYPES = frozenset({"job_error", "job_user_error", "JOB_ERROR", "JOB_USER_ERROR"})
 #: Events (or page cursors) above this are not believed.
 MAX_EVENTS = 10**9
 
@@ -195,7 +197,7 @@ class TogetherDialect(Dialect):
             fine_tuned_model=optional_str(job.get("model_output_name")) if status is JobStatus.SUCCEEDED else None,
             created_at=self.iso_time(job, "created_at", found_id),
             finished_at=updated if status.is_terminal else None,
-            error=_error_message(job.get("error")) if status is JobStatus.FAILED else None,
+            error=_failure_message(job) if status is JobStatus.FAILED else None,
             name=optional_str(job.get("suffix")),
             trained_tokens=optional_count(job.get("token_count")),
             raw=dict(job),
@@ -355,9 +357,21 @@ def _seed(seed: object) -> int:
     return seed
 
 
-def _error_message(error: Any) -> str | None:
-    if isinstance(error, str):
-        return optional_str(error)
-    if not isinstance(error, Mapping):
-        return None
-    return optional_str(error.get("message")) or optional_str(error.get("code"))
+def _failure_message(job: Mapping[str, Any]) -> str | None:
+    """Why a failed job failed: its ``error`` if it has one, else the message of the last error event among the
+    ``events`` a retrieve answer carries (``job_error``, ``job_user_error`` or level ``error``)."""
+    error = job.get("error")
+    if isinstance(error, Mapping):
+        error = error.get("message") or error.get("code")
+    if optional_str(error):
+        return str(error)
+    events = job.get("events")
+    for event in reversed(events if isinstance(events, list) else []):
+        if isinstance(event, Mapping) and _is_error_event(event) and optional_str(event.get("message")):
+            return str(event["message"])
+    return None
+
+
+def _is_error_event(event: Mapping[str, Any]) -> bool:
+    kind, level = event.get("type"), event.get("level")
+    return kind in ERROR_EVENT_TYPES or (isinstance(level, str) and level.lower() == "error")

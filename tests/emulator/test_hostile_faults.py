@@ -31,8 +31,12 @@ MISSING_BYTES = 1024
 #: Asyncio timers may fire a hair early; lower bounds on elapsed time allow for that.
 EARLY = 0.9
 # Small answers to drip: the 404 of an unknown job (OpenAI's has no request id, so it is the same every time).
-UNKNOWN_JOB = {"dashscope": "/fine-tunes/ft-gone", "openai": "/fine_tuning/jobs/ftjob-gone"}
-LISTING = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+UNKNOWN_JOB = {
+    "dashscope": "/fine-tunes/ft-gone",
+    "openai": "/fine_tuning/jobs/ftjob-gone",
+    "together": "/fine-tunes/ft-gone",
+}
+LISTING = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
 VENDORS = ("dashscope", "openai")
 
 

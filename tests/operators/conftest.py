@@ -11,11 +11,11 @@ import pytest
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from tests.conftest import API_KEY
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-QUEUED = {"dashscope": "PENDING", "openai": "queued"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
-FAILED = {"dashscope": "FAILED", "openai": "failed"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "together": "running"}
+QUEUED = {"dashscope": "PENDING", "openai": "queued", "together": "queued"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "together": "completed"}
+FAILED = {"dashscope": "FAILED", "openai": "failed", "together": "error"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "together": "cancelled"}
 CANCELLING = {"dashscope": "CANCELING"}
 
 

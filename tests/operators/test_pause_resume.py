@@ -211,6 +211,8 @@ def logged(capfd: pytest.CaptureFixture[str]) -> str:
 def test_sensor_keeps_poking_a_paused_job_and_reports_it(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    if vendor.name not in PAUSED:
+        pytest.skip(f"{vendor.name} jobs are never paused (its API has no pause)")
     job_id = emulator.seed_job(vendor.name, status=PAUSED[vendor.name])
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=connection, poke_interval=0.05)
     for _ in range(2):

@@ -15,11 +15,15 @@ from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
 from tests.operators.conftest import TaskInstance
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
+MODELS = {
+    "dashscope": "qwen-turbo",
+    "openai": "gpt-4o-mini-2024-07-18",
+    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+}
 #: Regexes of the request paths (relative to the vendor's base URL) of a create, an upload and a files listing.
-CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$"}
+CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$", "together": r"^/fine-tunes$"}
 FILES_PATH = r"^/files$"
-JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 IDENTITY = TaskIdentity("ft_reliability", "train", "manual__1")
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from airflow_provider_ft._text import ELLIPSIS, printable
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect, TogetherDialect, base
 from airflow_provider_ft.vendors.base import EARLIEST_TIME, LATEST_TIME, Dialect, UnknownStatusWarnings
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobPage, RemoteFile
@@ -34,7 +34,11 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-DIALECTS: dict[str, Callable[[], Dialect]] = {"dashscope": DashScopeDialect, "openai": OpenAIDialect}
+DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "dashscope": DashScopeDialect,
+    "openai": OpenAIDialect,
+    "together": TogetherDialect,
+}
 PAGE_SIZE = 3
 
 VALID_JOBS: dict[str, dict[str, Any]] = {

@@ -39,7 +39,7 @@ from tests.operators.conftest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run,
 from tests.reliability.conftest import single_event
 
 VENDORS = ("dashscope", "openai")
-MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
+MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "together": "/together/v1"}
 #: Real retry behaviour, only faster: every case times out, backs off and obeys Retry-After as in production.
 EXTRAS: dict[str, float] = {"timeout": 0.4, "max_retries": 2, "backoff_base": 0.01, "retry_after_max": 1.0}
 ATTEMPTS = int(EXTRAS["max_retries"]) + 1

@@ -38,8 +38,8 @@ AREA = "wrong shapes"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
 WAIT_TIMEOUT = 5.0
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
-JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id"}
+PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
+JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id", "together": "id"}
 
 Answer = dict[str, Any]
 

@@ -35,7 +35,7 @@ from tests.reliability.conftest import single_event
 AREA = "small hardening"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
+PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
 #: Text a forged line would start with; it must never begin a line of its own.
 FORGED = "FORGED [error] job ft-other: CANCELLED by admin"
 CONTROLS = ("\n", "\r", "\x1b", "\x00", "\u2028")
@@ -43,6 +43,7 @@ CONTROLS = ("\n", "\r", "\x1b", "\x00", "\u2028")
 TEXT_FIELDS = {
     "dashscope": ("job_name", "model", "message", "finetuned_output"),
     "openai": ("user_provided_suffix", "model", "fine_tuned_model"),
+    "together": ("suffix", "model", "model_output_name"),
 }
 FORGERY = f"\n{FORGED}\r\n\x1b[2K{FORGED}\u2028{FORGED}"
 

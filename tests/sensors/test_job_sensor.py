@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 WORDS = {
     "dashscope": {"running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELED"},
     "openai": {"running": "running", "succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"},
+    "together": {"running": "running", "succeeded": "completed", "failed": "error", "cancelled": "cancelled"},
 }
 VENDOR_ERROR = "Training file has invalid format"
 

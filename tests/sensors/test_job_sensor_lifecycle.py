@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from airflow_provider_ft.emulator import FineTuningEmulator
     from tests.conftest import Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded"}
-CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "together": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "together": "completed"}
+CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled", "together": "cancelled"}
 
 
 def vendor_status(emulator: FineTuningEmulator, vendor: Vendor, job_id: str) -> str:

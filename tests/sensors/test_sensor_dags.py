@@ -33,6 +33,7 @@ EXAMPLE_DAG = Path(__file__).resolve().parents[2] / "example_dags" / "ft_wait_fo
 WORDS = {
     "dashscope": {"running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELED"},
     "openai": {"running": "running", "succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"},
+    "together": {"running": "running", "succeeded": "completed", "failed": "error", "cancelled": "cancelled"},
 }
 VENDOR_ERROR = "Training loss diverged at step 120"
 

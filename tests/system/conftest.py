@@ -26,8 +26,8 @@ CLI_API_KEY = "sk-system-test-key"
 #: (``--no-check-files``): the tests create jobs without uploading any.
 CLI_TIME_SCALE = 20.0
 STARTUP_SECONDS = 150.0
-MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
+MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "together": "/together/v1"}
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning", "together": "together_fine_tuning"}
 
 
 @dataclass(frozen=True)
