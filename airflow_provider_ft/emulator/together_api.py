@@ -228,6 +228,8 @@ def _create_spec(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
     method = body.get("training_method")
     if method is not None and (not isinstance(method, dict) or method.get("method") not in ("sft", "dpo")):
         raise _invalid("training_method.method must be sft or dpo", "training_method")
+    if method is not None and method["method"] == "sft":
+        spec["training_method"] = {"train_on_inputs": "auto", **method}
     kind = body.get("training_type")
     if kind is not None and (not isinstance(kind, dict) or kind.get("type") not in ("Full", "Lora")):
         raise _invalid("training_type.type must be Full or Lora", "training_type")
