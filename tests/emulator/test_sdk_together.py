@@ -41,7 +41,8 @@ def test_list_retrieve_events_validate_against_the_sdk_types(
     job = client.fine_tuning.retrieve(done)
     FinetuneResponse.model_validate(job.to_dict())
     assert job.status == "completed"
-    assert job.x_model_output_name is not None and "af-demo" in job.x_model_output_name
+    assert job.x_model_output_name is not None
+    assert "af-demo" in job.x_model_output_name
 
     events = client.fine_tuning.list_events(failed)
     FineTuningListEventsResponse.model_validate(events.to_dict())
@@ -108,7 +109,7 @@ def test_the_sdk_maps_the_emulators_errors(
 
 def test_a_wrong_key_is_an_authentication_error(emulator: FineTuningEmulator) -> None:
     root = emulator.url("together").removesuffix("/v1")
-    with together.Together(base_url=root, api_key="wrong-key-0123456789", max_retries=0) as sdk:
-        with pytest.raises(together.AuthenticationError) as raised:
-            sdk.fine_tuning.list()
+    sdk = together.Together(base_url=root, api_key="wrong-key-0123456789", max_retries=0)
+    with sdk, pytest.raises(together.AuthenticationError) as raised:
+        sdk.fine_tuning.list()
     assert "wrong-key-0123456789" not in str(raised.value)
