@@ -23,6 +23,7 @@ MODELS = {
 #: Regexes of the request paths (relative to the vendor's base URL) of a create, an upload and a files listing.
 CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$", "together": r"^/fine-tunes$"}
 FILES_PATH = r"^/files$"
+UPLOAD_PATHS = {"dashscope": FILES_PATH, "openai": FILES_PATH, "together": r"^/files/upload$"}
 JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 IDENTITY = TaskIdentity("ft_reliability", "train", "manual__1")
@@ -40,7 +41,7 @@ def spec_for(vendor: str, training_file: str = "file-to-upload") -> JobSpec:
 
 def file_entry(vendor: str, file_id: str, size: int = 10) -> dict[str, Any]:
     """A file object of a listing page, as the vendor writes it."""
-    if vendor == "openai":
+    if vendor in ("openai", "together"):
         return {
             "object": "file",
             "id": file_id,
@@ -57,6 +58,8 @@ def files_page(vendor: str, entries: list[Any], *, more: bool, page_no: int = 1,
     """A files listing page; ``more`` says more follow (DashScope: a ``total`` past this page unless given)."""
     if vendor == "openai":
         return json.dumps({"object": "list", "data": entries, "has_more": more}).encode()
+    if vendor == "together":  # one page holds every file: it cannot promise more
+        return json.dumps({"data": entries}).encode()
     if total is None:
         total = 10**9 if more else (page_no - 1) * 100 + len(entries)
     data = {"total": total, "page_no": page_no, "page_size": 100, "files": entries}
@@ -65,7 +68,7 @@ def files_page(vendor: str, entries: list[Any], *, more: bool, page_no: int = 1,
 
 def upload_answer(vendor: str, file_id: str) -> dict[str, Any]:
     """A well-formed answer to an upload (to damage)."""
-    if vendor == "openai":
+    if vendor in ("openai", "together"):
         return file_entry(vendor, file_id)
     return {"request_id": "req-upload", "data": {"uploaded_files": [{"file_id": file_id, "name": "train.jsonl"}]}}
 
@@ -79,7 +82,7 @@ def creates(emulator: FineTuningEmulator, vendor: str) -> list[RecordedRequest]:
 
 
 def uploads(emulator: FineTuningEmulator) -> list[RecordedRequest]:
-    return requests_to(emulator, "POST", "/files")
+    return requests_to(emulator, "POST", "/files") + requests_to(emulator, "POST", "/files/upload")
 
 
 def file_listings(emulator: FineTuningEmulator) -> list[RecordedRequest]:

@@ -332,7 +332,7 @@ def upload_with(changes: Callable[[str, Answer], None]) -> Callable[[str], bytes
 
 
 def unsafe_file_id(vendor: str, answer: Answer) -> None:
-    if vendor == "openai":
+    if vendor in ("openai", "together"):
         answer["id"] = "../files/x"
     else:
         answer["data"]["uploaded_files"][0]["file_id"] = "../files/x"
@@ -350,6 +350,8 @@ def files_page_of(entries: str, vendor_more: str = "true") -> Callable[[str], by
     def make(vendor: str) -> bytes:
         if vendor == "openai":
             return f'{{"object": "list", "data": {entries}, "has_more": {vendor_more}}}'.encode()
+        if vendor == "together":
+            return f'{{"data": {entries}}}'.encode()
         return f'{{"request_id": "r-1", "data": {{"total": 1, "files": {entries}}}}}'.encode()
 
     return make
@@ -377,7 +379,11 @@ UPLOAD_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the upload answer's 'data' is null", "openai": "the uploaded file's 'id' is null"},
+        {
+            "dashscope": "the upload answer's 'data' is null",
+            "openai": "the uploaded file's 'id' is null",
+            "together": "the uploaded file's 'id' is null",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -405,7 +411,7 @@ FILES_PAGE_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "the files page's 'data' is null", "openai": "the files page's 'data' is null"},
+        {v: "the files page's 'data' is null" for v in CONN_TYPES},
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -424,7 +430,10 @@ FILES_PAGE_SHAPES = [
 ]
 CREATE_SHAPES = [
     LifecycleShape(
-        "empty-object", "`{}`", constant(b"{}"), {"dashscope": "'output' is null", "openai": "the job has no 'id'"}
+        "empty-object",
+        "`{}`",
+        constant(b"{}"),
+        {"dashscope": "'output' is null", "openai": "the job has no 'id'", "together": "the job has no 'id'"},
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -434,7 +443,7 @@ CREATE_SHAPES = [
         "a-page-instead",
         "a list page where a job was asked for",
         constant(b'{"object": "list", "data": [], "has_more": false, "output": {"jobs": []}}'),
-        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'"},
+        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'", "together": "the job has no 'id'"},
     ),
     LifecycleShape(
         "create-unsafe-job-id",
@@ -488,7 +497,8 @@ def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no
 ) -> None:
     at_the_upload = column == UPLOAD_COLUMN
     method = "POST" if at_the_upload else "GET"
-    emulator.inject(Fault(kind="body", body=shape.make(vendor), method=method, path=lifecycle.FILES_PATH, times=ALWAYS))
+    path = lifecycle.UPLOAD_PATHS[vendor] if at_the_upload else lifecycle.FILES_PATH
+    emulator.inject(Fault(kind="body", body=shape.make(vendor), method=method, path=path, times=ALWAYS))
     with closing(hook_for(vendor)) as hook:
         local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
         error = check_refused(lambda: hook.upload_file(local, settle_delays=(0.0,)), shape.says[vendor])
@@ -499,7 +509,8 @@ def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no
         assert len(lifecycle.uploads(emulator)) == 1, "a clear refusal is not sent again"
         assert emulator.requests[-1] == lifecycle.uploads(emulator)[0], "nor looked for after"
     elif at_the_upload:
-        assert 1 <= sent_only_after_a_look(emulator, "POST", "/files", "/files") <= tries
+        upload = lifecycle.UPLOAD_PATHS[vendor].strip("^$")
+        assert 1 <= sent_only_after_a_look(emulator, "POST", upload, "/files") <= tries
     else:
         assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
         assert len(lifecycle.file_listings(emulator)) == 1
@@ -578,7 +589,7 @@ def test_a_redirected_create_or_upload_is_not_followed_and_makes_nothing(
     status: int,
 ) -> None:
     file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
-    path = lifecycle.CREATE_PATHS[vendor] if column == CREATE_COLUMN else lifecycle.FILES_PATH
+    path = lifecycle.CREATE_PATHS[vendor] if column == CREATE_COLUMN else lifecycle.UPLOAD_PATHS[vendor]
     emulator.inject(Fault(kind="redirect", variant="job", status=status, method="POST", path=path, times=ALWAYS))
     with closing(hook_for(vendor)) as hook:
         if column == CREATE_COLUMN:

@@ -61,6 +61,10 @@ def forged_answer(vendor: str, answer: dict[str, Any], *, in_status: bool) -> by
         job[name] = f"{job.get(name) or 'x'}{FORGERY}"
     if vendor == "openai":
         job["error"] = {"code": "bad\ncode", "message": f"boom{FORGERY}", "param": None}
+    if vendor == "together":
+        # A failed job's reason is its last error event; the same body answers the events request (its "data").
+        event = {"object": "fine-tune-event", "type": "job_error", "level": "error", "message": f"boom{FORGERY}"}
+        job["events"] = job["data"] = [event]
     return json.dumps(answer).encode()
 
 
