@@ -256,7 +256,9 @@ def test_control_the_server_really_sends_the_key(
 # -- a usable job whose fields carry the key: the job comes through, scrubbed -----------------------------------------
 
 #: Fields whose value must stay as the vendor sent it for the job to be usable (ids, status words, times, kinds).
-KEPT_FIELDS = frozenset({"id", "job_id", "status", "object", "create_time", "end_time", "created_at", "finished_at"})
+KEPT_FIELDS = frozenset(
+    {"id", "job_id", "status", "object", "create_time", "end_time", "created_at", "finished_at", "updated_at"}
+)
 
 
 def planted(value: Any, key: str, field: str | None = None) -> Any:
