@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_ft import __version__, defaults
 
-_INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning", "Azure OpenAI fine-tuning")
+_INTEGRATIONS = ("DashScope fine-tuning", "OpenAI fine-tuning", "Azure OpenAI fine-tuning", "Together AI fine-tuning")
 _COMMON_FIELDS: dict[str, Any] = {
     "namespace": {
         "label": "Job identity namespace",
@@ -66,9 +66,9 @@ def _per_integration(*modules: str) -> list[dict[str, Any]]:
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-ft",
-        "name": "Fine-tuning jobs (DashScope, OpenAI, Azure OpenAI)",
-        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs on DashScope, OpenAI and "
-        "Azure OpenAI.",
+        "name": "Fine-tuning jobs (DashScope, OpenAI, Azure OpenAI, Together AI)",
+        "description": "Cancel, delete, clean up and wait for remote LLM fine-tuning jobs on DashScope, OpenAI, "
+        "Azure OpenAI and Together AI.",
         "versions": [__version__],
         "integrations": [
             {
@@ -84,6 +84,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Azure OpenAI fine-tuning",
                 "external-doc-url": "https://learn.microsoft.com/azure/ai-foundry/openai/how-to/fine-tuning",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "Together AI fine-tuning",
+                "external-doc-url": "https://docs.together.ai/docs/fine-tuning-overview",
                 "tags": ["software"],
             },
         ],
@@ -149,6 +154,13 @@ def get_provider_info() -> dict[str, Any]:
                     **_COMMON_FIELDS,
                 },
                 "ui-field-behaviour": _behaviour("https://<resource>.openai.azure.com", "Azure OpenAI key"),
+            },
+            {
+                "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook",
+                "hook-name": "Together AI fine-tuning",
+                "connection-type": "together_fine_tuning",
+                "conn-fields": dict(_COMMON_FIELDS),
+                "ui-field-behaviour": _behaviour("https://api.together.ai/v1"),
             },
         ],
     }

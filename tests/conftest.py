@@ -35,7 +35,12 @@ from airflow_provider_ft.emulator import FineTuningEmulator  # noqa: E402
 from airflow_provider_ft.identity import TaskIdentity  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"
-CONN_TYPES = {"azure": "azure_openai_fine_tuning", "dashscope": "dashscope", "openai": "openai_fine_tuning"}
+CONN_TYPES = {
+    "azure": "azure_openai_fine_tuning",
+    "dashscope": "dashscope",
+    "openai": "openai_fine_tuning",
+    "together": "together_fine_tuning",
+}
 # Fast but real retry settings: the retry tests count attempts, they do not wait for production backoffs.
 FAST_RETRIES = {"timeout": 2, "max_retries": 3, "backoff_base": 0.01}
 
@@ -54,7 +59,8 @@ class Vendor:
 
 def seed_job_of(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentity, **kwargs: Any) -> str:
     """A job tagged as the create operator tags the job of ``identity`` (OpenAI ``metadata["airflow_ti"]``,
-    DashScope ``job_name``, Azure OpenAI ``suffix``): what an earlier try of that task instance would have made."""
+    DashScope ``job_name``, Azure OpenAI and Together AI ``suffix``): what an earlier try of that task instance would
+    have made."""
     if vendor == "openai":
         return emulator.seed_job(vendor, metadata={"airflow_ti": identity.key}, **kwargs)
     return emulator.seed_job(vendor, name=identity.tag, **kwargs)

@@ -30,6 +30,7 @@ def test_provider_is_discovered_through_its_entry_point(providers_manager: objec
         ("dashscope", "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook"),
         ("openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook"),
         ("azure_openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.AzureOpenAIFineTuningHook"),
+        ("together_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook"),
     ],
 )
 def test_every_connection_type_is_registered(providers_manager: object, conn_type: str, hook_class: str) -> None:
@@ -50,6 +51,8 @@ def test_connection_form_fields(providers_manager: object) -> None:
         assert f"extra__openai_fine_tuning__{field}" in widgets
     for field in ("api_version", "timeout", "max_retries"):
         assert f"extra__azure_openai_fine_tuning__{field}" in widgets
+    for field in ("timeout", "max_retries", "namespace"):
+        assert f"extra__together_fine_tuning__{field}" in widgets
 
 
 def test_provider_info_is_plain_data() -> None:
@@ -104,6 +107,7 @@ def test_dag_authoring_path_imports_nothing_heavy() -> None:
 HOOK_CLASSES = {
     "dashscope": "DashScopeFineTuningHook",
     "openai_fine_tuning": "OpenAIFineTuningHook",
+    "together_fine_tuning": "TogetherFineTuningHook",
 }
 
 
@@ -162,7 +166,8 @@ def test_providers_manager_warns_about_nothing_of_ours() -> None:
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    manager = ProvidersManager()\n"
-        "    hooks = [manager.hooks[conn_type] for conn_type in ('dashscope', 'openai_fine_tuning')]\n"
+        "    types = ('dashscope', 'openai_fine_tuning', 'together_fine_tuning')\n"
+        "    hooks = [manager.hooks[conn_type] for conn_type in types]\n"
         "    manager.connection_form_widgets, manager.field_behaviours\n"
         "ours = [f'{w.category.__name__}: {w.message}' for w in caught\n"
         "        if 'airflow_provider_ft' in str(w.message) or 'FineTuningHook' in str(w.message)\n"
@@ -174,5 +179,6 @@ def test_providers_manager_warns_about_nothing_of_ours() -> None:
     assert loaded["hooks"] == [
         "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
         "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
+        "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook",
     ]
     assert loaded["warnings"] == []

@@ -11,6 +11,7 @@ from types import FrameType
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.demo import seed_demo
 from airflow_provider_ft.emulator.server import DEFAULT_API_KEY, FineTuningEmulator
+from airflow_provider_ft.emulator.vocabulary import VENDORS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -47,7 +48,7 @@ def _seconds(text: str) -> float:
 
 def seed_running(emulator: FineTuningEmulator, seconds: float) -> dict[str, str]:
     """Seed one running job per vendor that succeeds after ``seconds`` emulated seconds; their ids by vendor."""
-    return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in ("dashscope", "openai", "azure")}
+    return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in VENDORS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

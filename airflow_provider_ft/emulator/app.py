@@ -1,4 +1,4 @@
-"""The ASGI application: both vendor routers, vendor-shaped error handlers, and the front-door middleware."""
+"""The ASGI application: the vendor routers, vendor-shaped error handlers, and the front-door middleware."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from airflow_provider_ft.emulator import azure_api, dashscope_api, dashscope_files, openai_api, openai_files
+from airflow_provider_ft.emulator import (
+    azure_api,
+    dashscope_api,
+    dashscope_files,
+    openai_api,
+    openai_files,
+    together_api,
+)
 from airflow_provider_ft.emulator.connections import SocketRegistry
 from airflow_provider_ft.emulator.errors import ApiFailure, error_body, not_found_route
 from airflow_provider_ft.emulator.exchange import ASGIApp
@@ -32,6 +39,7 @@ def build_app(state: EmulatorState, log: RequestLog, faults: FaultBook, sockets:
         app.include_router(azure_api.router, prefix=prefix)
         app.include_router(openai_api.router, prefix=prefix)
         app.include_router(openai_files.router, prefix=prefix)
+    app.include_router(together_api.router, prefix=MOUNTS["together"])
     app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,7 +1,8 @@
 """Listings that never end, each vendor in its own paging style.
 
 OpenAI pages by cursor (``after`` = the last id seen, ``has_more``); DashScope by number (``page_no``,
-``page_size``, ``total``). Every page is full and says more follow; what changes is what is on it.
+``page_size``, ``total``). Every page is full and says more follow; what changes is what is on it. Together AI's
+listing does not page: it cannot promise more, so its "endless" listing is one answer of the variant's jobs.
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ def endless_page(exchange: Exchange, variant: str) -> dict[str, Any]:
     :param exchange: the listing request (its query says which page)
     :param variant: ``fresh``, ``alternate``, ``same``, ``total`` or ``non_objects``
     """
+    if shape_of(exchange) == "together":
+        return _together_page(exchange, variant)
     if shape_of(exchange) != "dashscope":
         return _openai_page(exchange, variant)
     return _dashscope_page(exchange, variant)
+
+
+def _together_page(exchange: Exchange, variant: str) -> dict[str, Any]:
+    count = OPENAI_LIMIT[0]
+    if variant == "non_objects":
+        return page_answer(exchange, _non_objects(count))
+    return page_answer(exchange, [specimen_job(exchange, f"ft-endless-{index:012d}") for index in range(count)])
 
 
 def _openai_page(exchange: Exchange, variant: str) -> dict[str, Any]:

@@ -143,6 +143,8 @@ def unauthorized(vendor: Vendor, presented: str | None) -> ApiFailure:
         return ApiFailure(401, "InvalidApiKey", "Invalid API-key provided.")
     if vendor == "azure":
         return ApiFailure(401, "401", AZURE_UNAUTHORIZED)
+    if vendor == "together":
+        return ApiFailure(401, "invalid_api_key", f"Invalid API key provided: {redact_key(presented or '')}")
     if not presented:
         message = (
             "You didn't provide an API key. You need to provide your API key in an Authorization header "

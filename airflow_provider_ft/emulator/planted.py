@@ -17,7 +17,7 @@ MARKER = "<<planted-key>>"
 BEARER = f"Bearer {MARKER}"
 MESSAGE = f"Incorrect API key provided: {MARKER}. The upstream saw Authorization: {BEARER}"
 #: Fields left as they are, so that the body stays the shape it claims to be: object kinds and times.
-_KEPT = frozenset({"object", "create_time", "end_time"})
+_KEPT = frozenset({"object", "create_time", "end_time", "created_at", "updated_at", "started_at"})
 #: Jobs on a planted page.
 PAGE_JOBS = 2
 

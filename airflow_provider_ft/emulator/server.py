@@ -6,7 +6,9 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,15 +16,16 @@ from zoneinfo import ZoneInfo
 import uvicorn
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
-from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files
+from airflow_provider_ft.emulator import dashscope_api, dashscope_files, openai_api, openai_files, together_api
 from airflow_provider_ft.emulator.app import build_app
 from airflow_provider_ft.emulator.clock import Clock, as_seconds
 from airflow_provider_ft.emulator.connections import SocketRegistry, protocol_class
 from airflow_provider_ft.emulator.faults import Fault, FaultBook
 from airflow_provider_ft.emulator.files import FINE_TUNE, StoredFile, digest_bytes
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
+from airflow_provider_ft.emulator.specimens import SERIALIZERS
 from airflow_provider_ft.emulator.state import EmulatorState, Settings
-from airflow_provider_ft.emulator.store import JobStore
+from airflow_provider_ft.emulator.store import Job, JobStore
 from airflow_provider_ft.emulator.vocabulary import BASE_PATHS, vendor_named
 
 DEFAULT_API_KEY = "emulator-key"
@@ -30,7 +33,12 @@ BACKLOG = 4096
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
-_SERIALIZERS = {"dashscope": dashscope_api.serialize, "openai": openai_api.serialize, "azure": openai_api.serialize}
+_SEEDERS: dict[str, Callable[..., Job]] = {
+    "dashscope": dashscope_api.seed,
+    "openai": openai_api.seed,
+    "azure": partial(openai_api.seed, vendor="azure"),
+    "together": together_api.seed,
+}
 
 
 class FineTuningEmulator:
@@ -181,6 +189,7 @@ class FineTuningEmulator:
         end as ``outcome`` after ``runs_for`` (never if ``None``). DashScope: ``name`` is ``job_name``,
         ``metadata`` is kept off the wire. OpenAI: ``name`` is the model suffix and ``metadata["name"]``. Azure
         OpenAI: as OpenAI (its jobs carry the suffix as ``suffix``); its words are Microsoft's (``pending``, ...).
+        Together AI: ``name`` is the ``suffix``, ``metadata`` is kept off the wire.
         """
         kind = vendor_named(vendor)
         options: dict[str, Any] = {
@@ -194,9 +203,8 @@ class FineTuningEmulator:
             "outcome": outcome,
             "error": error,
         }
-        if kind == "dashscope":
-            return dashscope_api.seed(self._state, **options).id
-        return openai_api.seed(self._state, vendor=kind, **options).id
+        job: Job = _SEEDERS[kind](self._state, **options)
+        return job.id
 
     def seed_jobs(self, vendor: str, n: int, **kwargs: Any) -> list[str]:
         """Seed ``n`` jobs with the same options (``job_id`` cannot be given)."""
@@ -208,12 +216,12 @@ class FineTuningEmulator:
         """The job as the vendor would serialise it now; ``None`` if unknown or deleted."""
         kind = vendor_named(vendor)
         found = self._state.store.get(kind, job_id)
-        return None if found is None else _SERIALIZERS[kind](found, self._state)
+        return None if found is None else SERIALIZERS[kind](found, self._state)
 
     def jobs(self, vendor: str) -> list[dict[str, Any]]:
         """Every job of ``vendor`` as serialised now, newest first."""
         kind = vendor_named(vendor)
-        return [_SERIALIZERS[kind](job, self._state) for job in self._state.store.all(kind)]
+        return [SERIALIZERS[kind](job, self._state) for job in self._state.store.all(kind)]
 
     # -- files ---------------------------------------------------------------------------------------------
 
@@ -235,6 +243,8 @@ class FineTuningEmulator:
         found = digest_bytes(filename, content, check=purpose == FINE_TUNE)
         if found.problem is not None:
             raise ValueError(f"{filename} is not fine-tuning JSONL: {found.problem}")
+        if kind == "together":
+            return together_api.keep(self._state, filename, found, purpose).id
         if kind != "dashscope":
             return openai_files.keep(self._state, filename, found, purpose, kind).id
         return dashscope_files.keep(self._state, filename, found, purpose, description).id
@@ -243,6 +253,8 @@ class FineTuningEmulator:
         """Every file of ``vendor`` as the vendor would serialise it now, newest first."""
         kind = vendor_named(vendor)
         stored = self._state.files.all(kind)
+        if kind == "together":
+            return [together_api.serialize_file(f) for f in stored]
         if kind != "dashscope":
             return [openai_files.serialize(f) for f in stored]
         return [dashscope_files.serialize(f, self._state.settings.dashscope_timezone) for f in stored]

@@ -6,10 +6,12 @@ Faults answer with these instead of serving the request: a plausible body, never
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_ft.emulator import dashscope_api, openai_api
+from airflow_provider_ft.emulator import dashscope_api, openai_api, together_api
 from airflow_provider_ft.emulator.exchange import Exchange, encode_json
+from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import Job
 from airflow_provider_ft.emulator.vocabulary import WORDS, Vendor
 
@@ -20,11 +22,22 @@ LISTING_PATHS: dict[Vendor, str] = {
     "dashscope": "/fine-tunes",
     "openai": "/fine_tuning/jobs",
     "azure": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
 }
 _JOB_PATHS: dict[Vendor, re.Pattern[str]] = {
     "dashscope": re.compile(r"^/fine-tunes/([^/]+)"),
     "openai": re.compile(r"^/fine_tuning/jobs/([^/]+)"),
     "azure": re.compile(r"^(?:/v1)?/fine_tuning/jobs/([^/]+)"),
+    "together": re.compile(r"^/fine-tunes/([^/]+)"),
+}
+
+
+#: Each vendor's job object, as retrieve answers it.
+SERIALIZERS: dict[Vendor, Callable[[Job, EmulatorState], dict[str, Any]]] = {
+    "dashscope": dashscope_api.serialize,
+    "openai": openai_api.serialize,
+    "azure": openai_api.serialize,
+    "together": together_api.serialize,
 }
 
 
@@ -62,7 +75,7 @@ def specimen_job(
     :param job_id: its id
     :param status: the vendor's status word
     :param error: the error of a failed job
-    :param name: DashScope ``job_name``, OpenAI (and Azure) suffix
+    :param name: DashScope ``job_name``, OpenAI, Azure OpenAI and Together AI suffix
     :param metadata: OpenAI metadata
     """
     vendor = shape_of(exchange)
@@ -73,6 +86,8 @@ def specimen_job(
     if vendor == "dashscope":
         model = dashscope_api.DEFAULT_MODEL
         spec = dashscope_api.default_spec(model, state.settings.workspace_id)
+    elif vendor == "together":
+        model, spec = together_api.DEFAULT_MODEL, together_api.default_spec(job_id)
     else:
         model, spec = openai_api.DEFAULT_MODEL, openai_api.default_spec(job_id, name)
     job = Job(
@@ -91,8 +106,7 @@ def specimen_job(
         finished_at=now if status in words.terminal else None,
         spec=spec,
     )
-    serialize = dashscope_api.serialize if vendor == "dashscope" else openai_api.serialize
-    return serialize(job, state)
+    return SERIALIZERS[vendor](job, state)
 
 
 def job_answer(exchange: Exchange, job: Any) -> dict[str, Any]:
@@ -111,7 +125,8 @@ def page_answer(
     page_size: int | None = None,
     total: int | None = None,
 ) -> dict[str, Any]:
-    """A listing page: OpenAI ``{object, data, has_more}``, DashScope ``output: {page_no, page_size, total, jobs}``.
+    """A listing page: OpenAI ``{object, data, has_more}``, DashScope ``output: {page_no, page_size, total, jobs}``,
+    Together AI ``{data}`` (its listing does not page).
 
     :param exchange: the request answered
     :param jobs: the page's items
@@ -120,6 +135,8 @@ def page_answer(
     :param page_size: DashScope ``page_size`` (default: the number of jobs)
     :param total: DashScope ``total`` (default: the number of jobs)
     """
+    if shape_of(exchange) == "together":
+        return {"data": jobs}
     if shape_of(exchange) != "dashscope":
         return {"object": "list", "data": jobs, "has_more": more}
     size = len(jobs) if page_size is None else page_size
@@ -132,4 +149,6 @@ def canned_body(exchange: Exchange) -> bytes:
     if exchange.vendor == "dashscope":
         output = {"job_id": "ft-000000000000-0000", "status": "RUNNING", "note": "emulator fault body"}
         return encode_json({"request_id": exchange.request_id, "output": output})
+    if exchange.vendor == "together":
+        return encode_json({"id": "ft-00000000-0000-0000-0000-000000000000", "status": "running", "note": "fault"})
     return encode_json({"object": "fine_tuning.job", "id": "ftjob-emulatorfaultbody0000", "status": "running"})

@@ -7,14 +7,15 @@ from typing import Literal
 
 from airflow_provider_ft.defaults import EMULATOR_MOUNTS
 
-Vendor = Literal["dashscope", "openai", "azure"]
-VENDORS: tuple[Vendor, ...] = ("dashscope", "openai", "azure")
+Vendor = Literal["dashscope", "openai", "azure", "together"]
+VENDORS: tuple[Vendor, ...] = ("dashscope", "openai", "azure", "together")
 #: The path each vendor's routes are mounted at. Azure OpenAI's resource endpoint is ``/azure``: its dated API is
 #: below ``/azure/openai`` and its v1 API below ``/azure/openai/v1`` (paths relative to the mount: ``/v1/...``).
 MOUNTS: dict[Vendor, str] = {
     "dashscope": EMULATOR_MOUNTS["dashscope"],
     "openai": EMULATOR_MOUNTS["openai"],
     "azure": "/azure/openai",
+    "together": "/together/v1",
 }
 #: What a connection's host ends with for each vendor (Azure's dialect adds ``/openai`` itself).
 BASE_PATHS: dict[Vendor, str] = {**MOUNTS, "azure": "/azure"}
@@ -80,13 +81,23 @@ WORDS: dict[Vendor, Vocabulary] = {
         cancelling=None,
         paused="paused",
     ),
+    # Together AI cannot pause a job: its paused word is never entered.
+    "together": Vocabulary(
+        queued=frozenset({"pending", "queued"}),
+        running="running",
+        succeeded="completed",
+        failed="error",
+        cancelled="cancelled",
+        cancelling="cancel_requested",
+        paused="paused",
+    ),
 }
 
 
 def vendor_named(name: str) -> Vendor:
     """``name`` as a :data:`Vendor`, or a ``ValueError`` naming the known ones.
 
-    :param name: ``"dashscope"``, ``"openai"`` or ``"azure"``
+    :param name: ``"dashscope"``, ``"openai"``, ``"azure"`` or ``"together"``
     """
     for vendor in VENDORS:
         if name == vendor:

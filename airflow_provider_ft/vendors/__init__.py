@@ -15,12 +15,18 @@ if TYPE_CHECKING:
     from airflow_provider_ft.vendors.base import Dialect
     from airflow_provider_ft.vendors.dashscope import DashScopeDialect
     from airflow_provider_ft.vendors.openai import OpenAIDialect
+    from airflow_provider_ft.vendors.together import TogetherDialect
     from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobPage
 
     DIALECTS_BY_CONN_TYPE: dict[str, type[Dialect]]
 
 #: Every dialect: its class name and the module it lives in.
-_DIALECTS = {"DashScopeDialect": "dashscope", "OpenAIDialect": "openai", "AzureOpenAIDialect": "azure_openai"}
+_DIALECTS = {
+    "DashScopeDialect": "dashscope",
+    "OpenAIDialect": "openai",
+    "AzureOpenAIDialect": "azure_openai",
+    "TogetherDialect": "together",
+}
 _OTHER_NAMES = {"Dialect": "base", "ApiRequest": "wire", "ApiResponse": "wire", "JobPage": "wire"}
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "Dialect",
     "JobPage",
     "OpenAIDialect",
+    "TogetherDialect",
 ]
 
 

@@ -157,6 +157,8 @@ class Dialect(ABC):
     conn_types: ClassVar[tuple[str, ...]]
     default_base_url: ClassVar[str]
     list_filters: ClassVar[tuple[str, ...]] = ()
+    #: Whether the job listing comes in pages of the hook's ``page_size``; ``False``: one answer holds every job.
+    jobs_paged: ClassVar[bool] = True
     supports_delete: ClassVar[bool] = False
     #: Whether the API can pause a running job and resume it later (``pause_job``, ``resume_job``).
     supports_pause: ClassVar[bool] = False
@@ -166,6 +168,8 @@ class Dialect(ABC):
     #: Whether the progress log pages from the newest entry back. A walk for the entries after a cursor then
     #: starts at the newest page and ends where it meets the cursor; otherwise it starts right after the cursor.
     events_newest_first: ClassVar[bool] = False
+    #: Whether the progress log is read in pages of ``events_page_size`` entries; ``False``: one answer holds it all.
+    events_paged: ClassVar[bool] = True
     #: The optional ``JobSpec`` fields a create request of this API takes; the others are refused before any I/O.
     create_options: ClassVar[frozenset[str]] = frozenset()
     #: Files per page when looking through the vendor's files for one already uploaded.

@@ -36,8 +36,14 @@ UNKNOWN_JOB = {
     "dashscope": "/fine-tunes/ft-gone",
     "openai": "/fine_tuning/jobs/ftjob-gone",
     "azure": "/fine_tuning/jobs/ftjob-gone",
+    "together": "/fine-tunes/ft-gone",
 }
-LISTING = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+LISTING = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "azure": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
+}
 VENDORS = ("dashscope", "openai", "azure")
 
 

@@ -10,7 +10,7 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from tests.conftest import FAST_RETRIES, Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
 
 
 async def test_aget_job(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:

@@ -14,7 +14,7 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
 ATTEMPTS = FAST_RETRIES["max_retries"] + 1
 
 

@@ -24,10 +24,21 @@ from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
 from tests.conftest import FAST_RETRIES, Vendor, seed_job_of
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
-CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$", "azure": r"/fine_tuning/jobs$"}
+MODELS = {
+    "dashscope": "qwen-turbo",
+    "openai": "gpt-4o-mini-2024-07-18",
+    "azure": "gpt-4o-mini-2024-07-18",
+    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"}
+UPLOAD_PATHS = {"dashscope": r"/files$", "openai": r"/files$", "azure": r"/files$", "together": r"/files/upload$"}
+CREATE_PATHS = {
+    "dashscope": r"/fine-tunes$",
+    "openai": r"/fine_tuning/jobs$",
+    "azure": r"/fine_tuning/jobs$",
+    "together": r"/fine-tunes$",
+}
 RECORD = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
 IDENTITY = TaskIdentity("dag", "train", "manual__1")
 
@@ -176,6 +187,13 @@ UNTAGGED_ANSWERS = {
         "created_at": 1_767_268_800,
         "suffix": None,
     },
+    "together": {
+        "id": "ft-untagged",
+        "status": "pending",
+        "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "created_at": "2026-01-01T12:00:00.000Z",
+        "suffix": None,
+    },
 }
 
 
@@ -193,7 +211,7 @@ def test_a_vendor_that_drops_the_tag_is_reported_as_unsafe_to_retry(
     submission = FineTuningHook(connection).submit_job(spec, IDENTITY, settle_delays=(0,))
 
     assert submission.created
-    assert submission.job.id in ("ftjob-untagged", "ft-202601011200-0000")
+    assert submission.job.id in ("ftjob-untagged", "ft-202601011200-0000", "ft-untagged")
     written = hook_output(capfd, caplog)
     assert f"job {submission.job.id} does not carry the identity {IDENTITY.tag}" in written
     assert "would start another" in written
@@ -246,7 +264,7 @@ def test_a_lost_upload_answer_is_found_and_not_uploaded_twice(
 ) -> None:
     hook = FineTuningHook(connection)
     local = hook.check_training_file(write_records(tmp_path / "train.jsonl", 5), JobSpec("m", "file-x"))
-    emulator.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=r"/files$"))
+    emulator.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=UPLOAD_PATHS[vendor.name]))
 
     remote, uploaded = hook.upload_file(local, settle_delays=(0,))
 

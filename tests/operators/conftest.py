@@ -11,11 +11,11 @@ import pytest
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from tests.conftest import API_KEY
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
-QUEUED = {"dashscope": "PENDING", "openai": "queued", "azure": "pending"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
-FAILED = {"dashscope": "FAILED", "openai": "failed", "azure": "failed"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
+QUEUED = {"dashscope": "PENDING", "openai": "queued", "azure": "pending", "together": "queued"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded", "together": "completed"}
+FAILED = {"dashscope": "FAILED", "openai": "failed", "azure": "failed", "together": "error"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"}
 CANCELLING = {"dashscope": "CANCELING"}
 
 

@@ -50,10 +50,26 @@ WORDS: dict[str, dict[str, str]] = {
         "failed": "FAILED",
         "cancelled": "CANCELLED",
     },
+    # user_error is left out: the emulator's lifecycle knows one failed word per vendor (error).
+    "together": {
+        "pending": "QUEUED",
+        "queued": "QUEUED",
+        "running": "RUNNING",
+        "compressing": "RUNNING",
+        "uploading": "RUNNING",
+        "completed": "SUCCEEDED",
+        "error": "FAILED",
+        "cancelled": "CANCELLED",
+    },
 }
 UNFINISHED = ["QUEUED", "RUNNING", "PAUSED"]
 FINISHED = ["SUCCEEDED", "FAILED", "CANCELLED"]
-ACTIONS = {"dashscope": ["cancel", "delete"], "openai": ["cancel"], "azure": ["cancel", "delete"]}
+ACTIONS = {
+    "dashscope": ["cancel", "delete"],
+    "openai": ["cancel"],
+    "azure": ["cancel", "delete"],
+    "together": ["cancel", "delete"],
+}
 AGES_HOURS = [0.5, 3, 30, 200]
 # Filters are drawn with "no filter" and loose thresholds more often, so that most examples select some jobs.
 THRESHOLDS_HOURS = [1, 1, 10, 100]
@@ -121,8 +137,8 @@ def visible_name(vendor: str, job_id: str, seed: Seed) -> str | None:
 
 
 def visible_metadata(vendor: str, seed: Seed) -> dict[str, str]:
-    """DashScope jobs have no metadata; OpenAI's carry the team and (as the emulator does) the name."""
-    if vendor == "dashscope":
+    """DashScope and Together AI jobs have no metadata; OpenAI's carry the team and (as the emulator does) the name."""
+    if vendor in ("dashscope", "together"):
         return {}
     metadata = {"team": seed.team} if seed.team else {}
     if seed.name:

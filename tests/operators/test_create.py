@@ -31,8 +31,20 @@ from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
-CREATE_PATHS = {"dashscope": r"/fine-tunes$", "openai": r"/fine_tuning/jobs$", "azure": r"/fine_tuning/jobs$"}
+MODELS = {
+    "dashscope": "qwen-turbo",
+    "openai": "gpt-4o-mini-2024-07-18",
+    "azure": "gpt-4o-mini-2024-07-18",
+    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+}
+UPLOAD_PATHS = {"dashscope": r"/files$", "openai": r"/files$", "azure": r"/files$", "together": r"/files/upload$"}
+UPLOADS = ("/files", "/files/upload")
+CREATE_PATHS = {
+    "dashscope": r"/fine-tunes$",
+    "openai": r"/fine_tuning/jobs$",
+    "azure": r"/fine_tuning/jobs$",
+    "together": r"/fine-tunes$",
+}
 GOOD_RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 #: Emulated seconds per real second of the fast emulator: a created job (5 s queued, 600 s running) takes 2 s.
 FAST = 300.0
@@ -95,9 +107,9 @@ def test_uploads_the_file_creates_one_job_and_waits_for_its_model(
         key: value for key, value in ti.xcoms.items() if key == "fine_tuning_job_url"
     }
     jobs, files = fast.jobs(vendor.name), fast.files(vendor.name)
-    assert [job["id"] if vendor.name != "dashscope" else job["job_id"] for job in jobs] == [result["id"]]
+    assert [job["job_id"] if vendor.name == "dashscope" else job["id"] for job in jobs] == [result["id"]]
     assert len(files) == 1
-    assert files[0]["bytes" if vendor.name != "dashscope" else "size"] == training_file.stat().st_size
+    assert files[0]["size" if vendor.name == "dashscope" else "bytes"] == training_file.stat().st_size
 
 
 def test_a_retry_re_attaches_to_the_job_without_a_second_create_or_upload(
@@ -142,12 +154,12 @@ def test_a_create_whose_answer_was_lost_makes_exactly_one_job(
 def test_an_upload_whose_answer_was_lost_is_found_and_not_repeated(
     fast: FineTuningEmulator, vendor: Vendor, fast_connection: str, training_file: Path
 ) -> None:
-    fast.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=r"/files$"))
+    fast.inject(Fault("lose_response", vendor=vendor.name, method="POST", path=UPLOAD_PATHS[vendor.name]))
 
     operator(vendor, training_file, wait_for_completion=False).execute(context(TaskInstance()))
 
     assert len(fast.files(vendor.name)) == 1
-    assert [path for path in posts(fast) if path.endswith("/files")] == [posts(fast)[0]]
+    assert [path for path in posts(fast) if path.endswith(UPLOADS)] == [posts(fast)[0]]
 
 
 def test_a_job_id_and_a_file_id_are_used_as_they_are(
@@ -158,7 +170,7 @@ def test_a_job_id_and_a_file_id_are_used_as_they_are(
 
     result = operator(vendor, file_id, wait_for_completion=False).execute(context(TaskInstance()))
 
-    assert [path for path in posts(fast) if path.endswith("/files")] == []
+    assert [path for path in posts(fast) if path.endswith(UPLOADS)] == []
     job = fast.job(vendor.name, result["id"])
     assert job is not None
     assert file_id in json.dumps(job)
@@ -170,7 +182,7 @@ BAD_LINES = {
     "not JSON": (b"{not json\n", "line 2 is not JSON"),
     "blank": (b"\n", "line 2 is blank"),
     "no messages": (
-        b'{"prompt": "x", "completion": "y"}\n',
+        b'{"question": "x", "answer": "y"}\n',
         "line 2 is not a usable record: the record has no 'messages'",
     ),
     "bad role": (b'{"messages": [{"role": "robot", "content": "x"}]}\n', "role 'robot'"),
@@ -204,6 +216,7 @@ OTHER_VENDORS_OPTIONS = {
     "dashscope": {"suffix": "mine", "seed": 7},
     "openai": {"training_type": "sft"},
     "azure": {"suffix": "mine", "metadata": {"team": "a"}},
+    "together": {"suffix": "mine", "metadata": {"team": "a"}},
 }
 
 

@@ -17,7 +17,7 @@ from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, FAILED, SUCCEEDED, Run, mutating, status_of
 
 OPERATORS = (PauseFineTuningJobOperator, ResumeFineTuningJobOperator)
-#: The vendors that pause jobs (Azure OpenAI does not) and their word for a paused job.
+#: The vendors that pause jobs (Azure OpenAI and Together AI do not) and their word for a paused job.
 PAUSED = {"dashscope": "SUSPENDED", "openai": "paused"}
 
 
@@ -213,7 +213,7 @@ def test_sensor_keeps_poking_a_paused_job_and_reports_it(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     if vendor.name not in PAUSED:
-        pytest.skip(f"{vendor.name} has no paused state")
+        pytest.skip(f"{vendor.name} jobs are never paused (its API has no pause)")
     job_id = emulator.seed_job(vendor.name, status=PAUSED[vendor.name])
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=connection, poke_interval=0.05)
     for _ in range(2):

@@ -15,11 +15,27 @@ from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
 from tests.operators.conftest import TaskInstance
 
-MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
+MODELS = {
+    "dashscope": "qwen-turbo",
+    "openai": "gpt-4o-mini-2024-07-18",
+    "azure": "gpt-4o-mini-2024-07-18",
+    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+}
 #: Regexes of the request paths (relative to the vendor's base URL) of a create, an upload and a files listing.
-CREATE_PATHS = {"dashscope": r"^/fine-tunes$", "openai": r"^/fine_tuning/jobs$", "azure": r"^/fine_tuning/jobs$"}
+CREATE_PATHS = {
+    "dashscope": r"^/fine-tunes$",
+    "openai": r"^/fine_tuning/jobs$",
+    "azure": r"^/fine_tuning/jobs$",
+    "together": r"^/fine-tunes$",
+}
 FILES_PATH = r"^/files$"
-JOB_LISTING_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+UPLOAD_PATHS = {"dashscope": FILES_PATH, "openai": FILES_PATH, "azure": FILES_PATH, "together": r"^/files/upload$"}
+JOB_LISTING_PATHS = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "azure": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
+}
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 IDENTITY = TaskIdentity("ft_reliability", "train", "manual__1")
 
@@ -51,6 +67,8 @@ def file_entry(vendor: str, file_id: str, size: int = 10) -> dict[str, Any]:
 
 def files_page(vendor: str, entries: list[Any], *, more: bool, page_no: int = 1, total: Any = None) -> bytes:
     """A files listing page; ``more`` says more follow (DashScope: a ``total`` past this page unless given)."""
+    if vendor == "together":  # one page holds every file: it cannot promise more
+        return json.dumps({"data": entries}).encode()
     if vendor != "dashscope":
         return json.dumps({"object": "list", "data": entries, "has_more": more}).encode()
     if total is None:
@@ -75,7 +93,7 @@ def creates(emulator: FineTuningEmulator, vendor: str) -> list[RecordedRequest]:
 
 
 def uploads(emulator: FineTuningEmulator) -> list[RecordedRequest]:
-    return requests_to(emulator, "POST", "/files")
+    return requests_to(emulator, "POST", "/files") + requests_to(emulator, "POST", "/files/upload")
 
 
 def file_listings(emulator: FineTuningEmulator) -> list[RecordedRequest]:

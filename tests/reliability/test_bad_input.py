@@ -46,7 +46,7 @@ from tests.operators.conftest import RecordingTaskInstance
 from tests.reliability import lifecycle
 from tests.reliability.conftest import single_event
 
-VENDORS = ("dashscope", "openai", "azure")
+VENDORS = ("dashscope", "openai", "azure", "together")
 #: What an entry point reported: the error's class name and message, or ``None`` when it did not fail.
 Observed = tuple[str, str] | None
 
@@ -174,13 +174,13 @@ ID_ENTRIES = [
     Entry("cancel operator", cancel_operator),
     Entry("pause operator", pause_operator, vendors=("openai",)),
     Entry("resume operator", resume_operator, vendors=("openai",)),
-    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure", "together")),
     Entry("sensor poke", sensor_poke),
     Entry("trigger run", trigger_run),
 ]
 CONNECTION_ENTRIES = [
     Entry("cancel operator", cancel_operator),
-    Entry("delete operator", delete_operator, vendors=("dashscope", "azure")),
+    Entry("delete operator", delete_operator, vendors=("dashscope", "azure", "together")),
     Entry("cleanup operator", cleanup_operator),
     Entry("create operator", create_operator),
     Entry("sensor poke", sensor_poke),
@@ -549,7 +549,20 @@ BAD_CREATES = [
     BadCreate("line not JSON", TrainingFileError, "line 2 is not JSON", lines(b"{not json\n")),
     BadCreate("line not UTF-8", TrainingFileError, "line 2 is not UTF-8", lines(b'{"messages": "\xff"}\n')),
     BadCreate("line a JSON array", TrainingFileError, "is a JSON array, not an object", lines(b"[1, 2]\n")),
-    BadCreate("record without messages", TrainingFileError, "has no 'messages'", lines(b'{"prompt": "x"}\n')),
+    BadCreate(
+        "record without messages",
+        TrainingFileError,
+        "has no 'messages'",
+        lines(b'{"prompt": "x"}\n'),
+        vendors=("dashscope", "openai", "azure"),
+    ),
+    BadCreate(
+        "instruction record without completion",
+        TrainingFileError,
+        "'completion' is not a string",
+        lines(b'{"prompt": "x"}\n'),
+        vendors=("together",),
+    ),
     BadCreate("empty messages", TrainingFileError, "not a non-empty array of messages", lines(b'{"messages": []}\n')),
     BadCreate(
         "unknown role", TrainingFileError, "role 'robot'", lines(b'{"messages": [{"role": "robot", "content": "x"}]}\n')
@@ -571,7 +584,7 @@ BAD_CREATES = [
         TrainingFileError,
         "has no 'input'",
         options={"method": "dpo"},
-        vendors=("openai",),
+        vendors=("openai", "together"),
     ),
     BadCreate(
         "chat records for continued pre-training",
@@ -606,6 +619,27 @@ BAD_CREATES = [
         vendors=("azure",),
     ),
     BadCreate(
+        "the other vendors' options",
+        FineTuningConfigError,
+        "takes no suffix, metadata",
+        options={"suffix": "x", "metadata": {"team": "a"}},
+        vendors=("together",),
+    ),
+    BadCreate(
+        "a hyperparameter Together AI does not take (a secret)",
+        FineTuningConfigError,
+        "takes no hyperparameter wandb_api_key",
+        options={"hyperparameters": {"n_epochs": 2, "wandb_api_key": "k"}},
+        vendors=("together",),
+    ),
+    BadCreate(
+        "training_type neither full nor lora",
+        FineTuningConfigError,
+        "training_type must be 'full' or 'lora'",
+        options={"training_type": "sft"},
+        vendors=("together",),
+    ),
+    BadCreate(
         "metadata key airflow_*",
         FineTuningConfigError,
         "not starting with 'airflow_'",
@@ -619,7 +653,9 @@ BAD_CREATES = [
         options={"suffix": "x" * 65},
         vendors=("openai",),
     ),
-    BadCreate("seed -1", FineTuningConfigError, "seed must be", options={"seed": -1}, vendors=("openai", "azure")),
+    BadCreate(
+        "seed -1", FineTuningConfigError, "seed must be", options={"seed": -1}, vendors=("openai", "azure", "together")
+    ),
     BadCreate(
         "reinforcement without a grader",
         FineTuningConfigError,
@@ -632,14 +668,14 @@ BAD_CREATES = [
         FineTuningConfigError,
         "hyperparameters must be a mapping",
         options={"hyperparameters": ["n_epochs", 3]},
-        vendors=("dashscope",),
+        vendors=("dashscope", "together"),
     ),
     BadCreate(
         "blank training_type",
         FineTuningConfigError,
         "training_type must be",
         options={"training_type": " "},
-        vendors=("dashscope",),
+        vendors=("dashscope", "together"),
     ),
 ]
 

@@ -52,13 +52,15 @@ STABLE_WORDS = {
 }
 DEFAULT_STATUSES = {"cancel": {"QUEUED", "RUNNING", "PAUSED"}, "delete": {"SUCCEEDED", "FAILED", "CANCELLED"}}
 AFTER: dict[str, dict[str, str | None]] = {
-    "cancel": {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"},
-    "delete": {"dashscope": None, "openai": None, "azure": None},
+    "cancel": {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"},
+    "delete": {"dashscope": None, "openai": None, "azure": None, "together": None},
 }
 ACTION_PATHS = {
     ("dashscope", "cancel"): ("POST", "/fine-tunes/{}/cancel"),
     ("dashscope", "delete"): ("DELETE", "/fine-tunes/{}"),
     ("openai", "cancel"): ("POST", "/fine_tuning/jobs/{}/cancel"),
+    ("together", "cancel"): ("POST", "/fine-tunes/{}/cancel"),
+    ("together", "delete"): ("DELETE", "/fine-tunes/{}"),
 }
 AGES_HOURS = [1, 5, 30, 200]
 THRESHOLDS_HOURS = [2, 10, 100]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from airflow_provider_ft._text import ELLIPSIS, printable
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors import AzureOpenAIDialect, DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors import AzureOpenAIDialect, DashScopeDialect, OpenAIDialect, TogetherDialect, base
 from airflow_provider_ft.vendors.base import EARLIEST_TIME, LATEST_TIME, Dialect, UnknownStatusWarnings
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobPage, RemoteFile
@@ -38,6 +38,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "dashscope": DashScopeDialect,
     "openai": OpenAIDialect,
     "azure": AzureOpenAIDialect,
+    "together": TogetherDialect,
 }
 PAGE_SIZE = 3
 
@@ -84,6 +85,17 @@ VALID_JOBS: dict[str, dict[str, Any]] = {
         "trained_tokens": 1234,
         "suffix": "af-0123456789abcdef0123456789abc",
         "seed": 7,
+    },
+    "together": {
+        "id": "ft-3b883474-f39c-40d9-9d5a-7f97ba9eeb9f",
+        "status": "error",
+        "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "model_output_name": "user/Meta-Llama-3.1-8B-Instruct-Reference-nightly-1a2b",
+        "suffix": "nightly",
+        "created_at": "2024-07-23T20:00:00.000Z",
+        "updated_at": "2024-07-23T21:00:00.000Z",
+        "token_count": 1234,
+        "events": [{"object": "fine-tune-event", "type": "job_error", "level": "error", "message": "bad data"}],
     },
 }
 # Values that sit on the edges the dialects check (times, ids, counts, envelopes), mixed in with arbitrary JSON.
@@ -169,6 +181,8 @@ def page_answers(vendor: str) -> st.SearchStrategy[Any]:
     if vendor == "dashscope":
         output = entries.flatmap(lambda jobs: damaged({"page_no": 1, "page_size": PAGE_SIZE, "total": 9, "jobs": jobs}))
         shaped = output.flatmap(lambda out: damaged({"request_id": "r-1", "output": out}))
+    elif vendor == "together":
+        shaped = entries.flatmap(lambda jobs: damaged({"data": jobs}))
     else:
         shaped = entries.flatmap(lambda jobs: damaged({"object": "list", "data": jobs, "has_more": True}))
     return shaped | JSON_VALUES
@@ -179,6 +193,8 @@ def envelope_answers(vendor: str) -> st.SearchStrategy[Any]:
     if vendor == "dashscope":
         output = damaged({"status": "success"})
         return output.flatmap(lambda out: damaged({"request_id": "r-1", "output": out})) | JSON_VALUES
+    if vendor == "together":  # a cancel answers the job, a delete {"message": ...}
+        return job_answers(vendor) | damaged({"message": "Fine-tune job deleted"})
     return job_answers(vendor)
 
 
@@ -376,6 +392,16 @@ VALID_FILES: dict[str, dict[str, Any]] = {
         "purpose": "fine-tune",
         "status": "processed",
     },
+    "together": {
+        "id": "file-3b883474-f39c-40d9-9d5a-7f97ba9eeb9f",
+        "object": "file",
+        "created_at": 1721764800,
+        "filename": "train.jsonl",
+        "bytes": 93,
+        "purpose": "fine-tune",
+        "FileType": "jsonl",
+        "Processed": True,
+    },
 }
 
 
@@ -405,6 +431,8 @@ def files_page_answers(vendor: str) -> st.SearchStrategy[Any]:
             lambda files: damaged({"page_no": 1, "page_size": PAGE_SIZE, "total": 9, "files": files})
         )
         return data.flatmap(lambda inner: damaged({"request_id": "r-1", "data": inner})) | JSON_VALUES
+    if vendor == "together":
+        return entries.flatmap(lambda files: damaged({"data": files})) | JSON_VALUES
     return entries.flatmap(lambda files: damaged({"object": "list", "data": files, "has_more": True})) | JSON_VALUES
 
 

@@ -244,7 +244,7 @@ def test_control_the_server_really_sends_the_key(
     echo_server.reset()
     job_id = echo_server.seed_job(vendor, status=RUNNING[vendor], runs_for=None)
     echo_server.inject(Fault(kind="echo_key", variant=variant))
-    path = "/fine-tunes/" if vendor == "dashscope" else "/fine_tuning/jobs/"
+    path = "/fine_tuning/jobs/" if vendor == "openai" else "/fine-tunes/"
     answer = requests.get(
         f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     )
@@ -256,7 +256,9 @@ def test_control_the_server_really_sends_the_key(
 # -- a usable job whose fields carry the key: the job comes through, scrubbed -----------------------------------------
 
 #: Fields whose value must stay as the vendor sent it for the job to be usable (ids, status words, times, kinds).
-KEPT_FIELDS = frozenset({"id", "job_id", "status", "object", "create_time", "end_time", "created_at", "finished_at"})
+KEPT_FIELDS = frozenset(
+    {"id", "job_id", "status", "object", "create_time", "end_time", "created_at", "finished_at", "updated_at"}
+)
 
 
 def planted(value: Any, key: str, field: str | None = None) -> Any:
@@ -306,7 +308,7 @@ def test_a_usable_job_with_the_key_in_its_fields_comes_through_scrubbed(
         f"echo_{vendor}", CONN_TYPES[vendor], host=echo_server.url(vendor), password=canary, **EXTRAS
     )
     job_id = echo_server.seed_job(vendor, status=SUCCEEDED[vendor], runs_for=None)
-    path = "/fine-tunes/" if vendor == "dashscope" else "/fine_tuning/jobs/"
+    path = "/fine_tuning/jobs/" if vendor == "openai" else "/fine-tunes/"
     answer = requests.get(
         f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     ).json()
@@ -331,7 +333,7 @@ def test_a_usable_job_with_the_key_in_its_fields_comes_through_scrubbed(
 
 LIFECYCLE_TARGETS = {
     "submit_job": ("POST", lifecycle.CREATE_PATHS),
-    "upload_file": ("POST", lifecycle.FILES_PATH),
+    "upload_file": ("POST", lifecycle.UPLOAD_PATHS),
     "upload_file's look": ("GET", lifecycle.FILES_PATH),
 }
 

@@ -164,7 +164,9 @@ def check_ending(error: BaseException | None, ending: Ending, vendor: str) -> No
     assert ending.says in str(error), f"{ending.says!r} not in {str(error)!r}"
     assert API_KEY not in str(error)
     if ending.error is FineTuningApiError:
-        display = {"dashscope": "DashScope", "openai": "OpenAI", "azure": "Azure OpenAI"}[vendor]
+        display = {"dashscope": "DashScope", "openai": "OpenAI", "azure": "Azure OpenAI", "together": "Together AI"}[
+            vendor
+        ]
         assert f"Stopped listing {display} jobs after {ending.requests} pages" in str(error)
 
 

@@ -38,8 +38,13 @@ AREA = "wrong shapes"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
 WAIT_TIMEOUT = 5.0
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
-JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id", "azure": "id"}
+PATHS = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "azure": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
+}
+JOB_ID_FIELD = {"dashscope": "job_id", "openai": "id", "azure": "id", "together": "id"}
 
 Answer = dict[str, Any]
 
@@ -348,6 +353,8 @@ def refused(vendor: str, answer: Answer) -> None:
 
 def files_page_of(entries: str, vendor_more: str = "true") -> Callable[[str], bytes]:
     def make(vendor: str) -> bytes:
+        if vendor == "together":
+            return f'{{"data": {entries}}}'.encode()
         if vendor != "dashscope":
             return f'{{"object": "list", "data": {entries}, "has_more": {vendor_more}}}'.encode()
         return f'{{"request_id": "r-1", "data": {{"total": 1, "files": {entries}}}}}'.encode()
@@ -381,6 +388,7 @@ UPLOAD_SHAPES = [
             "dashscope": "the upload answer's 'data' is null",
             "openai": "the uploaded file's 'id' is null",
             "azure": "the uploaded file's 'id' is null",
+            "together": "the uploaded file's 'id' is null",
         },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
@@ -409,11 +417,7 @@ FILES_PAGE_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {
-            "dashscope": "the files page's 'data' is null",
-            "openai": "the files page's 'data' is null",
-            "azure": "the files page's 'data' is null",
-        },
+        {v: "the files page's 'data' is null" for v in CONN_TYPES},
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -435,7 +439,12 @@ CREATE_SHAPES = [
         "empty-object",
         "`{}`",
         constant(b"{}"),
-        {"dashscope": "'output' is null", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
+        {
+            "dashscope": "'output' is null",
+            "openai": "the job has no 'id'",
+            "azure": "the job has no 'id'",
+            "together": "the job has no 'id'",
+        },
     ),
     LifecycleShape("deep-nesting", "`[` x 100000 then `]` x 100000", deep, {v: "levels" for v in CONN_TYPES}),
     LifecycleShape(
@@ -445,7 +454,12 @@ CREATE_SHAPES = [
         "a-page-instead",
         "a list page where a job was asked for",
         constant(b'{"object": "list", "data": [], "has_more": false, "output": {"jobs": []}}'),
-        {"dashscope": "has no 'job_id'", "openai": "the job has no 'id'", "azure": "the job has no 'id'"},
+        {
+            "dashscope": "has no 'job_id'",
+            "openai": "the job has no 'id'",
+            "azure": "the job has no 'id'",
+            "together": "the job has no 'id'",
+        },
     ),
     LifecycleShape(
         "create-unsafe-job-id",
@@ -499,7 +513,8 @@ def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no
 ) -> None:
     at_the_upload = column == UPLOAD_COLUMN
     method = "POST" if at_the_upload else "GET"
-    emulator.inject(Fault(kind="body", body=shape.make(vendor), method=method, path=lifecycle.FILES_PATH, times=ALWAYS))
+    path = lifecycle.UPLOAD_PATHS[vendor] if at_the_upload else lifecycle.FILES_PATH
+    emulator.inject(Fault(kind="body", body=shape.make(vendor), method=method, path=path, times=ALWAYS))
     with closing(hook_for(vendor)) as hook:
         local = hook.check_training_file(lifecycle.write_training_file(tmp_path), lifecycle.spec_for(vendor))
         error = check_refused(lambda: hook.upload_file(local, settle_delays=(0.0,)), shape.says[vendor])
@@ -510,7 +525,8 @@ def test_an_upload_or_files_page_of_the_wrong_shape_is_an_api_error_and_makes_no
         assert len(lifecycle.uploads(emulator)) == 1, "a clear refusal is not sent again"
         assert emulator.requests[-1] == lifecycle.uploads(emulator)[0], "nor looked for after"
     elif at_the_upload:
-        assert 1 <= sent_only_after_a_look(emulator, "POST", "/files", "/files") <= tries
+        upload = lifecycle.UPLOAD_PATHS[vendor].strip("^$")
+        assert 1 <= sent_only_after_a_look(emulator, "POST", upload, "/files") <= tries
     else:
         assert lifecycle.uploads(emulator) == [], "no upload after a look that could not be read"
         assert len(lifecycle.file_listings(emulator)) == 1
@@ -589,7 +605,7 @@ def test_a_redirected_create_or_upload_is_not_followed_and_makes_nothing(
     status: int,
 ) -> None:
     file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
-    path = lifecycle.CREATE_PATHS[vendor] if column == CREATE_COLUMN else lifecycle.FILES_PATH
+    path = lifecycle.CREATE_PATHS[vendor] if column == CREATE_COLUMN else lifecycle.UPLOAD_PATHS[vendor]
     emulator.inject(Fault(kind="redirect", variant="job", status=status, method="POST", path=path, times=ALWAYS))
     with closing(hook_for(vendor)) as hook:
         if column == CREATE_COLUMN:

@@ -48,7 +48,7 @@ from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle
 
-VENDORS = ("dashscope", "openai", "azure")
+VENDORS = ("dashscope", "openai", "azure", "together")
 AREA = "sizes"
 ALWAYS = 1_000
 MiB = 1024**2
@@ -543,7 +543,7 @@ def test_flood_lifecycle(
     file_id = emulator.seed_file(vendor, "seeded.jsonl", (json.dumps(lifecycle.RECORD) + "\n").encode())
     method, path = {
         "submit_job": ("POST", lifecycle.CREATE_PATHS[vendor]),
-        "upload_file": ("POST", lifecycle.FILES_PATH),
+        "upload_file": ("POST", lifecycle.UPLOAD_PATHS[vendor]),
         "upload_file's look": ("GET", lifecycle.FILES_PATH),
     }[column]
     emulator.inject(Fault(kind=flood.kind, variant=flood.variant, method=method, path=path, times=ALWAYS))

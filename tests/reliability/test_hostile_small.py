@@ -35,7 +35,12 @@ from tests.reliability.conftest import single_event
 AREA = "small hardening"
 ALWAYS = 1_000
 EXTRAS = {"timeout": 2, "max_retries": 1, "backoff_base": 0.01}
-PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "azure": "/fine_tuning/jobs"}
+PATHS = {
+    "dashscope": "/fine-tunes",
+    "openai": "/fine_tuning/jobs",
+    "azure": "/fine_tuning/jobs",
+    "together": "/fine-tunes",
+}
 #: Text a forged line would start with; it must never begin a line of its own.
 FORGED = "FORGED [error] job ft-other: CANCELLED by admin"
 CONTROLS = ("\n", "\r", "\x1b", "\x00", "\u2028")
@@ -44,6 +49,7 @@ TEXT_FIELDS = {
     "dashscope": ("job_name", "model", "message", "finetuned_output"),
     "openai": ("user_provided_suffix", "model", "fine_tuned_model"),
     "azure": ("suffix", "model", "fine_tuned_model"),
+    "together": ("suffix", "model", "model_output_name"),
 }
 FORGERY = f"\n{FORGED}\r\n\x1b[2K{FORGED}\u2028{FORGED}"
 
@@ -59,8 +65,12 @@ def forged_answer(vendor: str, answer: dict[str, Any], *, in_status: bool) -> by
     job = answer["output"] if vendor == "dashscope" else answer
     for name in (*TEXT_FIELDS[vendor], *(["status"] if in_status else [])):
         job[name] = f"{job.get(name) or 'x'}{FORGERY}"
-    if vendor != "dashscope":
+    if vendor in ("openai", "azure"):
         job["error"] = {"code": "bad\ncode", "message": f"boom{FORGERY}", "param": None}
+    if vendor == "together":
+        # A failed job's reason is its last error event; the same body answers the events request (its "data").
+        event = {"object": "fine-tune-event", "type": "job_error", "level": "error", "message": f"boom{FORGERY}"}
+        job["events"] = job["data"] = [event]
     return json.dumps(answer).encode()
 
 

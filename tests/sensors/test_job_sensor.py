@@ -37,6 +37,7 @@ WORDS = {
     "dashscope": {"running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELED"},
     "openai": {"running": "running", "succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"},
     "azure": {"running": "running", "succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"},
+    "together": {"running": "running", "succeeded": "completed", "failed": "error", "cancelled": "cancelled"},
 }
 VENDOR_ERROR = "Training file has invalid format"
 

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from airflow_provider_ft.emulator import FineTuningEmulator
     from tests.conftest import Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
-CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded", "together": "completed"}
+CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"}
 
 
 def vendor_status(emulator: FineTuningEmulator, vendor: Vendor, job_id: str) -> str:

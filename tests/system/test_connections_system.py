@@ -1,9 +1,10 @@
 """Scenario 7: the provider's connections through Airflow's own paths, the REST API and its connection test.
 
-For each connection type, a connection is created with ``POST /api/v2/connections`` and read back, then tested with
-``POST /api/v2/connections/test`` (what the UI's button calls; Airflow tests under a random connection id, in the
-API server's process) as it was stored, with a wrong key, and malformed three ways. The answers must say clearly
-what is wrong, without the key. Skipped unless ``FT_SYSTEM_TESTS=1``; the cluster is the session's.
+For each connection type of the provider (DashScope, OpenAI, Azure OpenAI, Together AI), a connection is created
+with ``POST /api/v2/connections`` and read back, then tested with ``POST /api/v2/connections/test`` (what the UI's
+button calls; Airflow tests in the API server's process) as it was stored, with a wrong key, and malformed three
+ways. The answers must say clearly what is wrong, without the key. Skipped unless ``FT_SYSTEM_TESTS=1``; the
+cluster is the session's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, CONN_TYPES
 
 if TYPE_CHECKING:
     from airflow_provider_ft.emulator import FineTuningEmulator
@@ -27,7 +28,6 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
 WRONG_KEY = "sk-wrong-0123456789abcdef"
 #: A malformed connection (what is changed in a good one) and a word its test's answer must have.
 MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
@@ -50,7 +50,8 @@ def good_connection(emulator: FineTuningEmulator, vendor: str) -> dict[str, Any]
 
 @pytest.mark.scenario(
     "7. Connections through Airflow's own paths",
-    "both connection types created with the REST API, then POST /api/v2/connections/test: good, wrong key, 3 malformed",
+    f"each of the {len(CONN_TYPES)} connection types created with the REST API, then POST /api/v2/connections/test: "
+    "good, wrong key, 3 malformed",
 )
 def test_connections_are_created_and_tested_through_the_rest_api(
     cluster: AirflowCluster, emulator: FineTuningEmulator, scenario_notes: list[str]

@@ -20,9 +20,9 @@ from tests.airflow_versions import import_string, serde_round_trip
 if TYPE_CHECKING:
     from tests.conftest import ConnectionFactory, Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded", "together": "completed"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"}
 FAST_POLL = 0.05
 #: Only a trigger that hangs, or blocks the loop, comes near this; it keeps a broken test from stalling the suite.
 GUARD_SECONDS = 15

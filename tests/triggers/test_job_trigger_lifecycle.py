@@ -26,9 +26,9 @@ from tests.conftest import API_KEY
 if TYPE_CHECKING:
     from tests.conftest import Vendor
 
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running"}
-SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded"}
-CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
+SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded", "together": "completed"}
+CANCELLED_WORD = {"dashscope": "CANCELED", "openai": "cancelled", "azure": "cancelled", "together": "cancelled"}
 FAST_POLL = 0.05
 GUARD_SECONDS = 15
 #: The triggerer cancels a killed trigger's task with this message before it calls on_kill (Airflow 3.3).

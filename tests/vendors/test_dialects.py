@@ -17,7 +17,14 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import parse_retry_after
-from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE, AzureOpenAIDialect, DashScopeDialect, OpenAIDialect, base
+from airflow_provider_ft.vendors import (
+    DIALECTS_BY_CONN_TYPE,
+    AzureOpenAIDialect,
+    DashScopeDialect,
+    OpenAIDialect,
+    TogetherDialect,
+    base,
+)
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
@@ -55,7 +62,9 @@ def test_real_job_ids_are_accepted(job_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "dialect", [DashScopeDialect(), OpenAIDialect(), AzureOpenAIDialect()], ids=["dashscope", "openai", "azure"]
+    "dialect",
+    [DashScopeDialect(), OpenAIDialect(), AzureOpenAIDialect(), TogetherDialect()],
+    ids=["dashscope", "openai", "azure", "together"],
 )
 @pytest.mark.parametrize("build", ["get_job", "cancel_job", "delete_job"])
 def test_every_request_builder_validates_the_id_first(dialect: DashScopeDialect, build: str) -> None:
@@ -69,6 +78,7 @@ def test_registry_maps_every_conn_type_including_the_official_openai_one() -> No
         "openai_fine_tuning": OpenAIDialect,
         "openai": OpenAIDialect,
         "azure_openai_fine_tuning": AzureOpenAIDialect,
+        "together_fine_tuning": TogetherDialect,
     } == DIALECTS_BY_CONN_TYPE
 
 
