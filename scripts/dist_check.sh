@@ -1,6 +1,6 @@
 #!/bin/sh
 # `make dist-check`: build the sdist and the wheel, check them, install the wheel into a fresh env with the pinned
-# Airflow of requirements/dev.lock, and ask that Airflow whether it sees the provider and both connection types.
+# Airflow of requirements/dev.lock, and ask that Airflow whether it sees the provider and every connection type.
 # Usage (from the repository root, as the Makefile does): sh scripts/dist_check.sh BIN PYTHON
 #   BIN: bin directory of the dev env (python with build, twine and uv)   PYTHON: interpreter for the fresh env
 set -eu
@@ -75,10 +75,10 @@ echo "== airflow providers hooks (connection types)"
 import json
 import sys
 
-expected = {
-    "dashscope": "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
-    "openai_fine_tuning": "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
-}
+from airflow_provider_ft.get_provider_info import get_provider_info
+
+# Every connection type the installed wheel declares, with its hook class (most are made on first use).
+expected = {entry["connection-type"]: entry["hook-class-name"] for entry in get_provider_info()["connection-types"]}
 hooks = {row.get("connection_type"): row for row in json.load(open(sys.argv[1]))}
 missing = []
 for conn_type, hook_class in expected.items():

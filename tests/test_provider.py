@@ -104,10 +104,10 @@ def test_dag_authoring_path_imports_nothing_heavy() -> None:
 # Airflow 3.2+ reads the form from conn-fields / ui-field-behaviour in the provider info; 2.11 and 3.0 ask the hook
 # class of each connection type (get_connection_form_widgets / get_ui_field_behaviour, defined on that very class).
 
+#: Every connection type's hook class (those after the first two are made from the provider info on first use).
 HOOK_CLASSES = {
-    "dashscope": "DashScopeFineTuningHook",
-    "openai_fine_tuning": "OpenAIFineTuningHook",
-    "together_fine_tuning": "TogetherFineTuningHook",
+    entry["connection-type"]: entry["hook-class-name"].rsplit(".", 1)[1]
+    for entry in get_provider_info()["connection-types"]
 }
 
 
@@ -166,7 +166,7 @@ def test_providers_manager_warns_about_nothing_of_ours() -> None:
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    manager = ProvidersManager()\n"
-        "    types = ('dashscope', 'openai_fine_tuning', 'together_fine_tuning')\n"
+        f"    types = {tuple(HOOK_CLASSES)!r}\n"
         "    hooks = [manager.hooks[conn_type] for conn_type in types]\n"
         "    manager.connection_form_widgets, manager.field_behaviours\n"
         "ours = [f'{w.category.__name__}: {w.message}' for w in caught\n"
@@ -176,9 +176,5 @@ def test_providers_manager_warns_about_nothing_of_ours() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert loaded["hooks"] == [
-        "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
-        "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
-        "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook",
-    ]
+    assert loaded["hooks"] == [f"airflow_provider_ft.hooks.fine_tuning.{name}" for name in HOOK_CLASSES.values()]
     assert loaded["warnings"] == []

@@ -244,7 +244,7 @@ def test_control_the_server_really_sends_the_key(
     echo_server.reset()
     job_id = echo_server.seed_job(vendor, status=RUNNING[vendor], runs_for=None)
     echo_server.inject(Fault(kind="echo_key", variant=variant))
-    path = "/fine_tuning/jobs/" if vendor == "openai" else "/fine-tunes/"
+    path = "/fine-tunes/" if vendor in ("dashscope", "together") else "/fine_tuning/jobs/"
     answer = requests.get(
         f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     )
@@ -308,7 +308,7 @@ def test_a_usable_job_with_the_key_in_its_fields_comes_through_scrubbed(
         f"echo_{vendor}", CONN_TYPES[vendor], host=echo_server.url(vendor), password=canary, **EXTRAS
     )
     job_id = echo_server.seed_job(vendor, status=SUCCEEDED[vendor], runs_for=None)
-    path = "/fine_tuning/jobs/" if vendor == "openai" else "/fine-tunes/"
+    path = "/fine-tunes/" if vendor in ("dashscope", "together") else "/fine_tuning/jobs/"
     answer = requests.get(
         f"{api_url(echo_server, vendor)}{path}{job_id}", headers={"Authorization": f"Bearer {canary}"}, timeout=5
     ).json()
