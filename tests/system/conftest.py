@@ -39,8 +39,8 @@ REPORT_ENV = "FT_DEPLOYMENT_REPORT"
 #: Emulated seconds per real second of the emulator behind the ``ft_fast_<vendor>`` connections: a created job
 #: (5 s queued, about 600 s running) finishes in about 2 real seconds.
 FAST_TIME_SCALE = 300.0
-MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1", "together": "/together/v1"}
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning", "together": "together_fine_tuning"}
+MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
 
 
 @dataclass(frozen=True)

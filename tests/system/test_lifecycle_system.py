@@ -48,8 +48,8 @@ TASKS = {vendor: f"wait_{vendor}" for vendor in VENDORS}
 CREATE_TASKS = {vendor: f"train_{vendor}" for vendor in VENDORS}
 #: Every task of the DAG: its vendor by task id.
 VENDOR_OF = {task_id: vendor for tasks in (TASKS, CREATE_TASKS) for vendor, task_id in tasks.items()}
-RUNNING = {"dashscope": "RUNNING", "openai": "running", "together": "running"}
-CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled", "together": "cancelled"}
+RUNNING = {"dashscope": "RUNNING", "openai": "running"}
+CANCELLED = {"dashscope": "CANCELED", "openai": "cancelled"}
 #: A seeded job runs an hour unless the test moves the emulator's clock on.
 JOB_SECONDS = 3600.0
 #: From the kill to the cancel at the vendor: the triggerer notices within a heartbeat or two, the cancel is quick.
@@ -58,13 +58,9 @@ BUDGET_SECONDS = 120.0
 #: A job created through the API of the in-process emulator (its clock at real speed) queues, then runs for about
 #: ten minutes: it outlives a test's budget, and advancing the clock by ``JOB_SECONDS`` finishes it.
 assert BUDGET_SECONDS < QUEUE_SECONDS + DEFAULT_RUN_SECONDS <= JOB_SECONDS
-MODELS = {
-    "dashscope": "qwen-turbo",
-    "openai": "gpt-4o-mini-2024-07-18",
-    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
-}
+MODELS = {"dashscope": "qwen-turbo", "openai": "gpt-4o-mini-2024-07-18"}
 #: The create route of each vendor (relative to its mount, as the emulator records it).
-CREATE_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs", "together": "/fine-tunes"}
+CREATE_PATHS = {"dashscope": "/fine-tunes", "openai": "/fine_tuning/jobs"}
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 
 DAG_SOURCE = """
