@@ -145,6 +145,9 @@ def fast_default_connections(
     make_connection(
         "azure_openai_default", "azure_openai_fine_tuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
     )
+    make_connection(
+        "together_default", "together_fine_tuning", host=fast_emulator_server.url("together"), **FAST_RETRIES
+    )
     yield fast_emulator_server
     fast_emulator_server.reset()
 
@@ -185,6 +188,9 @@ SHIPPED_LANES = """LANES = {
     "openai": {"conn_id": "openai_default", "model": "gpt-4o-mini-2024-07-18"},
 }"""
 AZURE_LANE = 'LANES = {"azure": {"conn_id": "azure_openai_default", "model": "gpt-4o-mini-2024-07-18"}}'
+TOGETHER_LANE = (
+    'LANES = {"together": {"conn_id": "together_default", "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"}}'
+)
 
 
 def test_train_and_publish_example_dag_on_azure_openai(
@@ -210,6 +216,30 @@ def test_train_and_publish_example_dag_on_azure_openai(
     assert all(r.query.get("api-version") == "2024-10-21" for r in emulator.requests if r.vendor == "azure")
     events = dict(asset_events_of(dag_run))
     assert events["fine-tuned-model://azure/ft_train_and_publish"]["fine_tuned_model"] == job["fine_tuned_model"]
+
+
+def test_train_and_publish_example_dag_on_together_ai(
+    fast_default_connections: FineTuningEmulator, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The lifecycle DAG with one Together AI lane: upload, create, deferred wait, asset event, teardown (a cancel,
+    as for every lane but DashScope's, which leaves the completed job as it is)."""
+    emulator = fast_default_connections
+    dag_file = train_and_publish(tmp_path)
+    source = dag_file.read_text()
+    assert SHIPPED_LANES in source
+    dag_file.write_text(source.replace(SHIPPED_LANES, TOGETHER_LANE))
+
+    dag_run = run_dag(dag_file, "ft_train_and_publish", register_assets=True)
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    job = xcom(dag_run, "train_together", "return_value")
+    assert job["status"] == "SUCCEEDED"
+    assert xcom(dag_run, "evaluate_together", "return_value") == job["fine_tuned_model"]
+    assert len(emulator.files("together")) == 1
+    assert [(j["id"], j["status"]) for j in emulator.jobs("together")] == [(job["id"], "completed")]
+    assert emulator.jobs("together")[0]["suffix"].startswith("af-"), "created with its identity in the suffix"
+    events = dict(asset_events_of(dag_run))
+    assert events["fine-tuned-model://together/ft_train_and_publish"]["fine_tuned_model"] == job["fine_tuned_model"]
 
 
 def test_train_and_publish_example_dag_with_a_bad_record_sends_nothing(
