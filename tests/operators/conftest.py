@@ -66,13 +66,15 @@ def mutating(requests: list[RecordedRequest]) -> list[RecordedRequest]:
     return [request for request in requests if request.method not in ("GET", "HEAD")]
 
 
+def acted_id(request: RecordedRequest) -> str:
+    """The job id a cancel (``POST .../<id>/cancel``) or a delete (``DELETE .../<id>``) request acts on."""
+    parts = request.path.rstrip("/").split("/")
+    return parts[-2] if parts[-1] == "cancel" else parts[-1]
+
+
 def acted_ids(requests: list[RecordedRequest]) -> set[str]:
-    """Job ids of cancel (``POST .../<id>/cancel``) and delete (``DELETE .../<id>``) requests."""
-    ids = set()
-    for request in mutating(requests):
-        parts = request.path.rstrip("/").split("/")
-        ids.add(parts[-2] if parts[-1] == "cancel" else parts[-1])
-    return ids
+    """Job ids of cancel and delete requests."""
+    return {acted_id(request) for request in mutating(requests)}
 
 
 def status_of(emulator: FineTuningEmulator, vendor: str, job_id: str) -> str | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.operators.conftest import acted_id, mutating, status_of
 from tests.system.harness import wait_for
 
 if TYPE_CHECKING:
@@ -77,21 +78,9 @@ def example_source(dag_id: str) -> str:
     return source
 
 
-def status_of(emulator: FineTuningEmulator, vendor: str, job_id: str) -> str | None:
-    job = emulator.job(vendor, job_id)
-    return None if job is None else str(job["status"])
-
-
-def acted_ids(emulator: FineTuningEmulator, vendor: str, since: int = 0) -> Counter[str]:
-    """How many cancel (``POST .../<id>/cancel``) and delete (``DELETE .../<id>``) requests each job got."""
-    acted: Counter[str] = Counter()
-    for request in emulator.requests[since:]:
-        parts = request.path.rstrip("/").split("/")
-        if request.vendor == vendor and request.method == "POST" and parts[-1] == "cancel":
-            acted[parts[-2]] += 1
-        elif request.vendor == vendor and request.method == "DELETE":
-            acted[parts[-1]] += 1
-    return acted
+def acts_per_job(emulator: FineTuningEmulator, vendor: str) -> Counter[str]:
+    """How many cancel and delete requests (any request that could change a job) each job of ``vendor`` got."""
+    return Counter(acted_id(request) for request in mutating(emulator.requests) if request.vendor == vendor)
 
 
 def seed_cleanup(emulator: FineTuningEmulator, vendor: str, running: str, succeeded: str) -> dict[str, list[str]]:
@@ -208,7 +197,7 @@ def test_a_cleanup_of_500_jobs_succeeds_on_celery(
     )
     took = time.monotonic() - started
 
-    acted = acted_ids(emulator, "openai")
+    acted = acts_per_job(emulator, "openai")
     assert set(acted) == set(jobs["stale"]), "only the stale jobs are touched"
     assert set(acted.values()) == {1}, "one cancel per job"
     assert {status_of(emulator, "openai", job) for job in jobs["stale"]} == {"cancelled"}

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_ft.emulator.faults import Fault
+from tests.operators.conftest import status_of
 from tests.system.harness import HEARTBEAT_TIMEOUT_SECONDS, WORKERS, wait_for
 from tests.system.test_examples_system import (
     CLEANUP_DAG,
     CLEANUP_DAG_ID,
     CLEANUP_JOBS,
     CREATE_PATHS,
-    acted_ids,
+    acts_per_job,
     seed_cleanup,
-    status_of,
 )
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def test_a_cleanup_killed_with_its_worker_is_finished_by_its_retry(
 
     wait_for(
         f"{KILL_AFTER_CANCELS} cancels at the vendor",
-        lambda: sum(acted_ids(emulator, "dashscope").values()) >= KILL_AFTER_CANCELS,
+        lambda: sum(acts_per_job(emulator, "dashscope").values()) >= KILL_AFTER_CANCELS,
         deadline,
         cluster.all_logs,
         interval=0.05,
@@ -134,7 +134,7 @@ def test_a_cleanup_killed_with_its_worker_is_finished_by_its_retry(
     first = task_instance(cluster, CLEANUP_DAG_ID, run_id, "cleanup")
     assert (first["state"], first["try_number"]) == ("running", 1), first
     killed_at = kill_workers(cluster, {first["hostname"]})
-    cancelled_before_kill = sum(acted_ids(emulator, "dashscope").values())
+    cancelled_before_kill = sum(acts_per_job(emulator, "dashscope").values())
     assert cancelled_before_kill < CLEANUP_JOBS, "the cleanup ended before the kill: nothing was interrupted"
 
     assert cluster.wait_for_run(CLEANUP_DAG_ID, run_id, deadline) == "success", cluster.task_states(
@@ -144,7 +144,7 @@ def test_a_cleanup_killed_with_its_worker_is_finished_by_its_retry(
     retry = task_instance(cluster, CLEANUP_DAG_ID, run_id, "cleanup")
     assert retry["try_number"] == 2, retry
 
-    acted = acted_ids(emulator, "dashscope")
+    acted = acts_per_job(emulator, "dashscope")
     assert set(acted) == set(jobs["stale"]), "only the stale jobs are touched"
     assert set(acted.values()) == {1}, f"one cancel per job: {Counter(acted.values())}"
     assert {status_of(emulator, "dashscope", job) for job in jobs["stale"]} == {"CANCELED"}
