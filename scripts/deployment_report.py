@@ -60,7 +60,7 @@ def compared(section: str) -> list[tuple[str, str, str]]:
     rows = []
     for line in section.splitlines():
         match = ROW.match(line)
-        if match and line != HEADER and not line.startswith("| ---"):
+        if match and line != HEADER:
             rows.append((match["name"], match["done"], match["outcome"]))
     return rows
 

@@ -86,6 +86,8 @@ class Services:
 
     root: Path
     run_token: str
+    bindir: Path = field(default_factory=postgres_bin)
+    redis_binary: Path = field(default_factory=redis_server)
     pg_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -95,8 +97,8 @@ class Services:
     @property
     def versions(self) -> str:
         """``PostgreSQL 15.18, Redis 6.2.5``: what the servers say they are."""
-        postgres = subprocess.run([str(postgres_bin() / "postgres"), "--version"], capture_output=True, text=True)
-        redis = subprocess.run([str(redis_server()), "--version"], capture_output=True, text=True)
+        postgres = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True)
+        redis = subprocess.run([str(self.redis_binary), "--version"], capture_output=True, text=True)
         pg_version = next(iter(re.findall(r"\(PostgreSQL\) (\S+)", postgres.stdout)), "?")
         redis_version = next((w[2:] for w in redis.stdout.split() if w.startswith("v=")), "?")
         return f"PostgreSQL {pg_version}, Redis {redis_version}"
@@ -107,7 +109,7 @@ class Services:
             "FT_SYSTEM_SERVICES": f"{self.versions}; both up in {self.started_in:.1f} s",
             "FT_SYSTEM_DB_URL": f"postgresql+psycopg2://{DB_USER}@127.0.0.1:{self.pg_port}/{DATABASE}",
             "FT_SYSTEM_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "FT_SYSTEM_PG_BIN": str(postgres_bin()),
+            "FT_SYSTEM_PG_BIN": str(self.bindir),
             RUN_TOKEN_VAR: self.run_token,
             ROOT_PID_VAR: str(os.getpid()),
         }
@@ -128,7 +130,7 @@ class Services:
         print(f"system services: PostgreSQL on 127.0.0.1:{self.pg_port}, Redis on 127.0.0.1:{self.redis_port}")
 
     def _start_postgres(self) -> None:
-        bindir = postgres_bin()
+        bindir = self.bindir
         data = self.root / "pg"
         self._as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", DB_USER, "--auth=trust", "-E", "UTF8"])
         settings = {
@@ -144,11 +146,11 @@ class Services:
         self._spawn(args, self.root / "postgres.log")
 
     def _start_redis(self) -> None:
-        args = [str(redis_server()), "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""]
+        args = [str(self.redis_binary), "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""]
         self._spawn([*args, "--appendonly", "no", "--dir", str(self.root)], self.root / "redis.log")
 
     def _create_database(self, deadline: float) -> None:
-        createdb = [str(postgres_bin() / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", DB_USER]
+        createdb = [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", DB_USER]
         while subprocess.run([*createdb, DATABASE], capture_output=True).returncode != 0:
             self._check_alive("PostgreSQL")
             if time.monotonic() > deadline:

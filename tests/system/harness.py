@@ -387,9 +387,6 @@ class AirflowCluster:
         """The triggerer jobs that are alive: the component (``triggerer-a``, ...) running each, by job id."""
         return {job["id"]: job["hostname"] for job in self.alive_jobs() if job["job_type"] == "TriggererJob"}
 
-    def running_triggerers(self) -> set[int]:
-        return set(self.alive_triggerers())
-
     def task_logs(self, dag_id: str, task_id: str) -> str:
         """Every log a task of ``dag_id`` wrote, the triggerer's lines for its triggers included (``*.trigger.*``)."""
         files = sorted((self.home / "logs" / f"dag_id={dag_id}").glob(f"run_id=*/task_id={task_id}/*.log"))
