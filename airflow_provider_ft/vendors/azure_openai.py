@@ -20,7 +20,7 @@ from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import training
-from airflow_provider_ft.vendors.base import Dialect, RecordCheck, optional_str
+from airflow_provider_ft.vendors.base import Dialect, RecordCheck
 from airflow_provider_ft.vendors.ids import job_path
 from airflow_provider_ft.vendors.openai import JOBS_PATH, OpenAIDialect, _seed
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobSpec, LocalFile, RemoteFile
@@ -164,7 +164,7 @@ class AzureOpenAIDialect(OpenAIDialect):
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
         """The OpenAI job object; its name is Azure's ``suffix`` (which carries the task identity)."""
         job = super().parse_job(payload, job_id=job_id)
-        suffix = optional_str(self.job_object(payload).get("suffix"))
+        suffix = self.identity_text(self.job_object(payload), "suffix", f"job {job.id}")
         return dataclasses.replace(job, name=suffix or job.name)
 
     def is_retryable_code(self, code: str | None) -> bool:

@@ -7,6 +7,10 @@ It never does I/O, so the blocking (requests) and asyncio (httpx) transports sha
 Whatever a server sends, ``decode`` and the ``parse_*`` functions return a well-formed result or raise
 ``FineTuningApiError`` (``MalformedAnswerError`` for a success answer of the wrong shape) saying what was wrong
 with the answer; any server text in a message or a log line is escaped with ``printable``.
+
+A strict core, a tolerant reader. The fields a decision depends on (``DECISION_FIELDS``) are checked hard: an
+unusable value there is ``MalformedAnswerError``, never a guess. Every other field is informational: a value that
+cannot be used is "not reported" (``None``), with one debug line, and never costs the caller the job.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -55,6 +59,21 @@ MAX_JSON_DEPTH = 64
 #: server's mistake (a zero, milliseconds read as seconds), never a job.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+TIME_RANGE = f"a time from {EARLIEST_TIME.year} to {LATEST_TIME.year}"
+#: The fields of a job a decision reads, checked hard in every dialect (``MalformedAnswerError`` if unusable):
+#:
+#: - ``id``: every later request is about it, and an answer for another job is refused;
+#: - ``status``: whether the job is over decides what the sensor, the trigger, a cancel and the cleanup do (an
+#:   unknown word is read as UNKNOWN, not terminal, and warned about: that is a value, not an unusable one);
+#: - ``created_at``: ``max_runtime`` and the cleanup's ``older_than`` act on the job's age;
+#: - ``identity``: the field a create tags its job with (OpenAI ``metadata``, DashScope ``job_name``, Azure OpenAI
+#:   and Together AI ``suffix``), which exactly-once reads to find a job an earlier try made;
+#: - of a progress-log entry, its ``cursor`` (the event id, the line number): the next read starts after it.
+#:
+#: Absent (or ``null``) is not unusable: a job without ``created_at`` has no age to act on. Everything else (finish
+#: times, estimates, token counts, hyperparameters, integrations, error text, an entry's time and figures) is
+#: informational: see ``Dialect.unusable``.
+DECISION_FIELDS = ("id", "status", "created_at", "identity", "cursor")
 #: The largest count (tokens, jobs) believed; larger or negative ones are read as absent.
 MAX_COUNT = 2**63 - 1
 #: Unknown status words remembered (and warned about once each); past that, one warning says so and no more.
@@ -481,15 +500,58 @@ class Dialect(ABC):
             raise self.malformed(f"the '{field}' of job {job_id} is {shown(value)}, not a status word")
         return value
 
-    def checked_time(self, moment: datetime, field: str, job_id: str, sent: object) -> datetime:
-        """``moment`` if it lies from ``EARLIEST_TIME`` to before ``LATEST_TIME``, else ``MalformedAnswerError``."""
-        if not EARLIEST_TIME.year <= moment.year < LATEST_TIME.year:
-            raise self.malformed(self._time_problem(field, job_id, sent))
-        return moment
+    def unusable(self, field: str, whose: str, sent: object, expected: str, *, decides: bool = False) -> None:
+        """What a field whose value cannot be used becomes: ``MalformedAnswerError`` when a decision reads it
+        (``decides``, see ``DECISION_FIELDS``), else "not reported" (``None``) and one debug line.
 
-    def _time_problem(self, field: str, job_id: str, sent: object) -> str:
-        years = f"{EARLIEST_TIME.year} to {LATEST_TIME.year}"
-        return f"the '{field}' of job {job_id} is {shown(sent)}, not a time from {years}"
+        :param field: the field's name on the wire
+        :param whose: what it belongs to, for the message (``job ftjob-1``, ``event 3 of the job's log``)
+        :param sent: the value sent
+        :param expected: what it should have been (``a time from 2000 to 2200``)
+        :param decides: whether a decision reads the field
+        """
+        problem = f"the '{field}' of {whose} is {shown(sent)}, not {expected}"
+        if decides:
+            raise self.malformed(problem)
+        log.debug("%s sent %s; read as not reported", self.display_name, problem)
+        return None
+
+    def next_cursor(
+        self, has_more: bool, entries: Sequence[object], cursor: Callable[[], str], what: str
+    ) -> str | None:
+        """The cursor of the page after this one (``cursor()``), or ``None`` on the last page. A page that says
+        more follow but brings no entry is ``MalformedAnswerError``: read as the end, it would hide the rest.
+
+        :param has_more: whether the page says more follow
+        :param entries: the page's entries
+        :param cursor: makes the next page's cursor from this page's entries
+        :param what: the page, for the message (``the page``, ``the events page``)
+        """
+        if not has_more:
+            return None
+        if not entries:
+            raise self.malformed(f"{what} holds no entry but says more follow")
+        return cursor()
+
+    def identity_text(self, record: Mapping[str, Any], field: str, whose: str) -> str | None:
+        """The text a create tagged its job with (``DECISION_FIELDS``' ``identity``): ``None`` if absent, ``null``
+        or empty; anything but a string is ``MalformedAnswerError``: exactly-once must not guess whose job it is."""
+        value = record.get(field)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise self.malformed(f"the '{field}' of {whose} is {shown(value)}, not a string")
+        return value
+
+    def checked_time(
+        self, moment: datetime, field: str, whose: str, sent: object, *, decides: bool = False
+    ) -> datetime | None:
+        """``moment`` if it lies from ``EARLIEST_TIME`` to before ``LATEST_TIME``; else ``unusable``: a job created
+        in 1970 or in the year 55000 is a server's zero or a unit mistake, never a time."""
+        if EARLIEST_TIME.year <= moment.year < LATEST_TIME.year:
+            return moment
+        self.unusable(field, whose, sent, TIME_RANGE, decides=decides)
+        return None
 
 
 def _short(text: str | None) -> str | None:

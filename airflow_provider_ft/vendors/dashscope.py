@@ -163,9 +163,7 @@ class DashScopeDialect(Dialect):
         files = [self._file(entry, index) for index, entry in enumerate(entries)]
         total = self._total(data.get("total"), "the files page's", "files")
         has_more = page_no * page_size < total if total is not None else len(files) >= page_size
-        if has_more and not files:
-            raise self.malformed(f"the files page holds no file but its 'total' of {total} says more follow")
-        return FilePage(files, str(page_no + 1) if has_more else None)
+        return FilePage(files, self.next_cursor(has_more, files, lambda: str(page_no + 1), "the files page"))
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """The content hash in the description, and the size where the listing gives it."""
@@ -201,7 +199,7 @@ class DashScopeDialect(Dialect):
         ]
         total = self._total(output.get("total"), "the page's", "jobs")
         has_more = page_no * page_size < total if total is not None else len(jobs) >= page_size
-        return JobPage(jobs, str(page_no + 1) if has_more and jobs else None)
+        return JobPage(jobs, self.next_cursor(has_more, jobs, lambda: str(page_no + 1), "the page"))
 
     def parse_events(self, payload: object, cursor: str | None) -> EventPage:
         """``{"output": {"total": n, "logs": [line, ...]}}``: both required, ``total`` a whole number from 0 to
@@ -223,7 +221,7 @@ class DashScopeDialect(Dialect):
                 raise self.malformed(f"line {before + index + 1} of the job's log is {shown(line)}, not a string")
             events.append(JobEvent(cursor=str(before + index + 1), message=line))
         read = before + len(events)
-        return EventPage(events, str(read) if events and read < total else None)
+        return EventPage(events, self.next_cursor(read < total, events, lambda: str(read), "the logs answer"))
 
     def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:
         """``None`` (fetch the job then): the answer is ``{"output": {"status": "success"}}``, the call's result,
@@ -246,10 +244,12 @@ class DashScopeDialect(Dialect):
             vendor_status=vendor_status,
             model=optional_str(job.get("model")) or optional_str(job.get("base_model")),
             fine_tuned_model=optional_str(job.get("finetuned_output")),
-            created_at=self.parse_time(job.get("create_time"), "create_time", found_id),
-            finished_at=self.parse_time(job.get("end_time"), "end_time", found_id) if status.is_terminal else None,
+            created_at=self.parse_time(job.get("create_time"), "create_time", f"job {found_id}", decides=True),
+            finished_at=self.parse_time(job.get("end_time"), "end_time", f"job {found_id}")
+            if status.is_terminal
+            else None,
             error=_failure_message(job) if status is JobStatus.FAILED else None,
-            name=optional_str(job.get("job_name")),
+            name=self.identity_text(job, "job_name", f"job {found_id}"),
             trained_tokens=optional_count(job.get("usage")),
             raw=dict(job),
         )
@@ -294,19 +294,24 @@ class DashScopeDialect(Dialect):
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         return error.vendor_code == "UnsupportedOperation"
 
-    def parse_time(self, value: object, field: str = "time", job_id: str = "?") -> datetime | None:
+    def parse_time(
+        self, value: object, field: str = "time", whose: str = "the job", *, decides: bool = False
+    ) -> datetime | None:
         """A DashScope time string as an aware datetime, reading zone-less values in the configured zone.
 
-        Absent, empty, blank or not a string (an optional field of the wrong type): ``None``. A string that is no
-        time this provider reads, or a time outside the years 2000 to 2200: ``MalformedAnswerError`` naming
-        ``field`` and ``job_id``.
+        Absent, ``null`` or blank: ``None``. Anything else that is no time this provider reads from the years 2000
+        to 2200 is ``unusable``: ``MalformedAnswerError`` naming ``field`` and ``whose`` when ``decides``, else
+        "not reported".
         """
-        if not isinstance(value, str) or not value.strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        moment = _parse_with_formats(value.strip())
+        moment = _parse_with_formats(value.strip()) if isinstance(value, str) else None
         if moment is None:
-            raise self.malformed(f"the '{field}' of job {job_id} is {shown(value)}, not a time this provider reads")
-        moment = self.checked_time(moment, field, job_id, value)
+            self.unusable(field, whose, value, "a time this provider reads", decides=decides)
+            return None
+        moment = self.checked_time(moment, field, whose, value, decides=decides)
+        if moment is None:
+            return None
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=self.timezone)
 
 

@@ -22,6 +22,7 @@ from airflow_provider_ft.vendors import training
 from airflow_provider_ft.vendors.base import (
     EARLIEST_TIME,
     LATEST_TIME,
+    TIME_RANGE,
     Dialect,
     RecordCheck,
     optional_count,
@@ -176,9 +177,7 @@ class OpenAIDialect(Dialect):
         """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
         entries, has_more = self._list_envelope(payload, "the files page", "files")
         files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
-        if has_more and not files:
-            raise self.malformed("the files page holds no file but says more follow ('has_more' is true)")
-        return FilePage(files, files[-1].id if has_more else None)
+        return FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """Same content-addressed name and size, and not refused by the vendor."""
@@ -201,7 +200,7 @@ class OpenAIDialect(Dialect):
         job = self.job_object(payload)
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
-        metadata = _metadata(job.get("metadata"))
+        metadata = self._metadata(job.get("metadata"), found_id)
         return FineTuningJob(
             id=found_id,
             vendor=self.name,
@@ -209,12 +208,12 @@ class OpenAIDialect(Dialect):
             vendor_status=vendor_status,
             model=optional_str(job.get("model")),
             fine_tuned_model=optional_str(job.get("fine_tuned_model")),
-            created_at=self.unix_time(job, "created_at", found_id),
-            finished_at=self.unix_time(job, "finished_at", found_id),
+            created_at=self.unix_time(job, "created_at", f"job {found_id}", decides=True),
+            finished_at=self.unix_time(job, "finished_at", f"job {found_id}"),
             error=_error_message(job.get("error")),
             name=optional_str(job.get("user_provided_suffix")) or metadata.get("name"),
             trained_tokens=optional_count(job.get("trained_tokens")),
-            estimated_finish=self.unix_time(job, "estimated_finish", found_id),
+            estimated_finish=self.unix_time(job, "estimated_finish", f"job {found_id}"),
             metadata=metadata,
             raw=dict(job),
         )
@@ -226,7 +225,7 @@ class OpenAIDialect(Dialect):
             self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
             for index, entry in enumerate(entries)
         ]
-        return JobPage(jobs, jobs[-1].id if has_more and jobs else None)
+        return JobPage(jobs, self.next_cursor(has_more, jobs, lambda: jobs[-1].id, "the page"))
 
     def parse_events(self, payload: object, cursor: str | None) -> EventPage:
         """``{"data": [event, ...], "has_more": bool}``, newest first: both required, every entry an event with an
@@ -235,7 +234,8 @@ class OpenAIDialect(Dialect):
         id of the page's oldest event when ``has_more``."""
         entries, has_more = self._list_envelope(payload, "the events page", "events")
         newest_first = [self._event(entry, index) for index, entry in enumerate(entries)]
-        return EventPage(newest_first[::-1], newest_first[-1].cursor if has_more and newest_first else None)
+        next_cursor = self.next_cursor(has_more, newest_first, lambda: newest_first[-1].cursor, "the events page")
+        return EventPage(newest_first[::-1], next_cursor)
 
     def _list_envelope(self, payload: object, what: str, items: str) -> tuple[list[Any], bool]:
         """The ``data`` array and the ``has_more`` flag of a list answer, both required, of the right types."""
@@ -254,12 +254,10 @@ class OpenAIDialect(Dialect):
         if not isinstance(found, str) or not found.strip() or len(found) > MAX_EVENT_ID_LENGTH:
             raise self.malformed(f"entry {index} of the events page has 'id' {shown(found)}, not an event id")
         where = f"event {printable(found, 60)}"
-        created = event.get("created_at")
-        if isinstance(created, bool) or not isinstance(created, int | float):
-            raise self.malformed(f"the 'created_at' of {where} is {shown(created)}, not Unix seconds")
         message = event.get("message")
         if not isinstance(message, str):
-            raise self.malformed(f"the 'message' of {where} is {shown(message)}, not a string")
+            self.unusable("message", where, message, "a string")
+            message = ""
         data = event.get("data")
         figures: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
         loss = figures.get("train_loss")
@@ -273,14 +271,28 @@ class OpenAIDialect(Dialect):
             train_loss=_finite_number(loss),
         )
 
-    def unix_time(self, job: Mapping[str, Any], field: str, job_id: str) -> datetime | None:
-        """``job[field]`` as a time: ``None`` if absent or not a number, ``MalformedAnswerError`` if out of range."""
-        value = job.get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+    def _metadata(self, value: object, job_id: str) -> dict[str, str]:
+        """The job's ``metadata`` (it carries the create's identity): ``{}`` if absent or ``null``, and
+        ``MalformedAnswerError`` if it is not an object."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.malformed(f"the 'metadata' of job {job_id} is {shown(value)}, not an object")
+        return _metadata_pairs(value)
+
+    def unix_time(self, record: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
+        """``record[field]`` as a time: ``None`` if absent; Unix seconds from 2000 to 2200, else ``unusable``."""
+        value = record.get(field)
+        if value is None:
             return None
         # NaN fails both comparisons; a huge int compares without converting to float.
-        if not _EARLIEST_SECONDS <= value < _LATEST_SECONDS:
-            raise self.malformed(self._time_problem(field, job_id, value))
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not _EARLIEST_SECONDS <= value < _LATEST_SECONDS
+        ):
+            self.unusable(field, whose, value, TIME_RANGE, decides=decides)
+            return None
         return datetime.fromtimestamp(value, tz=UTC)
 
     def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
@@ -390,10 +402,8 @@ def _finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _metadata(value: Any) -> dict[str, str]:
+def _metadata_pairs(value: Mapping[str, Any]) -> dict[str, str]:
     """Key-value metadata; values that are not strings (against the API's rule) are kept as their JSON text."""
-    if not isinstance(value, Mapping):
-        return {}
     return {str(key): item if isinstance(item, str) else _json_text(item) for key, item in value.items()}
 
 

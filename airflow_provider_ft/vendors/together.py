@@ -186,7 +186,7 @@ class TogetherDialect(Dialect):
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
         status = self.job_status(vendor_status)
-        updated = self.iso_time(job, "updated_at", found_id)
+        updated = self.iso_time(job, "updated_at", f"job {found_id}")
         return FineTuningJob(
             id=found_id,
             vendor=self.name,
@@ -194,10 +194,10 @@ class TogetherDialect(Dialect):
             vendor_status=vendor_status,
             model=optional_str(job.get("model")),
             fine_tuned_model=optional_str(job.get("model_output_name")) if status is JobStatus.SUCCEEDED else None,
-            created_at=self.iso_time(job, "created_at", found_id),
+            created_at=self.iso_time(job, "created_at", f"job {found_id}", decides=True),
             finished_at=updated if status.is_terminal else None,
             error=_failure_message(job) if status is JobStatus.FAILED else None,
-            name=optional_str(job.get("suffix")),
+            name=self.identity_text(job, "suffix", f"job {found_id}"),
             trained_tokens=optional_count(job.get("token_count")),
             raw=dict(job),
         )
@@ -231,7 +231,8 @@ class TogetherDialect(Dialect):
         event = self.job_object(entry, where)
         message = event.get("message")
         if not isinstance(message, str):
-            raise self.malformed(f"the 'message' of {where} is {shown(message)}, not a string")
+            self.unusable("message", where, message, "a string")
+            message = ""
         return JobEvent(
             cursor=str(index + 1),
             message=message,
@@ -241,17 +242,22 @@ class TogetherDialect(Dialect):
             total_steps=optional_count(event.get("total_steps")),
         )
 
-    def iso_time(self, job: Mapping[str, Any], field: str, job_id: str) -> datetime | None:
-        """``job[field]`` as an aware time: ``None`` if absent or not a string; ``MalformedAnswerError`` for a string
-        that is no ISO 8601 time, or one outside the years 2000 to 2200. A time without a zone is read as UTC."""
-        value = job.get(field)
-        if not isinstance(value, str) or not value.strip():
+    def iso_time(self, record: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
+        """``record[field]`` as an aware time: ``None`` if absent, ``null`` or blank; an ISO 8601 time from 2000 to
+        2200, else ``unusable`` (``MalformedAnswerError`` when ``decides``). A time without a zone is read as UTC."""
+        value = record.get(field)
+        if value is None or (isinstance(value, str) and not value.strip()):
             return None
         try:
-            moment = datetime.fromisoformat(value.strip())
+            moment: datetime | None = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
         except ValueError:
-            raise self.malformed(f"the '{field}' of {job_id} is {shown(value)}, not an ISO 8601 time") from None
-        moment = self.checked_time(moment, field, job_id, value)
+            moment = None
+        if moment is None:
+            self.unusable(field, whose, value, "an ISO 8601 time", decides=decides)
+            return None
+        moment = self.checked_time(moment, field, whose, value, decides=decides)
+        if moment is None:
+            return None
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
     def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:

@@ -63,7 +63,8 @@ def test_openai_page_is_turned_oldest_first_with_the_oldest_id_as_next_cursor() 
     assert page.events[0].level == "info"
     assert page.next_cursor == "ftevent-7"
     assert OpenAIDialect().parse_events(openai_page(9, 8), None).next_cursor is None
-    assert OpenAIDialect().parse_events(openai_page(has_more=True), None).next_cursor is None
+    with pytest.raises(MalformedAnswerError, match="holds no entry but says more follow"):
+        OpenAIDialect().parse_events(openai_page(has_more=True), None)
 
 
 def test_openai_metrics_event_gives_step_total_and_loss() -> None:
@@ -94,15 +95,27 @@ def test_event_line_escapes_server_text() -> None:
         ({"data": ["ftevent-1"], "has_more": False}, "entry 0"),
         ({"data": [openai_event(1, id="")], "has_more": False}, "'id'"),
         ({"data": [openai_event(1, id=7)], "has_more": False}, "'id'"),
-        ({"data": [openai_event(1, created_at="2024-01-01")], "has_more": False}, "'created_at'"),
-        ({"data": [openai_event(1, created_at=None)], "has_more": False}, "'created_at'"),
-        ({"data": [openai_event(1, created_at=1_700_000_000_000)], "has_more": False}, "'created_at'"),
-        ({"data": [openai_event(1, message=None)], "has_more": False}, "'message'"),
     ],
 )
 def test_openai_wrong_shapes_are_malformed(payload: dict[str, Any], problem: str) -> None:
     with pytest.raises(MalformedAnswerError, match=re.escape(problem)):
         OpenAIDialect().parse_events(payload, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "read"),
+    [
+        ({"created_at": "2024-01-01"}, ("message 1", None)),
+        ({"created_at": None}, ("message 1", None)),
+        ({"created_at": 1_700_000_000_000}, ("message 1", None)),
+        ({"message": None}, ("", 1_700_000_001)),
+    ],
+)
+def test_openai_event_time_and_message_are_informational(fields: dict[str, Any], read: tuple[str, int | None]) -> None:
+    # An entry keeps its place in the log (its id is the cursor) without a usable time or text.
+    (event,) = OpenAIDialect().parse_events({"data": [openai_event(1, **fields)], "has_more": False}, None).events
+    seconds = None if event.created_at is None else event.created_at.timestamp()
+    assert (event.cursor, event.message, seconds) == ("ftevent-1", *read)
 
 
 def test_dashscope_lines_are_numbered_from_the_cursor() -> None:
@@ -113,7 +126,8 @@ def test_dashscope_lines_are_numbered_from_the_cursor() -> None:
     last = DashScopeDialect().parse_events({"output": {"total": 7, "logs": ["line 7"]}}, "6")
     assert [event.cursor for event in last.events] == ["7"]
     assert last.next_cursor is None
-    assert DashScopeDialect().parse_events({"output": {"total": 9, "logs": []}}, "4").next_cursor is None
+    with pytest.raises(MalformedAnswerError, match="holds no entry but says more follow"):
+        DashScopeDialect().parse_events({"output": {"total": 9, "logs": []}}, "4")
 
 
 @pytest.mark.parametrize(

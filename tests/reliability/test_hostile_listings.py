@@ -397,7 +397,10 @@ FILES_CASES = [
         "files-empty-claiming-more",
         "files: an empty page that says more follow",
         one_page(empty_page_claiming_more),
-        {v: Ending(MalformedAnswerError, "holds no file but", 1, "empty page, more promised") for v in VENDORS},
+        {
+            v: Ending(MalformedAnswerError, "holds no entry but says more follow", 1, "empty page, more promised")
+            for v in VENDORS
+        },
     ),
     FilesCase(
         "files-non-objects",

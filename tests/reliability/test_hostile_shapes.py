@@ -29,9 +29,9 @@ from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
 from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
-from airflow_provider_ft.jobs import FineTuningJob
+from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url, seed_job_of
-from tests.operators.conftest import FAILED, RUNNING
+from tests.operators.conftest import FAILED, RUNNING, SUCCEEDED
 from tests.reliability import lifecycle
 
 AREA = "wrong shapes"
@@ -128,13 +128,6 @@ JOB_SHAPES = [
         for name, raw in [("1e20", "1e20"), ("nan", "NaN"), ("infinity", "Infinity"), ("ms", "1700000000000")]
     ),
     Shape(
-        "openai-estimated-finish-1e17",
-        "OpenAI `estimated_finish: 1e17`",
-        with_job_field("estimated_finish", "1e17"),
-        "estimated_finish",
-        vendors=("openai", "azure"),
-    ),
-    Shape(
         "dashscope-create-time-garbage",
         'DashScope `create_time: "yesterday"`',
         with_job_field("create_time", '"yesterday"'),
@@ -154,6 +147,61 @@ JOB_SHAPES = [
     Shape("output-null", '`{"output": null}`', without_output, "'output'", vendors=("dashscope",)),
     Shape("a-page-instead", "a list page where a job was asked for", a_page_instead, "the job"),
     Shape("another-jobs-id", "another job's id", another_jobs_id, "the answer is job"),
+]
+
+#: Informational fields (see ``vendors.base.DECISION_FIELDS``) a server fills with something unusable: the job is
+#: read all the same, that field "not reported". ``says`` names the field, which must read as ``None``.
+INFORMATIONAL_SHAPES = [
+    Shape(
+        "openai-estimated-finish-0",
+        "OpenAI `estimated_finish: 0` (its spec's own example)",
+        with_job_field("estimated_finish", "0"),
+        "estimated_finish",
+        vendors=("openai", "azure"),
+    ),
+    Shape(
+        "openai-estimated-finish-1e17",
+        "OpenAI `estimated_finish: 1e17`",
+        with_job_field("estimated_finish", "1e17"),
+        "estimated_finish",
+        vendors=("openai", "azure"),
+    ),
+    Shape(
+        "openai-finished-at-text",
+        'OpenAI `finished_at: "soon"`',
+        with_job_field("finished_at", '"soon"'),
+        "finished_at",
+        vendors=("openai", "azure"),
+    ),
+    Shape(
+        "dashscope-end-time-garbage",
+        'DashScope `end_time: "soon"`',
+        with_job_field("end_time", '"soon"'),
+        "finished_at",
+        vendors=("dashscope",),
+    ),
+    Shape(
+        "together-updated-at-garbage",
+        'Together AI `updated_at: "soon"`',
+        with_job_field("updated_at", '"soon"'),
+        "finished_at",
+        vendors=("together",),
+    ),
+    *(
+        Shape(
+            f"{vendor}-token-count-negative",
+            f"`{field}: -5`",
+            with_job_field(field, "-5"),
+            "trained_tokens",
+            vendors=(vendor,),
+        )
+        for vendor, field in [
+            ("openai", "trained_tokens"),
+            ("azure", "trained_tokens"),
+            ("dashscope", "usage"),
+            ("together", "token_count"),
+        ]
+    ),
 ]
 
 PAGE_SHAPES = [
@@ -249,6 +297,25 @@ def test_an_answer_of_the_wrong_shape_is_an_api_error(
     emulator.inject(Fault(kind="body", body=body, method="GET", times=ALWAYS))
     with closing(hook_for(vendor)) as hook:
         check_refused(lambda: call(hook, job_id), shape.says)
+    assert any(request.fault == "body" for request in emulator.requests)
+
+
+@pytest.mark.parametrize(("shape", "column", "call", "vendor"), cells(INFORMATIONAL_SHAPES, JOB_CALLS))
+def test_an_unusable_informational_field_is_not_reported_and_the_job_is_read(
+    emulator: FineTuningEmulator,
+    hook_for: Callable[[str], FineTuningHook],
+    shape: Shape,
+    column: str,
+    call: Callable[[FineTuningHook, str], Any],
+    vendor: str,
+) -> None:
+    job_id = emulator.seed_job(vendor, status=SUCCEEDED[vendor], runs_for=None)
+    body = shape.make(vendor, real_answer(emulator, vendor, job_id))
+    emulator.inject(Fault(kind="body", body=body, method="GET", times=ALWAYS))
+    with closing(hook_for(vendor)) as hook:
+        job = call(hook, job_id)
+    assert (job.id, job.status) == (job_id, JobStatus.SUCCEEDED)
+    assert getattr(job, shape.says) is None
     assert any(request.fault == "body" for request in emulator.requests)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -46,27 +47,29 @@ def response(status: int, body: object, **headers: str) -> ApiResponse:
     return ApiResponse(status, {name.lower(): value for name, value in headers.items()}, raw)
 
 
-# -- OpenAI times ------------------------------------------------------------------------------------------------
+# -- times: created_at decides (max_runtime, the cleanup's age), the others are informational -------------------
+
+UNUSABLE_UNIX_TIMES = [1e20, math.nan, math.inf, -math.inf, 1_700_000_000_000, 1e17, 0, -1, 10**400, "1700000000", True]
+UNUSABLE_UNIX_IDS = ["1e20", "nan", "inf", "-inf", "ms", "1e17", "zero", "negative", "huge", "string", "bool"]
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("created_at", 1e20),
-        ("created_at", math.nan),
-        ("created_at", math.inf),
-        ("finished_at", -math.inf),
-        ("created_at", 1_700_000_000_000),
-        ("estimated_finish", 1e17),
-        ("finished_at", 0),
-        ("created_at", -1),
-        ("created_at", 10**400),
-    ],
-    ids=["1e20", "nan", "inf", "-inf", "milliseconds", "estimate-1e17", "zero", "negative", "huge-int"],
-)
-def test_openai_time_out_of_range_or_not_finite_is_a_typed_error_naming_the_field(field: str, value: float) -> None:
-    with pytest.raises(MalformedAnswerError, match=f"'{field}' of job ftjob-1 .*not a time from 2000 to 2200"):
-        OpenAIDialect().parse_job(openai_job(**{field: value}))
+@pytest.mark.parametrize("value", UNUSABLE_UNIX_TIMES, ids=UNUSABLE_UNIX_IDS)
+def test_openai_unusable_created_at_is_a_typed_error_naming_the_field(value: object) -> None:
+    with pytest.raises(MalformedAnswerError, match=r"'created_at' of job ftjob-1 .*not a time from 2000 to 2200"):
+        OpenAIDialect().parse_job(openai_job(created_at=value))
+
+
+@pytest.mark.parametrize("field", ["finished_at", "estimated_finish"])
+@pytest.mark.parametrize("value", UNUSABLE_UNIX_TIMES, ids=UNUSABLE_UNIX_IDS)
+def test_openai_unusable_informational_time_is_not_reported(
+    field: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="airflow_provider_ft.vendors.base"):
+        job = OpenAIDialect().parse_job(openai_job(status="succeeded", **{field: value}))
+    assert getattr(job, "finished_at" if field == "finished_at" else "estimated_finish") is None
+    assert job.status is JobStatus.SUCCEEDED
+    assert [record.levelno for record in caplog.records] == [logging.DEBUG]
+    assert f"'{field}' of job ftjob-1" in caplog.records[0].getMessage()
 
 
 def test_openai_times_in_range_are_read_as_utc() -> None:
@@ -75,9 +78,9 @@ def test_openai_times_in_range_are_read_as_utc() -> None:
     assert job.estimated_finish == datetime(2024, 7, 23, 20, 0, 0, 500000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("value", ["1700000000", True, [1], {"s": 1}, None])
-def test_openai_time_of_the_wrong_type_reads_as_absent(value: object) -> None:
-    assert OpenAIDialect().parse_job(openai_job(created_at=value)).created_at is None
+def test_openai_absent_or_null_times_are_not_reported() -> None:
+    job = OpenAIDialect().parse_job(openai_job(created_at=None, estimated_finish=None))
+    assert (job.created_at, job.finished_at, job.estimated_finish) == (None, None, None)
 
 
 def test_a_body_with_nan_is_not_json() -> None:
@@ -89,23 +92,39 @@ def test_a_body_with_nan_is_not_json() -> None:
 
 # -- DashScope times ---------------------------------------------------------------------------------------------
 
+UNUSABLE_DASHSCOPE_TIMES = [
+    "yesterday",
+    "2024-13-45 99:99:99",
+    "16:53:53 2024/10/29",
+    "1999-12-31 23:59:59",
+    1730192033,
+    ["2024-10-29 16:53:53"],
+]
 
-@pytest.mark.parametrize("value", ["yesterday", "2024-13-45 99:99:99", "16:53:53 2024/10/29", "1999-12-31 23:59:59"])
-def test_dashscope_unreadable_time_is_a_typed_error_naming_the_field(value: str) -> None:
+
+@pytest.mark.parametrize("value", UNUSABLE_DASHSCOPE_TIMES)
+def test_dashscope_unusable_create_time_is_a_typed_error_naming_the_field(value: object) -> None:
     with pytest.raises(MalformedAnswerError, match="'create_time' of job ft-1"):
         DashScopeDialect().parse_job({"output": dashscope_job(create_time=value)})
 
 
-@pytest.mark.parametrize("value", ["", "   ", None, 1730192033, ["2024-10-29 16:53:53"]])
-def test_dashscope_absent_empty_or_non_string_time_reads_as_absent(value: object) -> None:
+@pytest.mark.parametrize("value", ["", "   ", None])
+def test_dashscope_absent_or_empty_time_reads_as_absent(value: object) -> None:
     assert DashScopeDialect().parse_job({"output": dashscope_job(create_time=value)}).created_at is None
 
 
-def test_dashscope_end_time_is_checked_only_once_the_job_is_terminal() -> None:
+@pytest.mark.parametrize("value", UNUSABLE_DASHSCOPE_TIMES)
+def test_dashscope_unusable_end_time_is_not_reported(value: object) -> None:
+    job = DashScopeDialect().parse_job({"output": dashscope_job(status="SUCCEEDED", end_time=value)})
+    assert job.finished_at is None
+    assert job.status is JobStatus.SUCCEEDED
+
+
+def test_dashscope_end_time_is_read_only_once_the_job_is_terminal() -> None:
     dialect = DashScopeDialect()
-    assert dialect.parse_job({"output": dashscope_job(end_time="soon")}).finished_at is None
-    with pytest.raises(MalformedAnswerError, match="'end_time'"):
-        dialect.parse_job({"output": dashscope_job(status="SUCCEEDED", end_time="soon")})
+    assert dialect.parse_job({"output": dashscope_job(end_time="2024-10-29 17:00:00")}).finished_at is None
+    finished = dialect.parse_job({"output": dashscope_job(status="SUCCEEDED", end_time="2024-10-29 17:00:00")})
+    assert finished.finished_at is not None
 
 
 # -- JSON that would not decode safely -------------------------------------------------------------------------
@@ -372,7 +391,14 @@ def test_openai_metadata_values_that_are_not_strings_are_kept_as_json_text() -> 
     metadata = {"team": "search", "run": 3, "nightly": True, "owner": None, "tags": ["a", "b"]}
     job = OpenAIDialect().parse_job(openai_job(metadata=metadata))
     assert job.metadata == {"team": "search", "run": "3", "nightly": "true", "owner": "null", "tags": '["a", "b"]'}
-    assert OpenAIDialect().parse_job(openai_job(metadata=["team"])).metadata == {}
+    assert OpenAIDialect().parse_job(openai_job(metadata=None)).metadata == {}
+
+
+@pytest.mark.parametrize("metadata", [["team"], "airflow_ti=af-1", 5])
+def test_openai_metadata_that_is_no_object_is_a_typed_error(metadata: object) -> None:
+    # It carries the create's identity: exactly-once must not read a job as "not ours" from a garbled one.
+    with pytest.raises(MalformedAnswerError, match="'metadata' of job ftjob-1"):
+        OpenAIDialect().parse_job(openai_job(metadata=metadata))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

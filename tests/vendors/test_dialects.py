@@ -13,6 +13,7 @@ from airflow_provider_ft.exceptions import (
     FineTuningConfigError,
     InvalidJobIdError,
     JobNotFoundError,
+    MalformedAnswerError,
     UnsupportedOperationError,
 )
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
@@ -25,6 +26,7 @@ from airflow_provider_ft.vendors import (
     TogetherDialect,
     base,
 )
+from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.ids import validate_job_id
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
@@ -294,7 +296,20 @@ def test_pagination_cursors() -> None:
         {"data": [{"id": "j1", "status": "running"}, {"id": "j2", "status": "running"}], "has_more": True}, None, 2
     )
     assert more.next_cursor == "j2"
-    assert openai.parse_page({"data": [], "has_more": True}, "j2", 2).next_cursor is None
+    assert openai.parse_page({"data": [], "has_more": False}, "j2", 2).next_cursor is None
+
+
+@pytest.mark.parametrize(
+    ("dialect", "answer"),
+    [
+        (OpenAIDialect(), {"data": [], "has_more": True}),
+        (DashScopeDialect(), {"output": {"total": 5, "jobs": []}}),
+    ],
+    ids=["openai", "dashscope"],
+)
+def test_an_empty_page_that_says_more_follow_is_an_error_not_the_end(dialect: Dialect, answer: object) -> None:
+    with pytest.raises(MalformedAnswerError, match="holds no entry but says more follow"):
+        dialect.parse_page(answer, "2", 2)
 
 
 def test_list_requests_carry_paging_and_filters() -> None:
