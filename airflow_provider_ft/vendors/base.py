@@ -33,7 +33,7 @@ from airflow_provider_ft.exceptions import (
     MalformedAnswerError,
     UnsupportedOperationError,
 )
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.retry import is_retryable_status, parse_retry_after
 from airflow_provider_ft.vendors.ids import validate_file_id, validate_job_id
 from airflow_provider_ft.vendors.wire import (
@@ -615,6 +615,15 @@ def _deeper_than(value: object, depth: int) -> bool:
 def _containers_in(value: object) -> Iterator[object]:
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return (item for item in items if isinstance(item, dict | list))
+
+
+def in_time_order(events: list[JobEvent]) -> list[JobEvent]:
+    """``events``, given in the order the vendor documents turned oldest first, ordered by their own times when every
+    entry has one. The sort is stable: entries of the same time keep the documented order. Without a time on every
+    entry, the documented order is all there is."""
+    if any(event.created_at is None for event in events):
+        return events
+    return sorted(events, key=lambda event: event.created_at or EARLIEST_TIME)
 
 
 def optional_str(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from airflow_provider_ft.vendors.base import (
     TIME_RANGE,
     Dialect,
     RecordCheck,
+    in_time_order,
     optional_count,
     optional_str,
     shown,
@@ -235,7 +236,7 @@ class OpenAIDialect(Dialect):
         entries, has_more = self._list_envelope(payload, "the events page", "events")
         newest_first = [self._event(entry, index) for index, entry in enumerate(entries)]
         next_cursor = self.next_cursor(has_more, newest_first, lambda: newest_first[-1].cursor, "the events page")
-        return EventPage(newest_first[::-1], next_cursor)
+        return EventPage(in_time_order(newest_first[::-1]), next_cursor)
 
     def _list_envelope(self, payload: object, what: str, items: str) -> tuple[list[Any], bool]:
         """The ``data`` array and the ``has_more`` flag of a list answer, both required, of the right types."""

@@ -419,3 +419,15 @@ async def test_each_entry_is_logged_once_across_a_deferral(
     assert before_deferring, "entries were logged before deferring"
     assert in_the_triggerer, "and the rest in the triggerer"
     assert before_deferring + in_the_triggerer == expected_lines(connection, job_id)
+
+
+def test_a_page_sent_oldest_first_against_the_documented_order_is_still_read_oldest_first() -> None:
+    # The entries' own times decide: a server that pages the other way than documented does not reverse the log.
+    page = OpenAIDialect().parse_events(openai_page(7, 8, 9), None)
+    assert [event.cursor for event in page.events] == ["ftevent-7", "ftevent-8", "ftevent-9"]
+
+
+def test_entries_of_one_time_keep_the_documented_order() -> None:
+    same_time = [openai_event(index, created_at=1_700_000_000) for index in (9, 8, 7)]
+    page = OpenAIDialect().parse_events({"data": same_time, "has_more": False}, None)
+    assert [event.cursor for event in page.events] == ["ftevent-7", "ftevent-8", "ftevent-9"]
