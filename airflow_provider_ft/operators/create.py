@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
+    from airflow_provider_ft.operators._task_state import JobMemory
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile
 
 #: XCom keys pushed besides the return value.
@@ -180,11 +181,18 @@ class CreateFineTuningJobOperator(BaseOperator):
         spec = self._spec()
         checked = self._checked_files(spec)  # before any request: a bad file sends nothing
         self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
+        memory = self._job_memory(context, identity)
         submission = self.hook.submit_job(
-            spec, identity, settle_delays=self.settle_delays, prepare=lambda ready: self._uploaded(ready, checked)
+            spec,
+            identity,
+            settle_delays=self.settle_delays,
+            prepare=lambda ready: self._uploaded(ready, checked),
+            remembered=memory.recall(),
+            on_created=lambda created: memory.remember(created.id),
         )
         job = submission.job
         self._job_id = job.id
+        memory.remember(job.id)  # found by its identity, or a duplicate's older twin: the next try reads this one
         FineTuningJobLink.persist(context, self.hook.console_url(job.id))
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         verb = "Started" if submission.created else "Re-attached to"
@@ -192,6 +200,13 @@ class CreateFineTuningJobOperator(BaseOperator):
         for duplicate in submission.cancelled:
             self.log.warning("Cancelled job %s, a duplicate of job %s for this task instance", duplicate, job.id)
         return job
+
+    def _job_memory(self, context: Context, identity: TaskIdentity) -> JobMemory:
+        """The task instance's job in Airflow's task state store (3.3+; elsewhere a memory that holds nothing)."""
+        from airflow_provider_ft._compat import task_state_store
+        from airflow_provider_ft.operators._task_state import JobMemory
+
+        return JobMemory(task_state_store(context), self.hook.dialect.name, identity, self.log)
 
     def _identity(self, context: Context) -> TaskIdentity:
         from airflow_provider_ft.identity import TaskIdentity
