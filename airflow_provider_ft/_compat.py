@@ -29,6 +29,8 @@ from airflow.providers.common.compat.sdk import (
 )
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import ExternalQueryRunFacet, InputDataset, OutputDataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Connection, Context
     from airflow.sdk.execution_time.context import NEVER_EXPIRE
     from airflow.sdk.execution_time.xcom import XCom
@@ -46,6 +48,14 @@ else:
             from airflow.providers.common.compat import sdk
 
             return getattr(sdk, name)
+        if name == "OperatorLineage":  # the OpenLineage provider is optional: asked for only when it calls us
+            from airflow.providers.openlineage.extractors import OperatorLineage
+
+            return OperatorLineage
+        if name in ("ExternalQueryRunFacet", "InputDataset", "OutputDataset"):
+            from airflow.providers.common.compat.openlineage import facet
+
+            return getattr(facet, name)
         if name == "NEVER_EXPIRE":  # the task state store's "keep until the DAG run goes" (Airflow 3.3+)
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
@@ -66,6 +76,10 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "ExternalQueryRunFacet",
+    "InputDataset",
+    "OperatorLineage",
+    "OutputDataset",
     "PokeReturnValue",
     "TaskDeferred",
     "TaskStateStore",

@@ -76,6 +76,11 @@ class FineTuningHook(BaseHook):
         return self._settings
 
     @property
+    def settings_if_read(self) -> ClientSettings | None:
+        """The connection's settings if this hook has read them, else ``None``; never reads the connection."""
+        return self._settings
+
+    @property
     def dialect(self) -> Dialect:
         return self.settings.dialect
 
