@@ -26,6 +26,10 @@ from tests.conftest import API_KEY, CONN_TYPES, FAST_RETRIES, ConnectionFactory
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 OPENAI = Vendor("openai", "openai://api.openai.com")
+needs_openlineage = pytest.mark.skipif(
+    importlib.util.find_spec("airflow.providers.openlineage") is None,
+    reason="the OpenLineage provider is a test-only dependency of the Airflow 3.3 lane",
+)
 
 
 # -- naming (pure) -------------------------------------------------------------------------------------------------
@@ -74,11 +78,6 @@ def test_a_cleanup_reports_what_it_did_to_each_job() -> None:
 
 
 # -- what each operator hands the OpenLineage provider --------------------------------------------------------------
-
-needs_openlineage = pytest.mark.skipif(
-    importlib.util.find_spec("airflow.providers.openlineage") is None,
-    reason="the OpenLineage provider is a test-only dependency of the Airflow 3.3 lane",
-)
 
 
 def facets(lineage: Any) -> dict[str, Any]:
@@ -233,13 +232,13 @@ def task_events(events: Path, task_id: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.dag
+@needs_openlineage
 def test_the_operators_lineage_as_emitted(
     fast_server: FineTuningEmulator,
     make_connection: ConnectionFactory,
     airflow_db: Path,
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("airflow.providers.openlineage", reason="the OpenLineage provider is a test-only dependency")
     from tests.operators.test_create import GOOD_RECORD
 
     emulator = fast_server
