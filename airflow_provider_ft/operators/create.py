@@ -49,7 +49,9 @@ class CreateFineTuningJobOperator(BaseOperator):
     **Exactly once.** The job is tagged with an identity derived from the task instance (DAG, task, run, map index,
     and the connection extra ``namespace``; not the try number): OpenAI ``metadata["airflow_ti"]``, DashScope
     ``job_name``. Each try first looks for a job with that identity and re-attaches to it, so a retry, a cleared
-    task or a create whose answer was lost never starts a second job; a create is never retried blindly. A job
+    task or a create whose answer was lost never starts a second job; a create is never retried blindly. On
+    Airflow 3.3+ the job's id is also written to the task state store once the create is answered, and a later
+    try reads it there first (one request, no listing). A job
     found in a terminal state is re-attached to as well (clear the task and change the DAG run, or the
     ``namespace``, to train again). docs/operators/create.md says where each vendor cannot guarantee this.
 
