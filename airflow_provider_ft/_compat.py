@@ -12,7 +12,8 @@ mypy checks against the Airflow of ``requirements/dev.lock`` (3.3): under ``TYPE
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -28,7 +29,10 @@ from airflow.providers.common.compat.sdk import (
 )
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import ExternalQueryRunFacet, InputDataset, OutputDataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Connection, Context
+    from airflow.sdk.execution_time.context import NEVER_EXPIRE
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 else:
@@ -44,10 +48,23 @@ else:
             from airflow.providers.common.compat import sdk
 
             return getattr(sdk, name)
+        if name == "OperatorLineage":  # the OpenLineage provider is optional: asked for only when it calls us
+            from airflow.providers.openlineage.extractors import OperatorLineage
+
+            return OperatorLineage
+        if name in ("ExternalQueryRunFacet", "InputDataset", "OutputDataset"):
+            from airflow.providers.common.compat.openlineage import facet
+
+            return getattr(facet, name)
+        if name == "NEVER_EXPIRE":  # the task state store's "keep until the DAG run goes" (Airflow 3.3+)
+            from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+            return NEVER_EXPIRE
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    "NEVER_EXPIRE",
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
@@ -59,8 +76,13 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "ExternalQueryRunFacet",
+    "InputDataset",
+    "OperatorLineage",
+    "OutputDataset",
     "PokeReturnValue",
     "TaskDeferred",
+    "TaskStateStore",
     "TriggerEvent",
     "XCom",
     "aget_connection",
@@ -69,7 +91,25 @@ __all__ = [
     "default_deferrable",
     "mask_secret",
     "object_storage_path",
+    "task_state_store",
 ]
+
+
+class TaskStateStore(Protocol):
+    """What the provider uses of Airflow 3.3's ``context["task_state_store"]`` (``TaskStateStoreAccessor``)."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None: ...
+
+
+def task_state_store(context: Context) -> TaskStateStore | None:
+    """The task instance's state store (AIP-103: kept across its tries), or ``None`` where Airflow has none.
+
+    Airflow 3.3 puts it in the context as ``task_state_store``; 2.11 to 3.2 have no store and no such key.
+    """
+    store: TaskStateStore | None = context.get("task_state_store")
+    return store
 
 
 def mask_secret(secret: str) -> None:

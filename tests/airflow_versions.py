@@ -17,6 +17,8 @@ from packaging.version import Version
 AIRFLOW_VERSION = Version(Version(airflow.__version__).base_version)
 AIRFLOW_V_3 = Version("3.0") <= AIRFLOW_VERSION
 AIRFLOW_V_3_1 = Version("3.1") <= AIRFLOW_VERSION
+#: Airflow 3.3 brought the task state store (AIP-103): ``context["task_state_store"]``, kept across a task's tries.
+HAS_TASK_STATE_STORE = Version("3.3") <= AIRFLOW_VERSION
 
 #: Whether a task's ``on_failure_callback`` finds the exception in ``context["exception"]`` under ``dag.test()``.
 #: Airflow 3.0's in-process runner (``InProcessTestSupervisor``) calls the callback without it; 2.x and 3.1+ set it.
@@ -135,3 +137,43 @@ def register_assets_of(dag: Any) -> None:
 
         DagBundlesManager().sync_bundles_to_db()
         DAG.bulk_write_to_db("dags-folder", None, [SerializedDAG.from_dict(SerializedDAG.to_dict(dag))])
+
+
+def clear_and_run_again(dag_file: Any, dag_run: Any, task_id: str) -> str:
+    """Clear a task instance of a finished ``dag.test()`` run and run it again in this process; its state then.
+
+    The clear is Airflow's own ``clear_task_instances`` (what the UI's and the REST API's clear and ``dag.clear()``
+    call); the run again is ``dag.test()``'s (its ``_run_task``), on the same DAG run: a second ``dag.test()`` would
+    replace the run instead. Airflow 3.3+ only.
+
+    :param dag_file: the DAG's file, as given to the ``run_dag`` fixture (its copy in the dags folder is loaded)
+    :param dag_run: the run ``dag.test()`` returned
+    :param task_id: the task to clear
+    """
+    import importlib.util
+    from pathlib import Path
+
+    from airflow.configuration import conf
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    copy = Path(conf.get("core", "dags_folder")) / Path(dag_file).name
+    spec = importlib.util.spec_from_file_location(f"_rerun_{copy.stem}", copy)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_run.dag_id)
+    key = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "task_id": task_id}
+    with create_session() as session:
+        clear_task_instances(session.query(TaskInstance).filter_by(**key).all(), session)
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(**key).one()
+        ti.try_number += 1  # as the scheduler (and dag.test()) does when it schedules a cleared task instance
+        ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        _run_task(ti=ti, task=dag.task_dict[task_id])
+    with create_session() as session:
+        return str(session.query(TaskInstance).filter_by(**key).one().state)

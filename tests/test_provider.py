@@ -81,7 +81,7 @@ def test_every_class_named_in_provider_info_imports() -> None:
 
 def test_dag_authoring_path_imports_nothing_heavy() -> None:
     """Importing our operators, sensor and hook must not pull in the emulator, FastAPI, uvicorn or requests, nor the
-    trigger and the submit and file-check machinery that only a running task needs.
+    trigger, the submit, file-check and task-state machinery that only a running task needs, nor OpenLineage.
 
     Only what they add to Airflow's own base classes counts: on Airflow 2 those import ``requests`` themselves.
     """
@@ -93,7 +93,8 @@ def test_dag_authoring_path_imports_nothing_heavy() -> None:
         "import airflow_provider_ft.hooks.fine_tuning\n"
         "heavy = ['airflow_provider_ft.emulator', 'fastapi', 'uvicorn', 'requests',\n"
         "         'airflow_provider_ft.triggers.fine_tuning', 'airflow_provider_ft.hooks._submit',\n"
-        "         'airflow_provider_ft.training_files']\n"
+        "         'airflow_provider_ft.training_files', 'airflow_provider_ft.operators._task_state',\n"
+        "         'airflow_provider_ft.lineage', 'openlineage', 'airflow.providers.openlineage']\n"
         "print([name for name in heavy if name in set(sys.modules) - before])\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)

@@ -4,7 +4,9 @@ Neither vendor takes an idempotency key, so what was made is found again by what
 instance's identity (OpenAI ``metadata``, DashScope ``job_name``), a file its content hash (in its name or its
 description). The rules:
 
-1. Look before making: what a retry, a cleared task or a lost answer made is used again.
+1. Look before making: what a retry, a cleared task or a lost answer made is used again. A job id the task
+   instance remembered (Airflow 3.3's task state store) is read first, with one request; only when there is none,
+   or the vendor no longer has that job, are the jobs listed for the identity.
 2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429,
    or a 2xx whose body carries an error code that is no passing condition) is final; anything else (no answer, a
    timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may have made the thing, so look again
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, MalformedAnswerError
+from airflow_provider_ft.exceptions import FineTuningApiError, JobNotFoundError, MalformedAnswerError
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
@@ -66,13 +68,21 @@ def submit_job(
     identity: TaskIdentity,
     settle_delays: Sequence[float],
     prepare: Callable[[JobSpec], JobSpec] | None = None,
+    remembered: str | None = None,
+    on_created: Callable[[FineTuningJob], None] | None = None,
 ) -> Submission:
     """The job of ``identity``: found again if it exists, else created once. See the module's rules.
 
     ``prepare`` (uploading the files, say) runs only when a job is to be created, once, and gives the spec sent.
+    ``remembered`` is the id an earlier try recorded for ``identity``; ``on_created`` gets the job as soon as the
+    create is answered (before duplicates are looked for), to record it.
     """
     dialect = hook.dialect
     dialect.create_job(spec, identity)  # every argument is checked before any request
+    if remembered is not None:
+        recorded = remembered_job(hook, remembered, identity)
+        if recorded is not None:
+            return Submission(recorded, created=False)
     cancelled: list[str] = []
     requests: list[ApiRequest] = []
 
@@ -85,6 +95,8 @@ def submit_job(
     def create() -> FineTuningJob:
         job = dialect.parse_job(hook.transport.send(requests[0]))
         hook.log.info("Created %s job %s for %s", dialect.display_name, job.id, identity.describe())
+        if on_created is not None:
+            on_created(job)
         tagged = jobs_of(hook, spec, identity)
         if not dialect.carries_identity(job, identity) and job.id not in {other.id for other in tagged}:
             _warn_untagged(hook, job, identity)
@@ -94,6 +106,27 @@ def submit_job(
     what = f"{dialect.display_name} job for {identity.describe()}"
     job, created = make_once(what, look, create, settle_delays, hook, before=build)
     return Submission(job, created and job.id not in cancelled, cancelled)
+
+
+def remembered_job(hook: FineTuningHook, job_id: str, identity: TaskIdentity) -> FineTuningJob | None:
+    """The job an earlier try of ``identity`` recorded, read from the vendor; ``None`` if the vendor has no such job.
+
+    The record was written for this vendor and identity (the caller checks), so the job is the one that try made
+    and is used whatever its state, as a job found by its identity is. It need not carry the identity: the record
+    is what finds a job whose vendor dropped the tag.
+    """
+    try:
+        job = hook.get_job(job_id)
+    except JobNotFoundError:
+        hook.log.warning(
+            "The %s job %s recorded by an earlier try no longer exists; looking for the job of %s",
+            hook.dialect.display_name,
+            job_id,
+            identity.describe(),
+        )
+        return None
+    hook.log.info("Found the %s job %s recorded by an earlier try; using it", hook.dialect.display_name, job.id)
+    return job
 
 
 def jobs_of(hook: FineTuningHook, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:

@@ -76,6 +76,11 @@ class FineTuningHook(BaseHook):
         return self._settings
 
     @property
+    def settings_if_read(self) -> ClientSettings | None:
+        """The connection's settings if this hook has read them, else ``None``; never reads the connection."""
+        return self._settings
+
+    @property
     def dialect(self) -> Dialect:
         return self.settings.dialect
 
@@ -175,6 +180,8 @@ class FineTuningHook(BaseHook):
         *,
         settle_delays: Sequence[float] = defaults.SETTLE_DELAYS,
         prepare: Callable[[JobSpec], JobSpec] | None = None,
+        remembered: str | None = None,
+        on_created: Callable[[FineTuningJob], None] | None = None,
     ) -> Submission:
         """The job of task instance ``identity``: the one it already has (from an earlier try, a cleared task or a
         create whose answer was lost), or a new one made as ``spec`` says, exactly once.
@@ -189,10 +196,13 @@ class FineTuningHook(BaseHook):
         :param settle_delays: seconds to wait before each look after a lost answer
         :param prepare: runs once, only when a job is to be created, and gives the spec to send (e.g. with the
             files uploaded by then): a try that re-attaches uploads nothing
+        :param remembered: the job id an earlier try of this task instance recorded (the task state store): read
+            first, with one request, and used if the vendor still has it; otherwise the jobs are listed as above
+        :param on_created: called with the job as soon as the create is answered (to record its id)
         """
         from airflow_provider_ft.hooks import _submit
 
-        return _submit.submit_job(self, spec, identity, settle_delays, prepare)
+        return _submit.submit_job(self, spec, identity, settle_delays, prepare, remembered, on_created)
 
     def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
         """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""

@@ -23,7 +23,7 @@ from airflow_provider_ft.jobs import JobStatus
 # The selection rules and the summary (``_cleanup``) are imported where they are used, not here: a DAG file that
 # imports the operators pays for them only when it makes a cleanup task (issue 13, import cost).
 if TYPE_CHECKING:
-    from airflow_provider_ft._compat import Context
+    from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import ProgressLog
     from airflow_provider_ft.operators._cleanup import CleanupCriteria, JobOutcome, Selection, StaleJob
@@ -119,6 +119,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
         self.concurrency = _validate.whole_number("concurrency", concurrency)
         self.rate_limit_patience = _validate.seconds("rate_limit_patience", rate_limit_patience, allow_zero=True)
         self._checked_criteria(allow_templates=True)
+        self._summary: Mapping[str, Any] | None = None  # for lineage
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -137,10 +138,30 @@ class CleanupFineTuningJobsOperator(BaseOperator):
             self.hook.close()
         outcomes = self._act_on_matches(selection)
         summary = build_summary(self.action, self.is_dry_run, selection, outcomes)
+        self._summary = summary
         self._report(summary, selection.matched, outcomes, now)
         context["ti"].xcom_push(key=CLEANUP_SUMMARY_XCOM_KEY, value=summary)
         self._raise_for_problems(summary, selection)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage when the sweep ends (also when it fails): the jobs it cancelled or deleted, and those it
+        skipped or failed on, as a run facet.
+
+        :param task_instance: the finished task instance (unused: the operator holds its summary)
+        """
+        from airflow_provider_ft.lineage import ActionLineage, Vendor, action_operator_lineage
+
+        summary = self._summary or {}
+        lineage = ActionLineage(
+            vendor=Vendor.of(self.hook.settings_if_read),
+            action=self.action,
+            job_ids=summary.get("acted_ids", []),
+            dry_run=self.is_dry_run,
+            skipped=summary.get("skipped_ids", {}),
+            failed=summary.get("failures", {}),
+        )
+        return action_operator_lineage(lineage)
 
     def _checked_criteria(self, *, allow_templates: bool) -> CleanupCriteria:
         """The (rendered) filters, checked; at parse time Jinja strings are left for execute to check."""

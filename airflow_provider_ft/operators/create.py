@@ -21,9 +21,11 @@ from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 
 if TYPE_CHECKING:
-    from airflow_provider_ft._compat import Context
+    from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
+    from airflow_provider_ft.lineage import CreateLineage
+    from airflow_provider_ft.operators._task_state import JobMemory
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile
 
 #: XCom keys pushed besides the return value.
@@ -47,7 +49,9 @@ class CreateFineTuningJobOperator(BaseOperator):
     **Exactly once.** The job is tagged with an identity derived from the task instance (DAG, task, run, map index,
     and the connection extra ``namespace``; not the try number): OpenAI ``metadata["airflow_ti"]``, DashScope
     ``job_name``. Each try first looks for a job with that identity and re-attaches to it, so a retry, a cleared
-    task or a create whose answer was lost never starts a second job; a create is never retried blindly. A job
+    task or a create whose answer was lost never starts a second job; a create is never retried blindly. On
+    Airflow 3.3+ the job's id is also written to the task state store once the create is answered, and a later
+    try reads it there first (one request, no listing). A job
     found in a terminal state is re-attached to as well (clear the task and change the DAG run, or the
     ``namespace``, to train again). docs/operators/create.md says where each vendor cannot guarantee this.
 
@@ -153,6 +157,7 @@ class CreateFineTuningJobOperator(BaseOperator):
             _validate.seconds("settle_delays", delay, allow_zero=True) for delay in settle_delays
         )
         self._job_id: str | None = None
+        self._job: FineTuningJob | None = None  # as last seen, for lineage
         self._submitting: tuple[JobSpec, TaskIdentity] | None = None
 
     @cached_property
@@ -180,11 +185,18 @@ class CreateFineTuningJobOperator(BaseOperator):
         spec = self._spec()
         checked = self._checked_files(spec)  # before any request: a bad file sends nothing
         self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
+        memory = self._job_memory(context, identity)
         submission = self.hook.submit_job(
-            spec, identity, settle_delays=self.settle_delays, prepare=lambda ready: self._uploaded(ready, checked)
+            spec,
+            identity,
+            settle_delays=self.settle_delays,
+            prepare=lambda ready: self._uploaded(ready, checked),
+            remembered=memory.recall(),
+            on_created=lambda created: memory.remember(created.id),
         )
         job = submission.job
-        self._job_id = job.id
+        self._job_id, self._job = job.id, job
+        memory.remember(job.id)  # found by its identity, or a duplicate's older twin: the next try reads this one
         FineTuningJobLink.persist(context, self.hook.console_url(job.id))
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         verb = "Started" if submission.created else "Re-attached to"
@@ -192,6 +204,13 @@ class CreateFineTuningJobOperator(BaseOperator):
         for duplicate in submission.cancelled:
             self.log.warning("Cancelled job %s, a duplicate of job %s for this task instance", duplicate, job.id)
         return job
+
+    def _job_memory(self, context: Context, identity: TaskIdentity) -> JobMemory:
+        """The task instance's job in Airflow's task state store (3.3+; elsewhere a memory that holds nothing)."""
+        from airflow_provider_ft._compat import task_state_store
+        from airflow_provider_ft.operators._task_state import JobMemory
+
+        return JobMemory(task_state_store(context), self.hook.dialect.name, identity, self.log)
 
     def _identity(self, context: Context) -> TaskIdentity:
         from airflow_provider_ft.identity import TaskIdentity
@@ -319,6 +338,7 @@ class CreateFineTuningJobOperator(BaseOperator):
 
     def _finish(self, context: Context, job: FineTuningJob) -> dict[str, Any]:
         """Push the model, record the asset event, and fail for a job that ended badly (``fail_on_failure``)."""
+        self._job = job
         if job.status in _ENDED_BADLY and self.fail_on_failure:
             reason = printable(job.error or "the vendor gave no reason", 500)
             raise FineTuningJobFailed(f"Fine-tuning job {job.id} ended {job.status.value}: {reason}", job.to_dict())
@@ -362,6 +382,38 @@ class CreateFineTuningJobOperator(BaseOperator):
 
     def _timeout_outcome(self) -> str:
         return "; the job was cancelled (cancel_on_timeout)" if self.cancel_on_timeout else "; the job still runs"
+
+    # -- lineage ----------------------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any]:
+        """OpenLineage when the task starts: the data it reads (paths and URLs as given) and the base model."""
+        from airflow_provider_ft.lineage import create_operator_lineage
+
+        return create_operator_lineage(self._lineage())
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage when the task ends (also when it fails): the data read, the fine-tuned model as output,
+        and the job (id, base model, hyperparameters, trained tokens, status) as run facets.
+
+        :param task_instance: the finished task instance (unused: the operator holds what it saw)
+        """
+        from airflow_provider_ft.lineage import create_operator_lineage
+
+        return create_operator_lineage(self._lineage())
+
+    def _lineage(self) -> CreateLineage:
+        from airflow_provider_ft.lineage import CreateLineage, Vendor
+
+        return CreateLineage(
+            vendor=Vendor.of(self.hook.settings_if_read),
+            model=self.model,
+            files=self._file_arguments(),
+            hyperparameters=self.hyperparameters,
+            method=self.method,
+            training_type=self.training_type,
+            job_id=self._job_id,
+            job=self._job,
+        )
 
 
 def _local(source: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft import _validate
 from airflow_provider_ft._compat import BaseOperator, default_deferrable
@@ -22,7 +22,7 @@ from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.vendors.ids import validate_job_id
 
 if TYPE_CHECKING:
-    from airflow_provider_ft._compat import Context
+    from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 
 __all__ = [
@@ -39,16 +39,30 @@ DEFAULT_POLL_INTERVAL = 30.0
 
 
 class _JobOperator(BaseOperator):
-    """What the single-job operators share: the job id, the connection, the hook and the console link."""
+    """What the single-job operators share: the job id, the connection, the hook, the console link and lineage."""
 
     template_fields: Sequence[str] = ("job_id", "conn_id")
     operator_extra_links = (FineTuningJobLink(),)
+    #: What lineage says the operator did to its job.
+    lineage_action: ClassVar[str]
 
     def __init__(self, *, job_id: str, conn_id: str, ignore_if_missing: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_id = job_id
         self.conn_id = conn_id
         self.ignore_if_missing = ignore_if_missing
+        self._acted_on: str | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage when the task ends (also when it fails): the job it acted on, as a run facet.
+
+        :param task_instance: the finished task instance (unused: the operator holds what it did)
+        """
+        from airflow_provider_ft.lineage import ActionLineage, Vendor, action_operator_lineage
+
+        vendor = Vendor.of(self.hook.settings_if_read)
+        acted = [self._acted_on] if self._acted_on else []
+        return action_operator_lineage(ActionLineage(vendor, self.lineage_action, acted))
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -107,6 +121,8 @@ class CancelFineTuningJobOperator(_JobOperator):
         self.timeout = _validate.optional_seconds("timeout", timeout)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
+    lineage_action = "cancel"
+
     def execute(self, context: Context) -> dict[str, Any] | None:
         job_id = self._validate_job_id_and_store_link(context)
         try:
@@ -114,6 +130,7 @@ class CancelFineTuningJobOperator(_JobOperator):
         except JobNotFoundError as error:
             self._raise_unless_ignoring_missing(job_id, error)
             return None
+        self._acted_on = job.id
         if self.wait_for_termination and not job.is_terminal:
             job = self._wait_until_terminal(job)
         return job.to_dict()
@@ -152,6 +169,7 @@ class CancelFineTuningJobOperator(_JobOperator):
         """
         from airflow_provider_ft.triggers.events import terminal_job_from_event
 
+        self._acted_on = str(self.job_id)
         job = terminal_job_from_event(event, job_id=self.job_id, timeout_error=FineTuningTimeout)
         self.log.info("Job %s ended %s", job.get("id"), job.get("status"))
         return job
@@ -173,6 +191,7 @@ class _PauseOrResume(_JobOperator):
         except JobNotFoundError as error:
             self._raise_unless_ignoring_missing(job_id, error)
             return None
+        self._acted_on = job_id
         self._report(job_id, job)
         return job.to_dict()
 
@@ -197,6 +216,8 @@ class PauseFineTuningJobOperator(_PauseOrResume):
         ``JobNotFoundError``
     """
 
+    lineage_action = "pause"
+
     def _change(self, job_id: str) -> FineTuningJob:
         return self.hook.pause_job(job_id)
 
@@ -219,6 +240,8 @@ class ResumeFineTuningJobOperator(_PauseOrResume):
     :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
         ``JobNotFoundError``
     """
+
+    lineage_action = "resume"
 
     def _change(self, job_id: str) -> FineTuningJob:
         return self.hook.resume_job(job_id)
@@ -247,6 +270,8 @@ class DeleteFineTuningJobOperator(_JobOperator):
     :param timeout: seconds to wait for it at most (``None``: no limit); ``FineTuningTimeout`` after that
     """
 
+    lineage_action = "delete"
+
     def __init__(
         self,
         *,
@@ -273,6 +298,7 @@ class DeleteFineTuningJobOperator(_JobOperator):
         except JobNotFoundError as error:
             self._raise_unless_ignoring_missing(job_id, error)
             return {"id": job_id, "deleted": False, "reason": "not found"}
+        self._acted_on = job_id
         self.log.info("Deleted job %s", job_id)
         return {"id": job_id, "deleted": True, "reason": None}
 

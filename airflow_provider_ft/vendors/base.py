@@ -87,6 +87,14 @@ _VALUE_LENGTH = 60
 _STATUS_LENGTH = 64
 _MODEL_LENGTH = 256
 _FILE_ID = re.compile(r"file-[A-Za-z0-9][A-Za-z0-9_.\-]{0,122}")
+
+
+def is_file_id(value: object) -> bool:
+    """Whether a training or validation file argument names a file at the vendor (else it is a local path).
+    Every vendor's ids start ``file-`` and have no ``/`` or ``.jsonl``."""
+    return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")
+
+
 log = logging.getLogger(__name__)
 
 
@@ -302,9 +310,8 @@ class Dialect(ABC):
         """Whether ``remote`` is an earlier upload of ``source`` (same content), so it can be used again."""
 
     def is_file_id(self, value: object) -> bool:
-        """Whether a training or validation file argument names a file at the vendor (else it is a local path).
-        Both vendors' ids start ``file-`` and have no ``/`` or ``.jsonl``."""
-        return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")
+        """Whether a training or validation file argument names a file at the vendor (else it is a local path)."""
+        return is_file_id(value)
 
     def refuse_other_options(self, spec: JobSpec) -> None:
         """``FineTuningConfigError`` naming the options of ``spec`` this API does not take."""
