@@ -53,11 +53,14 @@ typecheck: $(STAMP)
 # make test renders the reliability records of its run to build/ (never to README.md) and fails if a reliability
 # test failed or the README's table no longer matches the run; make reliability is the only target that writes it.
 RELIABILITY_JSON := build/reliability.json
+# pytest-xdist workers: the suite mostly waits (retry backoffs, deadlines, polls over loopback), so more workers than
+# cores pay off; each worker has its own emulator, AIRFLOW_HOME and metadata database.
+TEST_WORKERS ?= 4
 RELIABILITY_MD := build/reliability.md
 
 test: $(STAMP) lint typecheck
 	@mkdir -p $(dir $(RELIABILITY_JSON)) && rm -f $(RELIABILITY_JSON) $(RELIABILITY_MD)
-	FT_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_JSON) $(BIN)/python -m pytest; status=$$?; \
+	FT_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_JSON) $(BIN)/python -m pytest -n $(TEST_WORKERS); status=$$?; \
 	$(BIN)/python scripts/reliability_report.py --check --from-json $(RELIABILITY_JSON) --output $(RELIABILITY_MD) \
 	&& exit $$status
 
