@@ -90,9 +90,11 @@ def test_dag_authoring_path_imports_nothing_heavy() -> None:
         "from airflow_provider_ft._compat import BaseHook, BaseOperator, BaseSensorOperator\n"
         "before = set(sys.modules)\n"
         "import airflow_provider_ft.operators.fine_tuning, airflow_provider_ft.sensors.fine_tuning\n"
+        "import airflow_provider_ft.operators.create\n"
         "import airflow_provider_ft.hooks.fine_tuning\n"
         "heavy = ['airflow_provider_ft.emulator', 'fastapi', 'uvicorn', 'requests',\n"
-        "         'airflow_provider_ft.triggers.fine_tuning', 'airflow_provider_ft.hooks._submit',\n"
+        "         'airflow_provider_ft.triggers.fine_tuning', 'airflow_provider_ft.triggers.capacity',\n"
+        "         'airflow_provider_ft.hooks._submit',\n"
         "         'airflow_provider_ft.training_files']\n"
         "print([name for name in heavy if name in set(sys.modules) - before])\n"
     )

@@ -175,6 +175,7 @@ class FineTuningHook(BaseHook):
         *,
         settle_delays: Sequence[float] = defaults.SETTLE_DELAYS,
         prepare: Callable[[JobSpec], JobSpec] | None = None,
+        final: tuple[type[FineTuningApiError], ...] = (),
     ) -> Submission:
         """The job of task instance ``identity``: the one it already has (from an earlier try, a cleared task or a
         create whose answer was lost), or a new one made as ``spec`` says, exactly once.
@@ -189,10 +190,12 @@ class FineTuningHook(BaseHook):
         :param settle_delays: seconds to wait before each look after a lost answer
         :param prepare: runs once, only when a job is to be created, and gives the spec to send (e.g. with the
             files uploaded by then): a try that re-attaches uploads nothing
+        :param final: refusals of the create raised at once, for the caller to handle, instead of being looked for
+            and tried again (``FineTuningCapacityError`` when the task waits for room)
         """
         from airflow_provider_ft.hooks import _submit
 
-        return _submit.submit_job(self, spec, identity, settle_delays, prepare)
+        return _submit.submit_job(self, spec, identity, settle_delays, prepare, final)
 
     def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
         """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""
