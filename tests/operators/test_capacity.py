@@ -2,7 +2,8 @@
 
 The emulator answers a create past the limit as the vendor documents it (OpenAI's daily limit, Azure OpenAI's
 ``quotaExceeded``); DashScope and Together AI document no such answer, so a 429 there stays what it always was.
-A slot frees about a second after the test starts (a job of another task ends, or ages out of the day).
+The account is full with a job of another task, which ends (or, on OpenAI, ages out of the day) when the task
+first decides to wait: no test depends on timing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft._compat import TaskDeferred
+from airflow_provider_ft.capacity import CapacityWait
 from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from airflow_provider_ft.emulator.faults import Fault
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningCapacityError, FineTuningConfigError
@@ -35,11 +37,10 @@ from tests.operators.test_create import CREATE_PATHS, GOOD_RECORD, MODELS, conte
 #: The vendors that document an answer for an account at its job limit, and those that do not.
 LIMITED = ("azure", "openai")
 UNDOCUMENTED = ("dashscope", "together")
-#: Seconds until the blocking job frees its slot.
-FREES_AFTER = 1.0
 DAY = 24 * 3600.0
-ENOUGH = 120.0  # seconds of wait_for_capacity no test comes near: the slot frees after about one
+ENOUGH = 120.0  # seconds of wait_for_capacity no test comes near
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
+CREATED = {"openai": 200, "azure": 201}
 
 
 @pytest.fixture(params=LIMITED)
@@ -59,15 +60,37 @@ def training_data(tmp_path: Path) -> Path:
     return path
 
 
-def fill_the_account(emulator: FineTuningEmulator, vendor: str, frees_after: float | None) -> str:
-    """Put the account at a limit of one job, taken by a job of another task; its slot frees after ``frees_after``
-    seconds (``None``: not within any test). Returns that job's id."""
+def fill_the_account(emulator: FineTuningEmulator, vendor: str) -> str:
+    """Put the account at a limit of one job, taken by a job of another task; returns that job's id."""
     if vendor == "openai":
         emulator.limit_jobs(vendor, per_day=1)
-        age = 0.0 if frees_after is None else DAY - frees_after
-        return emulator.seed_job(vendor, model=MODELS[vendor], age=age, runs_for=None)
+        return emulator.seed_job(vendor, model=MODELS[vendor], runs_for=None)
     emulator.limit_jobs(vendor, active=1)
-    return emulator.seed_job(vendor, status="running", runs_for=frees_after)
+    return emulator.seed_job(vendor, status="running", runs_for=None)
+
+
+def end_the_job(emulator: FineTuningEmulator, vendor: str, job_id: str) -> None:
+    """The other task's job ends (OpenAI: ages out of the day's count), freeing its slot."""
+    ended = {"age": 2 * DAY} if vendor == "openai" else {"status": SUCCEEDED[vendor]}
+    emulator.seed_job(vendor, job_id=job_id, model=MODELS[vendor], **ended)
+
+
+def room_at_the_first_wait(
+    monkeypatch: pytest.MonkeyPatch, emulator: FineTuningEmulator, vendor: str
+) -> list[float | None]:
+    """Fill the account; its slot frees when the task first decides how long to wait (``CapacityWait.pause``, in
+    the worker in both paths). Returns the pauses the task chose, one per wait."""
+    blocker = fill_the_account(emulator, vendor)
+    chosen: list[float | None] = []
+    choose = CapacityWait.pause
+
+    def choose_then_free_the_slot(wait: CapacityWait, refusal: Any, now: float) -> float | None:
+        chosen.append(choose(wait, refusal, now))
+        end_the_job(emulator, vendor, blocker)
+        return chosen[-1]
+
+    monkeypatch.setattr(CapacityWait, "pause", choose_then_free_the_slot)
+    return chosen
 
 
 def is_create(request: RecordedRequest, vendor: str) -> bool:
@@ -112,32 +135,33 @@ def limited_operator(vendor: Vendor, training_file: Any, **kwargs: Any) -> Creat
 
 
 def test_waits_in_the_worker_for_room_then_creates_exactly_one_job(
-    emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path, capfd: pytest.CaptureFixture[str]
+    emulator: FineTuningEmulator,
+    limited_vendor: Vendor,
+    training_data: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    blocker = fill_the_account(emulator, limited_vendor.name, FREES_AFTER)
+    pauses = room_at_the_first_wait(monkeypatch, emulator, limited_vendor.name)
 
     result = limited_operator(limited_vendor, training_data, wait_for_capacity=ENOUGH).execute(context(TaskInstance()))
 
-    assert {job.get("id") for job in emulator.jobs(limited_vendor.name)} == {blocker, result["id"]}
-    sent = creates(emulator, limited_vendor.name)
-    refused = [request for request in sent if request.status == 429]
-    assert refused, "the account was at its limit at first"
-    assert len(sent) == len(refused) + 1, "then one create, accepted"
+    assert pauses == [0.2], "one wait, of poll_interval"
+    assert result["id"] in {job["id"] for job in emulator.jobs(limited_vendor.name)}
+    assert len(emulator.jobs(limited_vendor.name)) == 2, "the other task's and this one's"
+    assert [request.status for request in creates(emulator, limited_vendor.name)] == [429, CREATED[limited_vendor.name]]
     assert each_create_follows_a_look(emulator, limited_vendor.name)
     uploads = [request for request in emulator.requests if request.method == "POST" and request.path.endswith("/files")]
     assert len(uploads) == 1, "the file is uploaded once, however many creates are refused"
-    lines = waits_logged(capfd)
-    assert len(lines) == len(refused), "one line per wait"
-    assert all("no job was made" in line and "wait_for_capacity" in line for line in lines)
-    assert all(
-        ("daily_rate_limit_exceeded" if limited_vendor.name == "openai" else "quotaExceeded") in line for line in lines
-    )
+    [line] = waits_logged(capfd)
+    assert "no job was made" in line
+    assert "in 0.2 s (wait_for_capacity: waiting for room until " in line
+    assert ("daily_rate_limit_exceeded" if limited_vendor.name == "openai" else "quotaExceeded") in line
 
 
 def test_gives_up_when_wait_for_capacity_is_over_naming_the_limit_without_pausing_the_account(
     emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path
 ) -> None:
-    blocker = fill_the_account(emulator, limited_vendor.name, None)
+    blocker = fill_the_account(emulator, limited_vendor.name)
     task = limited_operator(limited_vendor, training_data, wait_for_capacity=timedelta(seconds=0.6))
     gate = _ratelimit.gate_for(task.hook.settings)  # held, so that the task's transports share this one
 
@@ -152,7 +176,7 @@ def test_gives_up_when_wait_for_capacity_is_over_naming_the_limit_without_pausin
 def test_without_wait_for_capacity_a_job_limit_fails_the_task_as_before(
     emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path
 ) -> None:
-    blocker = fill_the_account(emulator, limited_vendor.name, None)
+    blocker = fill_the_account(emulator, limited_vendor.name)
 
     with pytest.raises(FineTuningApiError) as raised:
         limited_operator(limited_vendor, training_data).execute(context(TaskInstance()))
@@ -175,41 +199,36 @@ def fire(trigger: Any) -> Any:
 
 
 def test_deferrable_waits_in_the_triggerer_which_sends_nothing_and_creates_from_the_worker(
-    emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path
+    emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fill_the_account(emulator, limited_vendor.name, FREES_AFTER)
+    room_at_the_first_wait(monkeypatch, emulator, limited_vendor.name)
     ti = TaskInstance()
     task = limited_operator(
         limited_vendor, training_data, wait_for_capacity=ENOUGH, wait_for_completion=True, deferrable=True
     )
-    resume: Any = lambda: task.execute(context(ti))  # noqa: E731
-    capacity_waits = 0
+    with pytest.raises(TaskDeferred) as for_room:
+        task.execute(context(ti))
+    trigger = for_room.value.trigger
+    assert isinstance(trigger, CapacityWaitTrigger)
+    assert for_room.value.method_name == "execute_after_capacity_wait"
+    assert "job_id" not in ti.xcoms, "no job yet"
+    sent_before = len(emulator.requests)
 
-    for _ in range(1000):  # a slot frees after about a second: some five deferrals at poll_interval 0.2
-        with pytest.raises(TaskDeferred) as deferred:
-            resume()
-        trigger = deferred.value.trigger
-        if isinstance(trigger, FineTuningJobTrigger):
-            break
-        assert isinstance(trigger, CapacityWaitTrigger)
-        assert deferred.value.method_name == "execute_after_capacity_wait"
-        capacity_waits += 1
-        sent_before = len(emulator.requests)
-        event = fire(trigger)
-        assert len(emulator.requests) == sent_before, "the trigger sends nothing"
-        resume = lambda event=event: task.execute_after_capacity_wait(context(ti), event)  # noqa: E731
+    event = fire(trigger)
 
-    assert capacity_waits >= 1
-    assert capacity_waits == len([r for r in creates(emulator, limited_vendor.name) if r.status == 429])
-    assert trigger.job_id == ti.xcoms["job_id"], "then it waits for the job it created"
-    assert len(emulator.jobs(limited_vendor.name)) == 2
+    assert len(emulator.requests) == sent_before, "the trigger sends nothing"
+    with pytest.raises(TaskDeferred) as for_the_job:
+        task.execute_after_capacity_wait(context(ti), event)
+    assert isinstance(for_the_job.value.trigger, FineTuningJobTrigger), "then it waits for the job it created"
+    assert for_the_job.value.trigger.job_id == ti.xcoms["job_id"]
+    assert [request.status for request in creates(emulator, limited_vendor.name)] == [429, CREATED[limited_vendor.name]]
     assert each_create_follows_a_look(emulator, limited_vendor.name)
 
 
 def test_a_job_made_for_the_task_meanwhile_is_found_after_the_wait_not_made_again(
     emulator: FineTuningEmulator, limited_vendor: Vendor, training_data: Path
 ) -> None:
-    fill_the_account(emulator, limited_vendor.name, None)
+    fill_the_account(emulator, limited_vendor.name)
     ti = TaskInstance()
     task = limited_operator(limited_vendor, training_data, wait_for_capacity=ENOUGH, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
@@ -274,16 +293,15 @@ def test_a_dag_run_waits_for_room_in_the_triggerer_and_makes_one_job(
 ) -> None:
     vendor = Vendor(name, CONN_TYPES[name])
     make_connection(vendor.conn_id, vendor.conn_type, host=emulator.url(name), **FAST_RETRIES)
-    blocker = fill_the_account(emulator, name, None)
+    blocker = fill_the_account(emulator, name)
     training_file = emulator.seed_file(name, "train.jsonl", (json.dumps(GOOD_RECORD) + "\n").encode())
     waited: list[CapacityWaitTrigger] = []
     wait_in_the_triggerer = CapacityWaitTrigger.run
 
     def wait_while_the_other_job_ends(trigger: CapacityWaitTrigger) -> Any:
-        """The trigger as it is; meanwhile the other task's job ends (OpenAI: ages out of the day)."""
+        """The trigger as it is; meanwhile the other task's job ends."""
         waited.append(trigger)
-        ended = {"age": 2 * DAY} if name == "openai" else {"status": SUCCEEDED[name]}
-        emulator.seed_job(name, job_id=blocker, model=MODELS[name], **ended)
+        end_the_job(emulator, name, blocker)
         return wait_in_the_triggerer(trigger)
 
     monkeypatch.setattr(CapacityWaitTrigger, "run", wait_while_the_other_job_ends)
