@@ -92,6 +92,17 @@ class JobNotFoundError(FineTuningApiError):
     """The vendor has no job with that id (HTTP 404)."""
 
 
+class FineTuningCapacityError(FineTuningApiError):
+    """The vendor refused to start a job because the account is at its job limit (too many jobs at once, or
+    created today), in an answer the vendor documents for that: a refusal, so no job was made.
+
+    Not a request-rate limit (``rate_limited`` is false): the account's other requests go on. The create operator
+    waits for room with ``wait_for_capacity``; also raised, naming the limit, when that wait is over.
+
+    Takes the parameters of ``FineTuningApiError``.
+    """
+
+
 class FineTuningTimeout(FineTuningError):
     """A job did not reach a terminal state in the time allowed."""
 

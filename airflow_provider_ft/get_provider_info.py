@@ -98,7 +98,9 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_ft.operators.cleanup",
         ),
         "sensors": _per_integration("airflow_provider_ft.sensors.fine_tuning"),
-        "triggers": _per_integration("airflow_provider_ft.triggers.fine_tuning"),
+        "triggers": _per_integration(
+            "airflow_provider_ft.triggers.fine_tuning", "airflow_provider_ft.triggers.capacity"
+        ),
         "hooks": _per_integration("airflow_provider_ft.hooks.fine_tuning"),
         "extra-links": ["airflow_provider_ft.links.FineTuningJobLink"],
         "connection-types": [

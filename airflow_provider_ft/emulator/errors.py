@@ -37,7 +37,7 @@ AZURE_CODES = {
     503: "serviceUnavailable",
 }
 #: The emulator's own codes that have an Azure word of their own.
-_AZURE_WORDS = {"invalid_state": "unexpectedEntityState"}
+_AZURE_WORDS = {"invalid_state": "unexpectedEntityState", "quota_exceeded": "quotaExceeded"}
 AZURE_UNAUTHORIZED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
     "active subscription and use a correct regional API endpoint for your resource."

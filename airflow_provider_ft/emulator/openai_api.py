@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from airflow_provider_ft.emulator.errors import ApiFailure, not_found_route
 from airflow_provider_ft.emulator.factory import new_job, random_token
 from airflow_provider_ft.emulator.files import FINE_TUNE
+from airflow_provider_ft.emulator.limits import refuse_past_limit
 from airflow_provider_ft.emulator.progress import TOTAL_STEPS, Milestone, milestones
 from airflow_provider_ft.emulator.routing import body_json, int_param, state_of, vendor_of
 from airflow_provider_ft.emulator.state import EmulatorState
@@ -371,7 +372,8 @@ async def create_job(request: Request) -> JSONResponse:
     """``POST /fine_tuning/jobs``: the new job starts in ``validating_files``.
 
     Its training (and validation) file must have been uploaded with purpose ``fine-tune`` (unless the emulator
-    was started with ``check_files=False``); metadata is held to OpenAI's limits.
+    was started with ``check_files=False``); metadata is held to OpenAI's limits, and the account to its job limit
+    (``limits``).
     """
     state, vendor = state_of(request), vendor_of(request)
     body = body_json(await request.body(), "openai")
@@ -382,7 +384,11 @@ async def create_job(request: Request) -> JSONResponse:
     spec = _create_spec(body, job_id, vendor)
     metadata = _check_metadata(body.get("metadata"))
     _check_files(state, spec, vendor)
-    job = new_job(state.store, vendor, job_id, status=FIRST_STATUS[vendor], model=model, metadata=metadata, spec=spec)
+    with state.store.lock:
+        refuse_past_limit(state, vendor, model)
+        job = new_job(
+            state.store, vendor, job_id, status=FIRST_STATUS[vendor], model=model, metadata=metadata, spec=spec
+        )
     return JSONResponse(serialize(job, state), status_code=201 if vendor == "azure" else 200)
 
 

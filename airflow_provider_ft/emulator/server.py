@@ -22,6 +22,7 @@ from airflow_provider_ft.emulator.clock import Clock, as_seconds
 from airflow_provider_ft.emulator.connections import SocketRegistry, protocol_class
 from airflow_provider_ft.emulator.faults import Fault, FaultBook
 from airflow_provider_ft.emulator.files import FINE_TUNE, StoredFile, digest_bytes
+from airflow_provider_ft.emulator.limits import JobLimit
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
 from airflow_provider_ft.emulator.specimens import SERIALIZERS
 from airflow_provider_ft.emulator.state import EmulatorState, Settings
@@ -263,6 +264,18 @@ class FineTuningEmulator:
         """What the emulator keeps of a file (size, SHA-256, whether its content was checked), or ``None``."""
         return self._state.files.get(vendor_named(vendor), file_id)
 
+    def limit_jobs(self, vendor: str, *, active: int | None = None, per_day: int | None = None) -> None:
+        """Put the ``vendor`` account at a job limit: a create past it gets the vendor's documented answer (OpenAI:
+        ``per_day``, jobs of one model created in the last 24 emulated hours; Azure OpenAI: ``active``, jobs not
+        ended yet). ``ValueError`` for a limit the vendor documents no answer for (any of DashScope's and Together
+        AI's). ``reset()`` lifts it; so does a new call for the vendor, which replaces it.
+        """
+        kind = vendor_named(vendor)
+        limit = JobLimit(active=active, per_day=per_day)
+        limit.check(kind)
+        with self._state.store.lock:
+            self._state.limits[kind] = limit
+
     # -- clock, faults, log ----------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -296,9 +309,10 @@ class FineTuningEmulator:
         return self._sockets.opened
 
     def reset(self) -> None:
-        """Drop all jobs, files, faults and recorded requests, and undo ``advance`` (nothing dated is left that the
-        clock could contradict; it keeps running at its scale)."""
+        """Drop all jobs, files, faults, job limits and recorded requests, and undo ``advance`` (nothing dated is
+        left that the clock could contradict; it keeps running at its scale)."""
         self._clock.forget_advances()
+        self._state.limits.clear()
         self._state.store.reset()
         self._state.files.reset()
         self._faults.clear()

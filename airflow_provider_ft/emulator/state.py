@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.files import FileStore
 from airflow_provider_ft.emulator.store import JobStore
+from airflow_provider_ft.emulator.vocabulary import Vendor
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.emulator.limits import JobLimit
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,12 @@ class Settings:
 
 @dataclass
 class EmulatorState:
-    """Everything the route handlers share."""
+    """Everything the route handlers share.
+
+    :param limits: each vendor's job limit (``limits.JobLimit``), for an account that is at it
+    """
 
     store: JobStore
     settings: Settings
     files: FileStore = field(default_factory=FileStore)
+    limits: dict[Vendor, JobLimit] = field(default_factory=dict)

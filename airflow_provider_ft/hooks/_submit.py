@@ -10,7 +10,8 @@ description). The rules:
 2. Send the create once (the transport does not retry it). A clear refusal (a 4xx other than 408, 409 and 429,
    or a 2xx whose body carries an error code that is no passing condition) is final; anything else (no answer, a
    timeout, 5xx, 408, 409, 429, a success answer that cannot be read) may have made the thing, so look again
-   after each of ``settle_delays`` before sending again.
+   after each of ``settle_delays`` before sending again. A caller may take some refusals over (``final``): the
+   account's job limit, when the task waits for room; it calls again, and the look comes first again.
 3. Several jobs for one identity (two tries that raced, or a job listed too late): the oldest is kept, the others
    are cancelled, and every try picks the same one.
 """
@@ -70,12 +71,14 @@ def submit_job(
     prepare: Callable[[JobSpec], JobSpec] | None = None,
     remembered: str | None = None,
     on_created: Callable[[FineTuningJob], None] | None = None,
+    final: tuple[type[FineTuningApiError], ...] = (),
 ) -> Submission:
     """The job of ``identity``: found again if it exists, else created once. See the module's rules.
 
     ``prepare`` (uploading the files, say) runs only when a job is to be created, once, and gives the spec sent.
     ``remembered`` is the id an earlier try recorded for ``identity``; ``on_created`` gets the job as soon as the
     create is answered (before duplicates are looked for), to record it.
+    A create refused with one of ``final`` raises that refusal at once, for the caller to handle.
     """
     dialect = hook.dialect
     dialect.create_job(spec, identity)  # every argument is checked before any request
@@ -104,7 +107,7 @@ def submit_job(
         return winner or job
 
     what = f"{dialect.display_name} job for {identity.describe()}"
-    job, created = make_once(what, look, create, settle_delays, hook, before=build)
+    job, created = make_once(what, look, create, settle_delays, hook, before=build, final=final)
     return Submission(job, created and job.id not in cancelled, cancelled)
 
 
@@ -175,12 +178,14 @@ def make_once(
     settle_delays: Sequence[float],
     hook: FineTuningHook,
     before: Callable[[], None] | None = None,
+    final: tuple[type[FineTuningApiError], ...] = (),
 ) -> tuple[T, bool]:
     """What ``look`` finds, else what ``make`` makes (``True``), trying ``make`` again only after every look of
     ``settle_delays`` found nothing, and at most ``max_retries + 1`` times.
 
     ``before`` (uploading a job's files, say) runs once, after the first look found nothing and before the first
-    ``make``; its errors are raised as they are: nothing of this ``make`` was sent, so there is nothing to look for."""
+    ``make``; its errors are raised as they are: nothing of this ``make`` was sent, so there is nothing to look for.
+    A refusal of a class in ``final`` is raised as it is, at once: the caller takes it over."""
     found = look()
     if found is not None:
         hook.log.info("Found the %s from an earlier try; using it", what)
@@ -192,7 +197,7 @@ def make_once(
         try:
             return make(), True
         except FineTuningApiError as error:
-            if not may_have_acted(error):
+            if isinstance(error, final) or not may_have_acted(error):
                 raise
             hook.log.warning(
                 "The %s got no usable answer (try %d of %d: %s); looking for it before trying again",

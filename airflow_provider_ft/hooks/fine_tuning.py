@@ -182,6 +182,7 @@ class FineTuningHook(BaseHook):
         prepare: Callable[[JobSpec], JobSpec] | None = None,
         remembered: str | None = None,
         on_created: Callable[[FineTuningJob], None] | None = None,
+        final: tuple[type[FineTuningApiError], ...] = (),
     ) -> Submission:
         """The job of task instance ``identity``: the one it already has (from an earlier try, a cleared task or a
         create whose answer was lost), or a new one made as ``spec`` says, exactly once.
@@ -199,10 +200,12 @@ class FineTuningHook(BaseHook):
         :param remembered: the job id an earlier try of this task instance recorded (the task state store): read
             first, with one request, and used if the vendor still has it; otherwise the jobs are listed as above
         :param on_created: called with the job as soon as the create is answered (to record its id)
+        :param final: refusals of the create raised at once, for the caller to handle, instead of being looked for
+            and tried again (``FineTuningCapacityError`` when the task waits for room)
         """
         from airflow_provider_ft.hooks import _submit
 
-        return _submit.submit_job(self, spec, identity, settle_delays, prepare, remembered, on_created)
+        return _submit.submit_job(self, spec, identity, settle_delays, prepare, remembered, on_created, final)
 
     def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
         """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""

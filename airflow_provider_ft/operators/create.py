@@ -16,12 +16,19 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseOperator, default_deferrable
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningJobFailed, FineTuningTimeout
+from airflow_provider_ft.exceptions import (
+    FineTuningCapacityError,
+    FineTuningConfigError,
+    FineTuningJobFailed,
+    FineTuningTimeout,
+)
 from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context, OperatorLineage
+    from airflow_provider_ft.capacity import CapacityWait
+    from airflow_provider_ft.hooks._submit import Submission
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.lineage import CreateLineage
@@ -55,6 +62,12 @@ class CreateFineTuningJobOperator(BaseOperator):
     found in a terminal state is re-attached to as well (clear the task and change the DAG run, or the
     ``namespace``, to train again). docs/operators/create.md says where each vendor cannot guarantee this.
 
+    **An account at its job limit.** A create the vendor refuses because the account runs (or made today) as many
+    jobs as it may, in the answer the vendor documents for that (OpenAI, Azure OpenAI; docs/operators/create.md),
+    fails the task by default. With ``wait_for_capacity`` the task waits for room instead, in the worker or, when
+    deferrable, in the triggerer (which sends nothing), and creates the job once the account takes it, looking for
+    the task's job before each create; a line is logged per wait. ``FineTuningCapacityError`` when the time is up.
+
     **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, cleared,
     ``execution_timeout``): in the worker through ``on_kill``; while deferred through the trigger's ``on_kill``,
     which Airflow 3.3+ calls only for a user's action, never for a triggerer restart. ``cancel_on_timeout``
@@ -75,6 +88,9 @@ class CreateFineTuningJobOperator(BaseOperator):
         (templated)
     :param integrations: OpenAI ``integrations`` (e.g. Weights and Biases)
     :param wait_for_completion: wait until the job ends (default); ``False`` returns the job once it exists
+    :param wait_for_capacity: how long to wait for room when the account is at its job limit (seconds or a
+        ``timedelta``), counted from the first refusal; the create is sent again every ``poll_interval`` (at most
+        every 5 minutes, or after the vendor's ``Retry-After``). ``None`` (default): such a refusal fails the task
     :param deferrable: wait in the triggerer instead of the worker (default ``[operators] default_deferrable``)
     :param poll_interval: seconds between checks while waiting
     :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
@@ -120,6 +136,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         metadata: Mapping[str, str] | None = None,
         integrations: Sequence[Mapping[str, Any]] | None = None,
         wait_for_completion: bool = True,
+        wait_for_capacity: timedelta | float | None = None,
         deferrable: bool | None = None,
         poll_interval: timedelta | float = 60.0,
         timeout: timedelta | float | None = None,
@@ -145,6 +162,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         self.metadata = metadata
         self.integrations = integrations
         self.wait_for_completion = bool(wait_for_completion)
+        self.wait_for_capacity = _validate.optional_seconds("wait_for_capacity", wait_for_capacity)
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.poll_interval = _validate.seconds("poll_interval", poll_interval)
         self.timeout = _validate.optional_seconds("timeout", timeout)
@@ -169,8 +187,22 @@ class CreateFineTuningJobOperator(BaseOperator):
     # -- submit ---------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self._submit_and_watch(context, None)
+
+    def execute_after_capacity_wait(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Go on after ``CapacityWaitTrigger`` waited for room: look for the task's job, create it if it is still
+        missing (waiting again while the account is at its limit and ``wait_for_capacity`` allows), then watch it.
+
+        :param context: the task's context
+        :param event: the trigger's payload (``status`` ``capacity``, and the wait so far)
+        """
+        from airflow_provider_ft.capacity import CapacityWait
+
+        return self._submit_and_watch(context, CapacityWait.from_event(event))
+
+    def _submit_and_watch(self, context: Context, waiting: CapacityWait | None) -> dict[str, Any]:
         try:
-            job = self._submit(context)
+            job = self._submit(context, waiting)
             if not self.wait_for_completion or job.is_terminal:
                 return self._finish(context, job)
             if self.deferrable:
@@ -179,21 +211,14 @@ class CreateFineTuningJobOperator(BaseOperator):
         finally:
             self.hook.close()
 
-    def _submit(self, context: Context) -> FineTuningJob:
+    def _submit(self, context: Context, waiting: CapacityWait | None = None) -> FineTuningJob:
         """The task instance's job: re-attached to, or created once with its files checked and uploaded."""
         identity = self._identity(context)
         spec = self._spec()
         checked = self._checked_files(spec)  # before any request: a bad file sends nothing
         self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
         memory = self._job_memory(context, identity)
-        submission = self.hook.submit_job(
-            spec,
-            identity,
-            settle_delays=self.settle_delays,
-            prepare=lambda ready: self._uploaded(ready, checked),
-            remembered=memory.recall(),
-            on_created=lambda created: memory.remember(created.id),
-        )
+        submission = self._submit_when_there_is_room(spec, identity, checked, waiting, memory)
         job = submission.job
         self._job_id, self._job = job.id, job
         memory.remember(job.id)  # found by its identity, or a duplicate's older twin: the next try reads this one
@@ -211,6 +236,74 @@ class CreateFineTuningJobOperator(BaseOperator):
         from airflow_provider_ft.operators._task_state import JobMemory
 
         return JobMemory(task_state_store(context), self.hook.dialect.name, identity, self.log)
+
+    def _submit_when_there_is_room(
+        self,
+        spec: JobSpec,
+        identity: TaskIdentity,
+        checked: Mapping[str, LocalFile],
+        waiting: CapacityWait | None,
+        memory: JobMemory,
+    ) -> Submission:
+        """``submit_job``, again after each wait for room while the account is at its job limit and
+        ``wait_for_capacity`` allows; each ``submit_job`` looks for the task's job before it creates one."""
+        uploaded: list[JobSpec] = []
+
+        def prepare(ready: JobSpec) -> JobSpec:  # uploads once, however many creates the account refuses
+            if not uploaded:
+                uploaded.append(self._uploaded(ready, checked))
+            return uploaded[0]
+
+        final = () if self.wait_for_capacity is None else (FineTuningCapacityError,)
+        while True:
+            try:
+                return self.hook.submit_job(
+                    spec,
+                    identity,
+                    settle_delays=self.settle_delays,
+                    prepare=prepare,
+                    remembered=memory.recall(),
+                    on_created=lambda created: memory.remember(created.id),
+                    final=final,
+                )
+            except FineTuningCapacityError as error:
+                if self.wait_for_capacity is None:
+                    raise
+                refusal, allowed = error, self.wait_for_capacity
+            waiting = self._wait_for_room(waiting, refusal, allowed)
+
+    def _wait_for_room(
+        self, waiting: CapacityWait | None, refusal: FineTuningCapacityError, allowed: float
+    ) -> CapacityWait:
+        """Wait before the next create, in the worker or deferred to ``CapacityWaitTrigger`` (``TaskDeferred``);
+        ``FineTuningCapacityError`` once ``allowed`` seconds from the first refusal are over."""
+        from airflow_provider_ft.capacity import CapacityWait
+
+        now = time.time()
+        waiting = waiting or CapacityWait.starting(now, allowed, self.poll_interval)
+        vendor = self.hook.dialect.display_name
+        pause = waiting.pause(refusal, now)
+        if pause is None:
+            raise waiting.gave_up(refusal, now, vendor) from refusal
+        self.log.warning(
+            "%s", waiting.waiting_line(refusal, pause, vendor, "in the triggerer" if self.deferrable else "")
+        )
+        if self.deferrable:
+            self._defer_for_room(waiting, now + pause, refusal)
+        time.sleep(pause)
+        return waiting
+
+    def _defer_for_room(self, waiting: CapacityWait, wake_at: float, refusal: FineTuningCapacityError) -> None:
+        from airflow_provider_ft.triggers.capacity import CapacityWaitTrigger
+        from airflow_provider_ft.triggers.events import deferral_timeout
+
+        self.defer(
+            trigger=CapacityWaitTrigger(
+                conn_id=self.conn_id, wake_at=wake_at, wait=waiting.to_dict(), reason=refusal.message
+            ),
+            method_name="execute_after_capacity_wait",
+            timeout=deferral_timeout(wake_at),
+        )
 
     def _identity(self, context: Context) -> TaskIdentity:
         from airflow_provider_ft.identity import TaskIdentity

@@ -23,7 +23,7 @@ from airflow_provider_ft.vendors import training
 from airflow_provider_ft.vendors.base import Dialect, RecordCheck
 from airflow_provider_ft.vendors.ids import job_path
 from airflow_provider_ft.vendors.openai import JOBS_PATH, OpenAIDialect, _seed
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobSpec, LocalFile, RemoteFile
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobSpec, LocalFile, RemoteFile
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
@@ -37,6 +37,8 @@ _DATED_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 #: Microsoft's ``ErrorCode`` words that say the job's state does not allow the call.
 _STATE_CODES = frozenset({"conflict", "unexpectedEntityState"})
 _RETRYABLE_CODES = frozenset({"serviceUnavailable", "internalFailure", "tooManyRequests"})
+#: Microsoft's ``ErrorCode`` for "Quota exceeded.": on a create, the resource is at its training-job limit.
+JOB_LIMIT_CODE = "quotaExceeded"
 
 
 class AzureOpenAIDialect(OpenAIDialect):
@@ -172,6 +174,11 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     def is_rate_limit_code(self, code: str | None) -> bool:
         return code == "tooManyRequests"
+
+    def is_job_limit(self, status: int, failure: ErrorDetails) -> bool:
+        """Microsoft's ``quotaExceeded`` on a create (a resource runs 1 training job and queues 20, the defaults
+        of its quotas page), or OpenAI's own answers, which the v1 API may send."""
+        return (400 <= status < 500 and failure.code == JOB_LIMIT_CODE) or super().is_job_limit(status, failure)
 
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         # Microsoft documents conflict and unexpectedEntityState; a bare 400 or 409 is confirmed by a retrieve.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
+    FineTuningCapacityError,
     FineTuningConfigError,
     InvalidJobIdError,
     JobNotFoundError,
@@ -434,6 +435,9 @@ class Dialect(ABC):
         if response.status == 404 and request.job_id is not None:
             error_class = JobNotFoundError
             described = f"job {request.job_id} not found: {described}"
+        at_job_limit = request.operation == "create" and self.is_job_limit(response.status, failure)
+        if at_job_limit:
+            error_class = FineTuningCapacityError
         return error_class(
             f"{self.display_name} {request.operation} failed: {described}",
             http_status=response.status,
@@ -441,7 +445,7 @@ class Dialect(ABC):
             request_id=_short(failure.request_id or self.request_id(response, None)),
             retryable=is_retryable_status(response.status) or self.is_retryable_code(failure.code),
             retry_after=parse_retry_after(response.headers),
-            rate_limited=response.status == 429 or self.is_rate_limit_code(failure.code),
+            rate_limited=not at_job_limit and (response.status == 429 or self.is_rate_limit_code(failure.code)),
         )
 
     def _unfinished_error(self, request: ApiRequest, response: ApiResponse) -> FineTuningApiError:
@@ -466,6 +470,16 @@ class Dialect(ABC):
 
     def is_rate_limit_code(self, code: str | None) -> bool:
         """Whether an error code means a rate or quota limit, whatever the HTTP status."""
+        return False
+
+    def is_job_limit(self, status: int, failure: ErrorDetails) -> bool:
+        """Whether a refused create says the account is at its job limit (too many jobs at once, or created
+        today) in an answer the vendor documents for that: it passes when the account's jobs end (or age out),
+        not when requests slow down. None here; a vendor that documents such an answer recognises it.
+
+        :param status: the answer's HTTP status
+        :param failure: the code and message the answer's body carries
+        """
         return False
 
     # -- the rules every job object meets ---------------------------------------------------------------

@@ -62,6 +62,11 @@ _EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
 _LATEST_SECONDS = LATEST_TIME.timestamp()
 #: The longest event id believed (real ones are ``ftevent-`` and 24 characters).
 MAX_EVENT_ID_LENGTH = 200
+#: How OpenAI answers (HTTP 429) a create past the organization's fine-tuning job limit: the daily limit's code, and
+#: the words its message starts with (``... Your organization has reached the maximum of N fine-tuning requests per
+#: day for the model ...``). docs/operators/create.md gives the sources.
+JOB_LIMIT_CODES = frozenset({"daily_rate_limit_exceeded"})
+JOB_LIMIT_WORDING = "This fine-tune request has been rate-limited"
 
 
 class OpenAIDialect(Dialect):
@@ -307,6 +312,13 @@ class OpenAIDialect(Dialect):
             message=optional_str(error.get("message")),
             request_id=self.request_id(response, payload),
         )
+
+    def is_job_limit(self, status: int, failure: ErrorDetails) -> bool:
+        """A 429 with the daily job limit's code, or worded as OpenAI words its fine-tuning job limits (sources in
+        docs/operators/create.md)."""
+        if status != 429:
+            return False
+        return failure.code in JOB_LIMIT_CODES or (failure.message or "").startswith(JOB_LIMIT_WORDING)
 
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         # OpenAI does not document what cancelling a finished job answers: any 400/409 may mean that,
