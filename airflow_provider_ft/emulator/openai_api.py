@@ -1,8 +1,11 @@
 """OpenAI fine-tuning jobs dialect: job, event and checkpoint objects and the routes under ``/openai/v1``.
 
 The same routes serve Azure OpenAI's mount (``/azure/openai`` and ``/azure/openai/v1``), with Azure's differences:
-its jobs start ``pending``, carry their ``suffix``, are created with ``201``, and cannot be paused or resumed;
-their deletion is in :mod:`~airflow_provider_ft.emulator.azure_api`.
+its jobs start ``pending``, carry their ``suffix``, are created with ``201``, list their events oldest first (so
+``after`` pages forward), and pause and resume only where Microsoft documents them (from api-version
+2025-04-01-preview, and on v1), a resumed job answering ``resuming``; their deletion is in
+:mod:`~airflow_provider_ft.emulator.azure_api`. OpenAI's succeeded jobs carry ``estimated_finish: 0``, as OpenAI's
+own retrieve example does.
 
 Every body validates against the OpenAI contract (``FineTuningJob``, ``ListPaginatedFineTuningJobsResponse``,
 ``ListFineTuningJobEventsResponse``, ``ListFineTuningJobCheckpointsResponse``), except that ``status`` carries
@@ -28,7 +31,7 @@ from airflow_provider_ft.emulator.progress import TOTAL_STEPS, Milestone, milest
 from airflow_provider_ft.emulator.routing import body_json, int_param, state_of, vendor_of
 from airflow_provider_ft.emulator.state import EmulatorState
 from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
-from airflow_provider_ft.emulator.vocabulary import WORDS, Vendor
+from airflow_provider_ft.emulator.vocabulary import MOUNTS, WORDS, Vendor
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 ORG_SLUG = "emulator"
@@ -43,6 +46,10 @@ WORDS_OA = WORDS["openai"]
 FIRST_STATUS: dict[Vendor, str] = {"openai": "validating_files", "azure": "pending"}
 #: Azure's longest suffix (40 characters; OpenAI takes 64).
 AZURE_MAX_SUFFIX = 40
+#: The status a resumed job answers with (Azure's 2025-04-01-preview ``FineTuning_Resume`` example: ``resuming``).
+RESUMED_STATUS: dict[Vendor, str] = {"openai": "queued", "azure": "resuming"}
+#: The first dated Azure api-version with pause and resume (a preview; its v1 API has them too).
+AZURE_PAUSE_SINCE = "2025-04-01"
 
 router = APIRouter()
 
@@ -131,6 +138,9 @@ def _error(job: Job) -> dict[str, Any] | None:
 
 
 def _estimated_finish(job: Job) -> int | None:
+    """When a running job will end; ``0`` on a succeeded OpenAI job (OpenAI's documented answer); else ``None``."""
+    if job.vendor == "openai" and job.status == WORDS_OA.succeeded:
+        return 0
     if job.status != WORDS_OA.running or job.runs_for is None:
         return None
     return int(job.status_since + job.runs_for)
@@ -222,6 +232,8 @@ def _event_message(job: Job, status: str) -> str:
         "failed": job.error or FAILED_MESSAGE,
         "cancelled": "Fine-tuning job cancelled",
         "paused": "Fine-tuning job paused",
+        "pending": "Job enqueued. Waiting for jobs ahead to complete.",
+        "resuming": "Fine-tuning job resuming",
     }
     return messages.get(status, f"Fine-tuning job status: {status}")
 
@@ -422,25 +434,34 @@ async def cancel_job(request: Request, job_id: str) -> JSONResponse:
 @router.post("/fine_tuning/jobs/{job_id}/pause")
 async def pause_job(request: Request, job_id: str) -> JSONResponse:
     """``POST /fine_tuning/jobs/{id}/pause``: a queued or running job becomes ``paused``."""
-    state = state_of(request)
-    _refuse_on_azure(request)
-    outcome, job = state.store.pause("openai", job_id)
+    state, vendor = state_of(request), _pausing_vendor(request)
+    outcome, job = state.store.pause(vendor, job_id)
     return _transition_answer(state, job_id, outcome, job, "pause")
 
 
 @router.post("/fine_tuning/jobs/{job_id}/resume")
 async def resume_job(request: Request, job_id: str) -> JSONResponse:
-    """``POST /fine_tuning/jobs/{id}/resume``: a paused job goes back to ``queued``."""
-    state = state_of(request)
-    _refuse_on_azure(request)
-    outcome, job = state.store.resume("openai", job_id, "queued")
+    """``POST /fine_tuning/jobs/{id}/resume``: a paused job goes back to ``queued`` (Azure: ``resuming``), and runs
+    again after the queue's wait."""
+    state, vendor = state_of(request), _pausing_vendor(request)
+    outcome, job = state.store.resume(vendor, job_id, RESUMED_STATUS[vendor])
     return _transition_answer(state, job_id, outcome, job, "resume")
 
 
-def _refuse_on_azure(request: Request) -> None:
-    """Azure OpenAI documents no pause or resume: its gateway does not know the path."""
-    if vendor_of(request) == "azure":
+def _pausing_vendor(request: Request) -> Vendor:
+    """The vendor of a pause or resume request; Azure's gateway does not know the path before api-version
+    2025-04-01-preview (``FineTuning_Pause`` and ``FineTuning_Resume`` appear there; its v1 API has them too)."""
+    vendor = vendor_of(request)
+    if vendor == "azure" and not _azure_pauses(request):
         raise not_found_route("azure", request.method, request.url.path)
+    return vendor
+
+
+def _azure_pauses(request: Request) -> bool:
+    if request.url.path.startswith(f"{MOUNTS['azure']}/v1/"):
+        return True
+    version = request.query_params.get("api-version", "")
+    return version.endswith("-preview") and version[: len(AZURE_PAUSE_SINCE)] >= AZURE_PAUSE_SINCE
 
 
 def _transition_answer(state: EmulatorState, job_id: str, outcome: Outcome, job: Job | None, verb: str) -> JSONResponse:
@@ -453,13 +474,15 @@ def _transition_answer(state: EmulatorState, job_id: str, outcome: Outcome, job:
 
 @router.get("/fine_tuning/jobs/{job_id}/events")
 async def list_events(request: Request, job_id: str) -> JSONResponse:
-    """``GET /fine_tuning/jobs/{id}/events?after=&limit=``."""
+    """``GET /fine_tuning/jobs/{id}/events?after=&limit=``: OpenAI's newest first, Azure's oldest first (every
+    ``FineTuning_GetEvents`` example); ``after`` is the last event of the page before, in that order."""
     limit = int_param(request, "limit", 20, 1, 100, "openai")
-    state = state_of(request)
-    job = _job_or_404(state, job_id, vendor_of(request))
-    data, has_more = page_after(
-        events(job, state.store.clock.now()), request.query_params.get("after"), limit, lambda item: str(item["id"])
-    )
+    state, vendor = state_of(request), vendor_of(request)
+    job = _job_or_404(state, job_id, vendor)
+    log = events(job, state.store.clock.now())
+    if vendor == "azure":
+        log.reverse()
+    data, has_more = page_after(log, request.query_params.get("after"), limit, lambda item: str(item["id"]))
     return JSONResponse({"object": "list", "data": data, "has_more": has_more})
 
 

@@ -18,7 +18,7 @@ from airflow_provider_ft.emulator.files import FINE_TUNE, Digest, StoredFile, di
 from airflow_provider_ft.emulator.openai_api import page_after
 from airflow_provider_ft.emulator.routing import int_param, state_of, vendor_of
 from airflow_provider_ft.emulator.state import EmulatorState
-from airflow_provider_ft.emulator.vocabulary import Vendor
+from airflow_provider_ft.emulator.vocabulary import MOUNTS, Vendor
 
 #: The most files one list call returns, and its default.
 MAX_LIST_LIMIT = 10_000
@@ -101,12 +101,17 @@ def _order(request: Request) -> str:
 
 @router.get("/files")
 async def list_files(request: Request) -> JSONResponse:
-    """``GET /files?purpose=&limit=&order=&after=``: newest first unless ``order=asc``; ``after`` is a file id."""
-    state = state_of(request)
+    """``GET /files?purpose=&limit=&order=&after=``: newest first unless ``order=asc``; ``after`` is a file id.
+
+    Azure's dated API answers its ``FileList``, ``{"object": "list", "data": [...]}``: every file, no paging and no
+    ``has_more`` (``Files_List`` takes only ``purpose``)."""
+    state, vendor = state_of(request), vendor_of(request)
+    purpose = request.query_params.get("purpose")
+    files = [f for f in state.files.all(vendor) if not purpose or f.purpose == purpose]
+    if vendor == "azure" and not request.url.path.startswith(f"{MOUNTS['azure']}/v1/"):
+        return JSONResponse({"object": "list", "data": [serialize(f) for f in files]})
     limit = int_param(request, "limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT, "openai")
     order = _order(request)
-    purpose = request.query_params.get("purpose")
-    files = [f for f in state.files.all(vendor_of(request)) if not purpose or f.purpose == purpose]
     if order == "asc":
         files.reverse()
     page, has_more = page_after(files, request.query_params.get("after"), limit, lambda f: f.id)

@@ -71,9 +71,10 @@ WORDS: dict[Vendor, Vocabulary] = {
         cancelling=None,
         paused="paused",
     ),
-    # Microsoft's FineTuningState: a new job is pending; there is no pause (the word is never reached).
+    # Microsoft's FineTuningState: a new job is pending; a resumed one resuming (2025-04-01-preview), waiting to
+    # run again; paused only where its API version pauses.
     "azure": Vocabulary(
-        queued=frozenset({"pending"}),
+        queued=frozenset({"pending", "resuming"}),
         running="running",
         succeeded="succeeded",
         failed="failed",

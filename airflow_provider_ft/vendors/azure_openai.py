@@ -4,9 +4,12 @@ Wire notes (sources in ``docs/wire/azure_openai.md``): the connection's host is 
 (``https://<resource>.openai.azure.com``). With a dated ``api_version`` (default ``2024-10-21``, the latest GA of
 the dated authoring API) every path is below ``{endpoint}/openai`` and carries ``?api-version=...``; with
 ``api_version`` ``v1`` the paths are below ``{endpoint}/openai/v1`` and carry no version. The key goes in the
-``api-key`` header. Jobs are deleted (``DELETE .../fine_tuning/jobs/{id}``, ``204`` and no body); there is no
-pause or resume, and no job ``metadata``: the task identity rides in the job's ``suffix``. Errors are
-``{"error": {"code", "message", ...}}``; listings page by ``after`` and ``has_more`` as OpenAI's do.
+``api-key`` header. Jobs are deleted (``DELETE .../fine_tuning/jobs/{id}``, ``204`` and no body); pause and
+resume (documented from 2025-04-01-preview) are not sent, though their states are read; there is no job
+``metadata``: the task identity rides in the job's ``suffix``. Errors are
+``{"error": {"code", "message", ...}}``; listings page by ``after`` and ``has_more`` as OpenAI's do, but a job's
+events come oldest first (every version's ``FineTuning_GetEvents`` example), so they page forward. Every answer
+Microsoft documents is kept, with its source, in ``tests/conformance/azure/``.
 """
 
 from __future__ import annotations
@@ -55,19 +58,27 @@ class AzureOpenAIDialect(OpenAIDialect):
     list_filters: ClassVar[tuple[str, ...]] = ()
     supports_delete = True
     supports_pause = False
-    events_newest_first = True
+    #: Oldest first, ``after`` the newest event of the page before (the ``FineTuning_GetEvents`` examples of
+    #: 2023-10-01-preview to 2025-04-01-preview).
+    events_newest_first = False
     create_options = frozenset({"hyperparameters", "seed"})
     status_words: ClassVar[Mapping[str, JobStatus]] = {
-        # Microsoft's FineTuningState ("created" is documented as never returned, kept for compatibility).
+        # The OpenAI job object's words, which the v1 surface (OpenAI's wire) may send.
+        **OpenAIDialect.status_words,
+        # Microsoft's FineTuningState in every version ("created" is documented as never returned).
         "created": JobStatus.QUEUED,
         "pending": JobStatus.QUEUED,
         "running": JobStatus.RUNNING,
         "succeeded": JobStatus.SUCCEEDED,
         "cancelled": JobStatus.CANCELLED,
         "failed": JobStatus.FAILED,
-        # The OpenAI job object's words, which the v1 surface (OpenAI's wire) may send.
-        "validating_files": JobStatus.QUEUED,
-        "queued": JobStatus.QUEUED,
+        # ... and since 2025-04-01-preview, with pause and resume: "pausing" and "resuming" are active states
+        # (still training), "paused" an inactive one.
+        "pausing": JobStatus.RUNNING,
+        "paused": JobStatus.PAUSED,
+        "resuming": JobStatus.RUNNING,
+        # The 2023-10-01-preview FineTuning_Cancel example answers "canceled", a spelling its enum does not list.
+        "canceled": JobStatus.CANCELLED,
     }
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:

@@ -4,6 +4,8 @@ Wire notes: the job object is the body itself; errors are ``{"error": {"message"
 listing pages by cursor (``after`` = id of the last job seen, ``has_more``). Job events page the same way, newest
 first (``after`` = id of the oldest event of the previous page). There is no job deletion. Pause and
 resume answer the job (``paused``, which the spec's status enum does not list, then ``queued``).
+
+Every answer OpenAI documents is kept, with its source, in ``tests/conformance/openai/``.
 """
 
 from __future__ import annotations
@@ -78,14 +80,20 @@ class OpenAIDialect(Dialect):
     supports_pause = True
     events_newest_first = True
     create_options = frozenset({"method", "hyperparameters", "suffix", "seed", "metadata", "integrations"})
+    #: Every word of every version of the spec's ``FineTuningJob.status``, and the pause answer's ``paused``.
     status_words: ClassVar[Mapping[str, JobStatus]] = {
+        # openai-openapi since 2023-09-20 (e3efc59), an enum since 2023-11-06 (802d487)
         "validating_files": JobStatus.QUEUED,
         "queued": JobStatus.QUEUED,
         "running": JobStatus.RUNNING,
-        "paused": JobStatus.PAUSED,
         "succeeded": JobStatus.SUCCEEDED,
         "failed": JobStatus.FAILED,
         "cancelled": JobStatus.CANCELLED,
+        # the first fine_tuning API, 2023-08-31 (6654037) to 2023-09-19 (02152fd): a new job was "pending"
+        "created": JobStatus.QUEUED,
+        "pending": JobStatus.QUEUED,
+        # the pauseFineTuningJob example's answer
+        "paused": JobStatus.PAUSED,
     }
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -171,7 +179,13 @@ class OpenAIDialect(Dialect):
         return ApiRequest("upload", "POST", FILES_PATH, upload=upload, retry_safe=False)
 
     def parse_upload(self, payload: object) -> RemoteFile:
-        return self._file(payload, "the uploaded file")
+        """The ``file`` object an upload answers: one that says it is another object (an ``upload`` of the Uploads
+        API, a job) or a deleted file is ``MalformedAnswerError``, never a file to train on."""
+        what = "the uploaded file"
+        remote = self._file(payload, what)
+        if self.job_object(payload, what).get("deleted") is True:
+            raise self.malformed(f"{what} {remote.id} is marked deleted")
+        return remote
 
     def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
         params = [("purpose", "fine-tune"), ("limit", str(page_size)), ("order", "desc")]
@@ -180,8 +194,9 @@ class OpenAIDialect(Dialect):
         return ApiRequest("list files", "GET", FILES_PATH, params=tuple(params))
 
     def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
-        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
-        entries, has_more = self._list_envelope(payload, "the files page", "files")
+        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id. Without ``has_more``
+        (OpenAI's listing before it paged, Azure's ``FileList``) the answer holds every file."""
+        entries, has_more = self._list_envelope(payload, "the files page", "files", unpaged=True)
         files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
         return FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
 
@@ -191,7 +206,11 @@ class OpenAIDialect(Dialect):
         return usable and remote.filename == source.stored_name and remote.size == source.size
 
     def _file(self, payload: object, what: str) -> RemoteFile:
+        """A ``file`` object: an ``id`` that is a file id, and an ``object`` that is ``file`` where there is one."""
         entry = self.job_object(payload, what)
+        kind = entry.get("object")
+        if kind is not None and kind != "file":
+            raise self.malformed(f"{what} is {shown(kind)} ('object'), not a file")
         return RemoteFile(
             id=self.file_id_in(entry, "id", what),
             filename=optional_str(entry.get("filename")),
@@ -234,22 +253,33 @@ class OpenAIDialect(Dialect):
         return JobPage(jobs, self.next_cursor(has_more, jobs, lambda: jobs[-1].id, "the page"))
 
     def parse_events(self, payload: object, cursor: str | None) -> EventPage:
-        """``{"data": [event, ...], "has_more": bool}``, newest first: both required, every entry an event with an
-        ``id`` (the cursor), ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level``
-        and the ``data`` figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the
-        id of the page's oldest event when ``has_more``."""
+        """``{"data": [event, ...], "has_more": bool}``, newest first where ``events_newest_first`` (OpenAI), oldest
+        first otherwise (Azure): ``data`` required, every entry an event with an ``id`` (the cursor),
+        ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level`` and the ``data``
+        figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the id of the page's
+        last entry (``after``: "the last event from the previous pagination request")."""
         entries, has_more = self._list_envelope(payload, "the events page", "events")
-        newest_first = [self._event(entry, index) for index, entry in enumerate(entries)]
-        next_cursor = self.next_cursor(has_more, newest_first, lambda: newest_first[-1].cursor, "the events page")
-        return EventPage(in_time_order(newest_first[::-1]), next_cursor)
+        events = [self._event(entry, index) for index, entry in enumerate(entries)]
+        next_cursor = self.next_cursor(has_more, events, lambda: events[-1].cursor, "the events page")
+        return EventPage(in_time_order(events[::-1] if self.events_newest_first else events), next_cursor)
 
-    def _list_envelope(self, payload: object, what: str, items: str) -> tuple[list[Any], bool]:
-        """The ``data`` array and the ``has_more`` flag of a list answer, both required, of the right types."""
+    def _list_envelope(
+        self, payload: object, what: str, items: str, *, unpaged: bool = False
+    ) -> tuple[list[Any], bool]:
+        """The ``data`` array of a list answer (required) and whether more follow.
+
+        ``has_more`` is ``true`` or ``false``, or absent (``null``): some API versions send none (Azure's
+        2023-10-01-preview job list, Azure's and older OpenAI file lists). A listing that pages by ``after`` then
+        goes on while a page brings entries, as openai-python's ``CursorPage.has_next_page`` does; an ``unpaged``
+        one ends with this answer. Any other value is ``MalformedAnswerError``.
+        """
         page = self.job_object(payload, what)
         entries = page.get("data")
         if not isinstance(entries, list):
             raise self.malformed(f"{what}'s 'data' is {shown(entries)}, not an array of {items}")
         has_more = page.get("has_more")
+        if has_more is None:
+            return entries, bool(entries) and not unpaged
         if not isinstance(has_more, bool):
             raise self.malformed(f"{what}'s 'has_more' is {shown(has_more)}, not true or false")
         return entries, has_more

@@ -12,7 +12,9 @@ A file is a JSON object:
 - ``kind``: what the answer is: ``job``, ``cancel``, ``pause``, ``resume``, ``page``, ``events``, ``files``,
   ``upload``, ``delete`` or ``error``;
 - ``answer``: the body, as the vendor documents it (for ``error``: with ``http_status`` and optionally
-  ``operation``, the request it answers: ``get`` by default, or ``create``, ``list``, ``cancel``, ...);
+  ``operation``, the request it answers: ``get`` by default, or ``create``, ``list``, ``cancel``, ...; for
+  ``delete``: ``null`` with ``http_status`` where the vendor answers without a body, which then goes through the
+  dialect's ``decode``);
 - ``cursor``: the cursor the page was asked with (optional, ``null``);
 - ``expect``: what the dialect must read, field by field (see ``check_*`` below).
 
@@ -140,7 +142,13 @@ def check_upload(item: Documented, dialect: Dialect) -> None:
 
 
 def check_delete(item: Documented, dialect: Dialect) -> None:
-    assert dialect.parse_delete(item.answer) is None
+    payload = item.answer
+    if "http_status" in item.spec:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        payload = dialect.decode(
+            dialect.delete_job("ftjob-documented"), ApiResponse(item.spec["http_status"], {}, body)
+        )
+    assert dialect.parse_delete(payload) is None
 
 
 ERROR_REQUESTS: dict[str, Callable[[Dialect], ApiRequest]] = {

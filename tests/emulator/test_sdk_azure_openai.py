@@ -113,3 +113,46 @@ def test_the_dialect_sends_what_the_sdk_sends(
     assert ours.query == ({} if api_version == "v1" else by_sdk.query)
     assert ours.authorized
     assert by_sdk.authorized
+
+
+@pytest.mark.parametrize("api_version", ["2025-04-01-preview", "v1"])
+def test_pause_and_resume_where_the_api_version_has_them(emulator: FineTuningEmulator, api_version: str) -> None:
+    """Microsoft's 2025-04-01-preview ``FineTuning_Pause`` and ``FineTuning_Resume`` examples answer ``paused``
+    and ``resuming``; the resumed job runs again after the queue's wait."""
+    job = emulator.seed_job("azure", status="running")
+    if api_version == "v1":
+        sdk: openai.OpenAI = openai.OpenAI(
+            base_url=f"{emulator.url('azure')}/openai/v1/", api_key=emulator.api_key, max_retries=0
+        )
+    else:
+        sdk = openai.AzureOpenAI(
+            azure_endpoint=emulator.url("azure"), api_key=emulator.api_key, api_version=api_version, max_retries=0
+        )
+    with sdk:
+        assert sdk.fine_tuning.jobs.pause(job).status == "paused"  # type: ignore[comparison-overlap]
+        assert sdk.fine_tuning.jobs.resume(job).status == "resuming"  # type: ignore[comparison-overlap]
+        emulator.advance(6)
+        assert sdk.fine_tuning.jobs.retrieve(job).status == "running"
+
+
+def test_events_come_oldest_first_and_page_forward(emulator: FineTuningEmulator, client: openai.AzureOpenAI) -> None:
+    """Every ``FineTuning_GetEvents`` example lists the events oldest first; ``after`` is the last event read."""
+    job = emulator.seed_job("azure", status="running", runs_for=timedelta(minutes=10))
+    emulator.advance(700)
+    first = client.fine_tuning.jobs.list_events(job, limit=3)
+    times = [event.created_at for event in first.data]
+    assert times == sorted(times)
+    assert first.data[0].message == f"Created fine-tuning job: {job}"
+    every = list(client.fine_tuning.jobs.list_events(job, limit=3))
+    assert [event.created_at for event in every] == sorted(event.created_at for event in every)
+    assert len({event.id for event in every}) == len(every) > 3
+
+
+def test_the_dated_file_list_is_one_answer_without_has_more(
+    emulator: FineTuningEmulator, client: openai.AzureOpenAI
+) -> None:
+    """Azure's ``FileList`` is ``{object, data}``: every file at once."""
+    uploaded = [client.files.create(file=(f"t{i}.jsonl", TRAINING_JSONL), purpose="fine-tune").id for i in range(3)]
+    listed = client.files.with_raw_response.list(limit=1).http_response.json()
+    assert set(listed) == {"object", "data"}
+    assert [file["id"] for file in listed["data"]] == list(reversed(uploaded))

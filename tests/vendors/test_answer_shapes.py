@@ -180,15 +180,49 @@ def test_a_dashscope_page_full_of_non_objects_is_a_typed_error_not_an_endless_li
         DashScopeDialect().parse_page({"output": {"total": 1000, "jobs": [1, 2, 3]}}, None, 3)
 
 
-@pytest.mark.parametrize("has_more", ["false", "true", 0, 1, None], ids=repr)
+@pytest.mark.parametrize("has_more", ["false", "true", 0, 1], ids=repr)
 def test_openai_has_more_must_be_a_boolean(has_more: object) -> None:
     with pytest.raises(MalformedAnswerError, match=r"'has_more' is .* not true or false"):
         OpenAIDialect().parse_page({"data": [openai_job()], "has_more": has_more}, None, 1)
 
 
-def test_openai_has_more_may_not_be_missing() -> None:
-    with pytest.raises(MalformedAnswerError, match="'has_more'"):
-        OpenAIDialect().parse_page({"data": []}, None, 1)
+@pytest.mark.parametrize("page", [{}, {"has_more": None}], ids=["absent", "null"])
+def test_a_job_page_without_has_more_goes_on_while_it_brings_jobs(page: dict[str, object]) -> None:
+    """Azure's 2023-10-01-preview job list sends no ``has_more``: read as openai-python reads it (more may follow
+    a page with entries; an empty page ends the listing), never as the end of a page that brought jobs."""
+    dialect = OpenAIDialect()
+    assert dialect.parse_page({**page, "data": [openai_job(id="ftjob-7")]}, None, 20).next_cursor == "ftjob-7"
+    assert dialect.parse_page({**page, "data": []}, "ftjob-7", 20).next_cursor is None
+    events = {**page, "data": [{"id": "ftevent-1", "created_at": 1_700_000_000, "message": "m"}]}
+    assert dialect.parse_events(events, None).next_cursor == "ftevent-1"
+    assert dialect.parse_events({**page, "data": []}, "ftevent-1").next_cursor is None
+
+
+def test_a_files_page_without_has_more_holds_every_file() -> None:
+    """Azure's ``FileList`` (and OpenAI's file list before it paged) has no ``has_more``: the answer is the list."""
+    page = OpenAIDialect().parse_files_page({"data": [{"id": "file-1", "object": "file"}]}, None, 1)
+    assert ([file.id for file in page.files], page.next_cursor) == (["file-1"], None)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # openai-openapi createUpload's example: an Uploads API object, whose id would pass as a file id
+        {"id": "upload_abc123", "object": "upload", "bytes": 2147483648, "filename": "training_examples.jsonl"},
+        {"id": "file-abc123", "object": "fine_tuning.job", "status": "queued"},
+        # openai-openapi deleteFile's example
+        {"id": "file-abc123", "object": "file", "deleted": True},
+    ],
+    ids=["upload-object", "job-object", "deleted-file"],
+)
+def test_an_upload_answer_that_is_not_a_usable_file_is_refused(answer: dict[str, object]) -> None:
+    with pytest.raises(MalformedAnswerError, match="uploaded file"):
+        OpenAIDialect().parse_upload(answer)
+
+
+def test_a_files_page_entry_that_is_another_object_is_refused() -> None:
+    with pytest.raises(MalformedAnswerError, match=r"entry 0 of the files page is .*not a file"):
+        OpenAIDialect().parse_files_page({"data": [{"id": "upload_1", "object": "upload"}], "has_more": False}, None, 9)
 
 
 @pytest.mark.parametrize("total", [-1, True, 1.5, "5", 10**10, 10**400], ids=repr)

@@ -135,8 +135,14 @@ def test_pause_and_resume_are_refused_before_any_request() -> None:
         ("succeeded", JobStatus.SUCCEEDED),
         ("failed", JobStatus.FAILED),
         ("cancelled", JobStatus.CANCELLED),
+        # FineTuningState since 2025-04-01-preview: pausing and resuming are active states, paused is not
+        ("pausing", JobStatus.RUNNING),
+        ("paused", JobStatus.PAUSED),
+        ("resuming", JobStatus.RUNNING),
+        # the 2023-10-01-preview FineTuning_Cancel example's spelling
+        ("canceled", JobStatus.CANCELLED),
+        # OperationState (deployments, imports), not a fine-tuning job's
         ("notRunning", JobStatus.UNKNOWN),
-        ("paused", JobStatus.UNKNOWN),
     ],
 )
 def test_status_words(word: str, status: JobStatus) -> None:
