@@ -6,7 +6,8 @@ the dated authoring API) every path is below ``{endpoint}/openai`` and carries `
 ``api_version`` ``v1`` the paths are below ``{endpoint}/openai/v1`` and carry no version. The key goes in the
 ``api-key`` header. Jobs are deleted (``DELETE .../fine_tuning/jobs/{id}``, ``204`` and no body); there is no
 pause or resume, and no job ``metadata``: the task identity rides in the job's ``suffix``. Errors are
-``{"error": {"code", "message", ...}}``; listings page by ``after`` and ``has_more`` as OpenAI's do.
+``{"error": {"code", "message", ...}}``; job listings page by ``after`` and ``has_more`` as OpenAI's do, while the
+dated API's file listing takes ``purpose`` alone and answers every file at once.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import training
 from airflow_provider_ft.vendors.base import Dialect, RecordCheck
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.openai import JOBS_PATH, OpenAIDialect, _seed
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobSpec, LocalFile, RemoteFile
+from airflow_provider_ft.vendors.openai import FILES_PATH, JOBS_PATH, OpenAIDialect, _seed
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobSpec, LocalFile, RemoteFile
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
@@ -146,7 +147,17 @@ class AzureOpenAIDialect(OpenAIDialect):
         return self.on_azure(super().upload_file(source))
 
     def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
-        return self.on_azure(super().files_page(cursor, page_size))
+        """The dated API's ``GET /files`` takes ``purpose`` alone and answers every file at once (its ``FileList``
+        has no ``has_more``); the v1 API pages as OpenAI's does."""
+        if self.api_version == V1:
+            return self.on_azure(super().files_page(cursor, page_size))
+        return self.on_azure(ApiRequest("list files", "GET", FILES_PATH, params=(("purpose", "fine-tune"),)))
+
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
+        """OpenAI's files page; on the dated API it is the only page, whether or not it says ``has_more``."""
+        if self.api_version != V1 and isinstance(payload, Mapping):
+            payload = {**payload, "has_more": False}
+        return super().parse_files_page(payload, cursor, page_size)
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """Same content-addressed name and size, and not refused or deleted (Azure's FileState words)."""
