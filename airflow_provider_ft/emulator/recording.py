@@ -20,7 +20,7 @@ class RecordedRequest:
     ``fault`` is the kind of the fault that hit the request, if any; ``body_size`` is how many body bytes were
     received and ``raw_body`` the first of them (at most 64 KiB: a large upload is never kept whole).
     ``answer_type`` is the answer's ``content-type``, ``answer_body`` the first :data:`ANSWER_PREFIX` bytes of its
-    body, ``answer_size`` how many it had, and ``answered`` whether its last byte was sent (not when the
+    body (none of a fault's answer), ``answer_size`` how many it had, and ``answered`` whether its last byte was sent (not when the
     connection was dropped, nor for a stream cut short).
     """
 
@@ -84,9 +84,9 @@ class LogEntry:
         self.answer_type = next((bytes(v).decode("latin-1") for n, v in headers if n.lower() == b"content-type"), "")
 
     def answer_sent(self, chunk: bytes, *, last: bool) -> None:
-        """Note a piece of the answer's body (``last``: the body ends with it)."""
+        """Note a piece of the answer's body (``last``: the body ends with it); a fault's answer is only counted."""
         room = ANSWER_PREFIX - len(self.answer_body)
-        if room > 0:
+        if room > 0 and self.fault is None:
             self.answer_body += chunk[:room]
         self.answer_size += len(chunk)
         self.answered = last

@@ -154,8 +154,9 @@ class AzureOpenAIDialect(OpenAIDialect):
         return self.on_azure(ApiRequest("list files", "GET", FILES_PATH, params=(("purpose", "fine-tune"),)))
 
     def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
-        """OpenAI's files page; on the dated API it is the only page, whether or not it says ``has_more``."""
-        if self.api_version != V1 and isinstance(payload, Mapping):
+        """OpenAI's files page; on the dated API a page without ``has_more`` is the last (a page that says more
+        follow is read as OpenAI's, and since no cursor can be sent, a listing that never ends fails as one)."""
+        if self.api_version != V1 and isinstance(payload, Mapping) and "has_more" not in payload:
             payload = {**payload, "has_more": False}
         return super().parse_files_page(payload, cursor, page_size)
 

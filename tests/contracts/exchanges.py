@@ -148,10 +148,10 @@ def load(published: Published, path: Path) -> Contract:
     text = path.read_text(encoding="utf-8")
     document = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_LOADER)
     for correction in CORRECTIONS:
-        if correction.document == published.name:
+        if correction.document == published.name and has_pointer(document, correction.pointer):
             _replace(document, correction.pointer, correction.change)
     pointer = published.error_schema
-    if pointer is not None and not _has(document, pointer):
+    if pointer is not None and not has_pointer(document, pointer):
         pointer = None
     return Contract(
         published.name,
@@ -286,7 +286,8 @@ def _replace(document: dict[str, Any], pointer: str, change: Callable[[Any], Any
     node[last] = change(node[last])
 
 
-def _has(document: Mapping[str, Any], pointer: str) -> bool:
+def has_pointer(document: Mapping[str, Any], pointer: str) -> bool:
+    """Whether ``document`` has a node at ``pointer``."""
     node: Any = document
     for token in pointer.strip("/").split("/"):
         if not isinstance(node, Mapping) or token not in node:

@@ -70,7 +70,7 @@ def test_the_dated_apis_file_listing_takes_purpose_alone_and_is_one_page() -> No
     page = dated.parse_files_page({"object": "list", "data": [entry]}, None, 100)
     assert ([f.id for f in page.files], page.next_cursor) == (["file-a"], None)
     said_more = dated.parse_files_page({"object": "list", "data": [entry], "has_more": True}, None, 100)
-    assert said_more.next_cursor is None, "no cursor to send: the dated listing is one page"
+    assert said_more.next_cursor == "file-a", "a page that says more follow is not taken for the last"
 
 
 def test_the_key_goes_in_api_key_and_nothing_else_carries_it() -> None:
