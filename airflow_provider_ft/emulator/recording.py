@@ -20,8 +20,8 @@ class RecordedRequest:
     ``fault`` is the kind of the fault that hit the request, if any; ``body_size`` is how many body bytes were
     received and ``raw_body`` the first of them (at most 64 KiB: a large upload is never kept whole).
     ``answer_type`` is the answer's ``content-type``, ``answer_body`` the first :data:`ANSWER_PREFIX` bytes of its
-    body (none of a fault's answer), ``answer_size`` how many it had, and ``answered`` whether its last byte was sent (not when the
-    connection was dropped, nor for a stream cut short).
+    body (none of a fault's answer), ``answer_size`` how many it had, and ``answered`` whether its last byte was
+    sent (not when the connection was dropped, nor for a stream cut short).
     """
 
     vendor: Vendor | None
