@@ -31,8 +31,10 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 (_AIRFLOW_HOME / "dags").mkdir()
 
-from airflow_provider_ft.emulator import FineTuningEmulator  # noqa: E402
+from airflow_provider_ft.emulator import FineTuningEmulator, recording  # noqa: E402
+from airflow_provider_ft.emulator.recording import RecordedRequest  # noqa: E402
 from airflow_provider_ft.identity import TaskIdentity  # noqa: E402
+from tests.contracts.exchanges import tally  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"
 CONN_TYPES = {
@@ -92,6 +94,28 @@ def fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_ft.hooks import _ratelimit
 
     monkeypatch.setattr(_ratelimit, "_gates", weakref.WeakValueDictionary())
+
+
+@pytest.fixture(scope="session")
+def heard_exchanges() -> Iterator[list[RecordedRequest]]:
+    """Every exchange any emulator of the process finishes, from now on (emptied by ``published_contracts``)."""
+    heard: list[RecordedRequest] = []
+    stop = recording.watch(heard.append)
+    yield heard
+    stop()
+
+
+@pytest.fixture(autouse=True)
+def published_contracts(heard_exchanges: list[RecordedRequest], request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each exchange with the emulator during the test is judged against the vendor's published API document
+    (tests/contracts/exchanges.py says which, and which half): what does not conform fails the test. A test marked
+    ``off_contract`` makes the emulator answer off the documents on purpose: only its requests are judged."""
+    heard_exchanges.clear()
+    yield
+    finished, heard_exchanges[:] = list(heard_exchanges), []
+    result = tally(finished, answers=request.node.get_closest_marker("off_contract") is None)
+    if result.failed:
+        pytest.fail(f"exchanges off the vendors' published API documents:\n{result.report()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -109,8 +109,10 @@ class Exchange:
             if not any(name.lower() == b"x-request-id" for name, _ in headers):
                 headers.append((b"x-request-id", self.request_id.encode()))
             message = {**message, "headers": headers}
-            self.entry.status = int(message["status"])
+            self.entry.answer_started(int(message["status"]), headers)
             self.started = True
+        elif message["type"] == "http.response.body":
+            self.entry.answer_sent(message.get("body", b""), last=not message.get("more_body", False))
         await self._send(message)
 
     def mark_started(self, status: int) -> None:

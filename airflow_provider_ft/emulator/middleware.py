@@ -99,6 +99,7 @@ class EmulatorMiddleware:
             await act_out(fault, exchange, handle)
         finally:
             exchange.close()
+            self._log.finish(entry)
 
     async def _serve(self, exchange: Exchange, *, authorized: bool, presented: str | None) -> None:
         vendor = exchange.vendor

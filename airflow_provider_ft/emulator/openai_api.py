@@ -122,7 +122,15 @@ def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
     }
     if job.vendor == "azure":
         body["suffix"] = spec.get("suffix")
+        body["hyperparameters"] = azure_hyperparameters(_hyperparameters(method))
     return body
+
+
+def azure_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Azure's hyper-parameters are numbers, ``-1`` for one the service chooses (OpenAI's ``auto``): its
+    ``FineTuningHyperParameters`` and its example answer ``{"n_epochs": -1}`` (azure-rest-api-specs,
+    AzureOpenAI/authoring/stable/2024-10-21/examples/get_finetuning_job.json)."""
+    return {name: -1 if value == "auto" else value for name, value in hyperparameters.items()}
 
 
 def _hyperparameters(method: dict[str, Any]) -> dict[str, Any]:

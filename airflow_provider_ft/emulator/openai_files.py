@@ -33,7 +33,9 @@ def new_file_id() -> str:
 
 
 def serialize(stored: StoredFile) -> dict[str, Any]:
-    """The ``file`` object (``FileObject``) as upload, list and retrieve return it."""
+    """The ``file`` object (``FileObject``) as upload, list and retrieve return it: ``expires_at`` and the deprecated
+    ``status_details`` are left out, as in the documented examples (the published schema types them as an integer
+    and a string, never ``null``)."""
     return {
         "object": "file",
         "id": stored.id,
@@ -42,8 +44,6 @@ def serialize(stored: StoredFile) -> dict[str, Any]:
         "filename": stored.filename,
         "purpose": stored.purpose,
         "status": "processed",
-        "expires_at": None,
-        "status_details": None,
     }
 
 

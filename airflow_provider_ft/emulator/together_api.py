@@ -31,6 +31,20 @@ DEFAULT_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 USER_ID = "emulator-user"
 ORG_SLUG = "emulator"
 MAX_SUFFIX_LENGTH = 40
+#: The batch size a job asked with ``"max"`` answers with (the published job schema's ``batch_size`` is an integer):
+#: the emulator's stand-in for the model's ``max_batch_size`` (``GET /fine-tunes/models/limits``).
+MAX_BATCH_SIZE = 32
+#: Fields every event carries (the published ``FineTuneEvent`` requires them); progress events set their steps.
+EVENT_DEFAULTS: dict[str, Any] = {
+    "param_count": 0,
+    "token_count": 0,
+    "total_steps": 0,
+    "wandb_url": "",
+    "step": 0,
+    "checkpoint_path": "",
+    "model_path": "",
+    "training_offset": 0,
+}
 #: The hyper-parameters a job answers with when the request gave none.
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "n_epochs": 1,
@@ -113,19 +127,19 @@ def serialize(job: Job, state: EmulatorState, *, with_events: bool = True) -> di
         "user_id": USER_ID,
         "model": job.model,
         "model_output_name": output_name(job),
-        "suffix": job.name,
         "created_at": iso(job.created_at),
         "updated_at": iso(max(updated, job.created_at)),
         "started_at": iso(job.status_since),
         "training_file": spec.get("training_file"),
         "validation_file": spec.get("validation_file") or "",
         **{key: spec.get(key, value) for key, value in DEFAULT_HYPERPARAMETERS.items()},
+        "batch_size": MAX_BATCH_SIZE if spec.get("batch_size") == "max" else spec.get("batch_size", 16),
         "training_method": spec.get("training_method") or {"method": "sft", "train_on_inputs": "auto"},
         "training_type": spec.get("training_type") or {"type": "Full"},
         "random_seed": spec.get("random_seed"),
         # The real API reports the dataset's tokens once it is tokenized; the emulator, like its OpenAI
         # trained_tokens, once the job has completed.
-        "token_count": int(_token(job.id, "tokens", length=4), 16) + 10_000 if succeeded else None,
+        "token_count": int(_token(job.id, "tokens", length=4), 16) + 10_000 if succeeded else 0,
         "param_count": 8_030_261_248,
         "total_price": 0,
         "epochs_completed": 1 if succeeded else 0,
@@ -133,6 +147,8 @@ def serialize(job: Job, state: EmulatorState, *, with_events: bool = True) -> di
         "trainingfile_numlines": 100,
         "trainingfile_size": 4096,
     }
+    if job.name is not None:
+        body["suffix"] = job.name  # a string in the published schema: absent when the job has none
     if with_events:
         body["events"] = events(job, state.store.clock.now())
     return body
@@ -191,6 +207,7 @@ def _event(
         "level": level,
         "message": message,
         "type": kind,
+        **EVENT_DEFAULTS,
         "hash": _token(job.id, family, str(index), length=16),
     }
 

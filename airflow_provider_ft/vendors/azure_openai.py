@@ -7,9 +7,10 @@ the dated authoring API) every path is below ``{endpoint}/openai`` and carries `
 ``api-key`` header. Jobs are deleted (``DELETE .../fine_tuning/jobs/{id}``, ``204`` and no body); pause and
 resume (documented from 2025-04-01-preview) are not sent, though their states are read; there is no job
 ``metadata``: the task identity rides in the job's ``suffix``. Errors are
-``{"error": {"code", "message", ...}}``; listings page by ``after`` and ``has_more`` as OpenAI's do, but a job's
-events come oldest first (every version's ``FineTuning_GetEvents`` example), so they page forward. Every answer
-Microsoft documents is kept, with its source, in ``tests/conformance/azure/``.
+``{"error": {"code", "message", ...}}``; job listings page by ``after`` and ``has_more`` as OpenAI's do, but a
+job's events come oldest first (every version's ``FineTuning_GetEvents`` example), so they page forward; the dated
+API's file listing takes ``purpose`` alone and answers every file at once. Every answer Microsoft documents is
+kept, with its source, in ``tests/conformance/azure/``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import training
 from airflow_provider_ft.vendors.base import Dialect, RecordCheck
 from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.openai import JOBS_PATH, OpenAIDialect, _seed
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, ErrorDetails, JobSpec, LocalFile, RemoteFile
+from airflow_provider_ft.vendors.openai import FILES_PATH, JOBS_PATH, OpenAIDialect, _seed
+from airflow_provider_ft.vendors.wire import (
+    ApiRequest,
+    ApiResponse,
+    ErrorDetails,
+    JobSpec,
+    LocalFile,
+    RemoteFile,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
@@ -159,7 +167,11 @@ class AzureOpenAIDialect(OpenAIDialect):
         return self.on_azure(super().upload_file(source))
 
     def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
-        return self.on_azure(super().files_page(cursor, page_size))
+        """The dated API's ``GET /files`` takes ``purpose`` alone and answers every file at once (its ``FileList``
+        has no ``has_more``); the v1 API pages as OpenAI's does."""
+        if self.api_version == V1:
+            return self.on_azure(super().files_page(cursor, page_size))
+        return self.on_azure(ApiRequest("list files", "GET", FILES_PATH, params=(("purpose", "fine-tune"),)))
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
         """Same content-addressed name and size, and not refused or deleted (Azure's FileState words)."""

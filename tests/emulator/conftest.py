@@ -14,28 +14,11 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from tests.contracts.exchanges import OPENAI_ERROR_SCHEMA
 
 API_KEY = "test-key-0123456789abcdef"
 CONTRACT = Path(__file__).parents[1] / "contracts" / "openai-fine-tuning.openapi.yaml"
 
-# OpenAI's error body. The contract file only carries the fine-tuning paths, whose error answers are not
-# declared, so this is the ``Error`` component of openai/openai-openapi (all four keys required).
-OPENAI_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "param", "type"],
-            "properties": {
-                "code": {"type": ["string", "null"]},
-                "message": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "type": {"type": "string"},
-            },
-        }
-    },
-}
 DASHSCOPE_ERROR_KEYS = {"request_id", "code", "message"}
 #: A small valid fine-tuning file (two chat examples).
 TRAINING_JSONL = (

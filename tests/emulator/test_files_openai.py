@@ -17,7 +17,7 @@ from airflow_provider_ft.emulator import FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9]{24}$")
-FILE_KEYS = {"object", "id", "bytes", "created_at", "filename", "purpose", "status", "expires_at", "status_details"}
+FILE_KEYS = {"object", "id", "bytes", "created_at", "filename", "purpose", "status"}
 
 
 def upload(http: requests.Session, oa: str, name: str, content: bytes, purpose: str | None = "fine-tune") -> Any:
@@ -40,12 +40,7 @@ def test_upload_answers_a_processed_file_object(emulator: FineTuningEmulator, oa
     assert set(stored) == FILE_KEYS
     assert FILE_ID_RE.match(stored["id"])
     assert (stored["object"], stored["filename"], stored["purpose"]) == ("file", "train.jsonl", "fine-tune")
-    assert (stored["bytes"], stored["status"], stored["expires_at"], stored["status_details"]) == (
-        len(TRAINING_JSONL),
-        "processed",
-        None,
-        None,
-    )
+    assert (stored["bytes"], stored["status"]) == (len(TRAINING_JSONL), "processed")
     assert abs(stored["created_at"] - emulator.now()) < 5
     info = emulator.file_info("openai", stored["id"])
     assert info is not None

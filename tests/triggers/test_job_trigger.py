@@ -178,6 +178,7 @@ async def test_timeout_reports_the_last_job_seen(emulator: FineTuningEmulator, v
     assert gets_of(emulator, job_id) >= 2
 
 
+@pytest.mark.off_contract("a status word no document has, served on purpose")
 async def test_unknown_status_keeps_waiting_until_the_deadline(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str
 ) -> None:

@@ -55,6 +55,24 @@ def test_requests_go_below_openai_with_the_api_version_or_below_openai_v1(
     assert not any(name.startswith("metadata") for name in params), "Azure lists take no metadata filter"
 
 
+def test_the_dated_apis_file_listing_takes_purpose_alone_and_is_one_page() -> None:
+    """``Files_List`` of the dated API (azure-rest-api-specs, AzureOpenAI/authoring/stable/2024-10-21/
+    azureopenai.json) takes ``purpose`` and ``api-version`` only, and its ``FileList`` has no ``has_more``."""
+    dated, v1 = AzureOpenAIDialect(), AzureOpenAIDialect({"api_version": "v1"})
+    assert dict(dated.files_page("file-x", 100).params) == {"purpose": "fine-tune", "api-version": DEFAULT_API_VERSION}
+    assert dict(v1.files_page("file-x", 100).params) == {
+        "purpose": "fine-tune",
+        "limit": "100",
+        "order": "desc",
+        "after": "file-x",
+    }
+    entry = {"id": "file-a", "object": "file", "filename": "a.jsonl", "bytes": 3, "status": "processed"}
+    page = dated.parse_files_page({"object": "list", "data": [entry]}, None, 100)
+    assert ([f.id for f in page.files], page.next_cursor) == (["file-a"], None)
+    said_more = dated.parse_files_page({"object": "list", "data": [entry], "has_more": True}, None, 100)
+    assert said_more.next_cursor == "file-a", "a page that says more follow is not taken for the last"
+
+
 def test_the_key_goes_in_api_key_and_nothing_else_carries_it() -> None:
     headers = AzureOpenAIDialect({"organization": "org-x"}).headers("secret-key-123")
     assert headers == {"api-key": "secret-key-123", "Accept": "application/json"}
