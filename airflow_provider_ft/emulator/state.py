@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.files import FileStore
 from airflow_provider_ft.emulator.store import JobStore
+
+#: How DashScope's logs answers carry ``logs``: an array of lines, one string of them, or each form for every other
+#: job (the reference documents the array; the SDK, that the server may send a string).
+LogsForm = Literal["lines", "text", "alternate"]
+LOGS_FORMS: tuple[LogsForm, ...] = ("lines", "text", "alternate")
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,8 @@ class Settings:
     :param organization_id: OpenAI ``organization_id`` of every job
     :param workspace_id: DashScope ``workspace_id`` of jobs created without the workspace header
     :param check_files: whether a job created through the API must name files uploaded (or seeded) before
+    :param dashscope_logs: how DashScope's logs answers carry ``logs`` (``alternate``: one string for every other job
+        made, an array of lines for the others)
     """
 
     api_key: str
@@ -25,6 +33,7 @@ class Settings:
     organization_id: str = "org-emulator"
     workspace_id: str = "llm-emulator"
     check_files: bool = True
+    dashscope_logs: LogsForm = "alternate"
 
 
 @dataclass
