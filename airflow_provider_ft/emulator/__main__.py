@@ -11,6 +11,7 @@ from types import FrameType
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.demo import seed_demo
 from airflow_provider_ft.emulator.server import DEFAULT_API_KEY, FineTuningEmulator
+from airflow_provider_ft.emulator.state import LOGS_FORMS
 from airflow_provider_ft.emulator.vocabulary import VENDORS
 
 
@@ -35,6 +36,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="check_files",
         action="store_false",
         help="accept jobs created with file ids that were never uploaded",
+    )
+    parser.add_argument(
+        "--dashscope-logs",
+        choices=LOGS_FORMS,
+        default="alternate",
+        help="DashScope logs answers: an array of lines, one string, or each for every other job (default alternate)",
     )
     return parser.parse_args(argv)
 
@@ -69,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         cancel_delay=args.cancel_delay,
         check_files=args.check_files,
+        dashscope_logs=args.dashscope_logs,
     )
     with emulator as emu:
         if args.seed == "demo":

@@ -1,7 +1,11 @@
 """DashScope ``/fine-tunes`` dialect: job serialisation and the routes under ``/dashscope/api/v1``.
 
 Fields with no value yet (``end_time``, ``finetuned_output``, ``usage``, ``code``/``message``) are absent from
-the job object, not ``null``. Times are ``"YYYY-MM-DD HH:MM:SS"`` in the configured zone, without a suffix.
+the job object, not ``null``. Times are ``"YYYY-MM-DD HH:MM:SS"`` in the configured zone, without a suffix. The create
+body takes the reference's ``job_name`` (the job's name; its id when absent), ``model_name`` (the fine-tuned model's
+name) and ``finetuned_output_suffix`` (the model is then ``<model>-<suffix>-<job id>``, as the reference's example
+shows). A logs answer skips ``offset`` lines (from 0) and carries ``logs`` as an array of lines or as one string of
+them (``Settings.dashscope_logs``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from airflow_provider_ft.emulator.errors import ApiFailure
 from airflow_provider_ft.emulator.factory import new_job, random_token
 from airflow_provider_ft.emulator.progress import TOTAL_STEPS, milestones
 from airflow_provider_ft.emulator.routing import body_json, int_param, request_id, state_of
-from airflow_provider_ft.emulator.state import EmulatorState
+from airflow_provider_ft.emulator.state import EmulatorState, LogsForm
 from airflow_provider_ft.emulator.store import FAILED_MESSAGE, Job, Outcome
 from airflow_provider_ft.emulator.vocabulary import WORDS
 
@@ -65,8 +69,12 @@ def default_spec(model: str, workspace_id: str) -> dict[str, Any]:
 
 
 def finetuned_output(job: Job) -> str:
-    """The produced model's name: the requested ``model_name`` or ``<model>-<job id>``."""
-    return str(job.spec.get("model_name") or f"{job.model}-{job.id}")
+    """The produced model's name: the requested ``model_name``, else ``<model>-<finetuned_output_suffix>-<job id>``
+    (the reference's get example: ``qwen3-14b-suffix-ft-202410291653-1c7f``), else ``<model>-<job id>``."""
+    if job.spec.get("model_name"):
+        return str(job.spec["model_name"])
+    suffix = job.spec.get("finetuned_output_suffix")
+    return f"{job.model}-{suffix}-{job.id}" if suffix else f"{job.model}-{job.id}"
 
 
 def serialize(job: Job, state: EmulatorState) -> dict[str, Any]:
@@ -161,6 +169,9 @@ def _create_spec(body: dict[str, Any], workspace: str) -> dict[str, Any]:
     hyper = body.get("hyper_parameters") or {}
     if not isinstance(hyper, dict):
         raise _invalid("hyper_parameters must be an object")
+    for name in ("job_name", "model_name", "finetuned_output_suffix"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _invalid(f"{name} must be a string")
     validation = body.get("validation_file_ids") or []
     return {
         "base_model": model,
@@ -170,6 +181,7 @@ def _create_spec(body: dict[str, Any], workspace: str) -> dict[str, Any]:
         "training_type": body.get("training_type") or "sft",
         "workspace_id": workspace,
         "model_name": body.get("model_name"),
+        "finetuned_output_suffix": body.get("finetuned_output_suffix"),
     }
 
 
@@ -185,7 +197,7 @@ async def create_job(request: Request) -> JSONResponse:
     _check_files(state, spec)
     now = state.store.clock.now()
     job_id = new_job_id(now, state.settings.dashscope_timezone, _taken(state))
-    name = body.get("job_name") or spec["model_name"]
+    name = body.get("job_name") or None
     job = new_job(state.store, "dashscope", job_id, status="PENDING", model=spec["base_model"], name=name, spec=spec)
     return _ok(request, serialize(job, state))
 
@@ -242,18 +254,25 @@ async def delete_job(request: Request, job_id: str) -> JSONResponse:
     return _ok(request, {"status": "success"})
 
 
+def logs_as_text(job: Job, form: LogsForm) -> bool:
+    """Whether ``job``'s logs answers carry one string rather than an array: always, never, or for every other job."""
+    return form == "text" or (form == "alternate" and job.seq % 2 == 0)
+
+
 @router.get("/fine-tunes/{job_id}/logs")
 async def job_logs(request: Request, job_id: str) -> JSONResponse:
     """``GET /fine-tunes/{id}/logs?offset=&line=``: one line per lifecycle transition and per tenth of the run.
 
-    ``offset`` is a 1-based line number (``0`` is read as ``1``), matching the SDK's default of 1.
+    ``offset`` skips that many lines (reference: "starts reading from line offset+1 ... The default value is 0"), and
+    an offset past the end gives no line; ``line`` lines are read, 100 by default, at most 1000.
     """
     state = state_of(request)
-    offset = int_param(request, "offset", 1, 0, None, "dashscope")
+    offset = int_param(request, "offset", 0, 0, None, "dashscope")
     line = int_param(request, "line", 100, 1, MAX_LOG_LINES, "dashscope")
     job = state.store.get("dashscope", job_id)
     if job is None:
         raise _not_found()
     logs = log_lines(job, state.store.clock.now(), state.settings.dashscope_timezone)
-    start = max(offset - 1, 0)
-    return _ok(request, {"total": len(logs), "logs": logs[start : start + line]})
+    window = logs[offset : offset + line]
+    sent: list[str] | str = "\n".join(window) if logs_as_text(job, state.settings.dashscope_logs) else window
+    return _ok(request, {"total": len(logs), "logs": sent})

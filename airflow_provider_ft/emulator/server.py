@@ -25,7 +25,7 @@ from airflow_provider_ft.emulator.files import FINE_TUNE, StoredFile, digest_byt
 from airflow_provider_ft.emulator.limits import JobLimit
 from airflow_provider_ft.emulator.recording import RecordedRequest, RequestLog
 from airflow_provider_ft.emulator.specimens import SERIALIZERS
-from airflow_provider_ft.emulator.state import EmulatorState, Settings
+from airflow_provider_ft.emulator.state import LOGS_FORMS, EmulatorState, LogsForm, Settings
 from airflow_provider_ft.emulator.store import Job, JobStore
 from airflow_provider_ft.emulator.vocabulary import BASE_PATHS, vendor_named
 
@@ -48,7 +48,8 @@ class FineTuningEmulator:
     Use it as a context manager (or call :meth:`start`/:meth:`stop`). ``time_scale`` multiplies real elapsed
     time into emulated time; ``cancel_delay`` is how long (emulated seconds) a cancelled DashScope job stays
     ``CANCELING``; ``port=0`` picks a free port; ``check_files=False`` lets jobs be created through the API with
-    file ids that were never uploaded.
+    file ids that were never uploaded; ``dashscope_logs`` is how DashScope's logs answers carry their lines (``lines``,
+    ``text``, or ``alternate``: one string for every other job).
     """
 
     def __init__(
@@ -61,12 +62,20 @@ class FineTuningEmulator:
         host: str = "127.0.0.1",
         cancel_delay: float = 0.0,
         check_files: bool = True,
+        dashscope_logs: LogsForm = "alternate",
     ) -> None:
         ZoneInfo(dashscope_timezone)  # fail fast on an unknown zone
+        if dashscope_logs not in LOGS_FORMS:
+            raise ValueError(f"dashscope_logs must be one of {LOGS_FORMS}, got {dashscope_logs!r}")
         self.host = host
         self._requested_port = port
         self._clock = Clock(time_scale)
-        settings = Settings(api_key=api_key, dashscope_timezone=dashscope_timezone, check_files=check_files)
+        settings = Settings(
+            api_key=api_key,
+            dashscope_timezone=dashscope_timezone,
+            check_files=check_files,
+            dashscope_logs=dashscope_logs,
+        )
         self._state = EmulatorState(store=JobStore(self._clock, cancel_delay), settings=settings)
         self._log = RequestLog()
         self._faults = FaultBook()

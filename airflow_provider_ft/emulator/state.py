@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from airflow_provider_ft.defaults import DASHSCOPE_TIMEZONE
 from airflow_provider_ft.emulator.files import FileStore
@@ -12,6 +12,11 @@ from airflow_provider_ft.emulator.vocabulary import Vendor
 
 if TYPE_CHECKING:
     from airflow_provider_ft.emulator.limits import JobLimit
+
+#: How DashScope's logs answers carry ``logs``: an array of lines, one string of them, or each form for every other
+#: job (the reference documents the array; the SDK, that the server may send a string).
+LogsForm = Literal["lines", "text", "alternate"]
+LOGS_FORMS: tuple[LogsForm, ...] = ("lines", "text", "alternate")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class Settings:
     :param organization_id: OpenAI ``organization_id`` of every job
     :param workspace_id: DashScope ``workspace_id`` of jobs created without the workspace header
     :param check_files: whether a job created through the API must name files uploaded (or seeded) before
+    :param dashscope_logs: how DashScope's logs answers carry ``logs`` (``alternate``: one string for every other job
+        made, an array of lines for the others)
     """
 
     api_key: str
@@ -30,6 +37,7 @@ class Settings:
     organization_id: str = "org-emulator"
     workspace_id: str = "llm-emulator"
     check_files: bool = True
+    dashscope_logs: LogsForm = "alternate"
 
 
 @dataclass

@@ -82,7 +82,8 @@ class CreateFineTuningJobOperator(BaseOperator):
     :param method: OpenAI: ``supervised``, ``dpo`` or ``reinforcement``, or the whole ``method`` object (templated)
     :param hyperparameters: OpenAI: the method's hyperparameters; DashScope: ``hyper_parameters`` (templated)
     :param training_type: DashScope ``training_type``, e.g. ``sft``, ``efficient_sft``, ``dpo_full`` (templated)
-    :param suffix: OpenAI: up to 64 characters in the fine-tuned model's name (templated)
+    :param suffix: OpenAI: up to 64 characters in the fine-tuned model's name; DashScope: ``finetuned_output_suffix``,
+        in the fine-tuned model's name (templated)
     :param seed: OpenAI ``seed`` for reproducible training
     :param metadata: OpenAI ``metadata``, at most 11 string pairs (keys starting ``airflow_`` are this provider's)
         (templated)

@@ -1,8 +1,11 @@
 """DashScope (Alibaba Cloud Model Studio) fine-tunes API.
 
-Wire notes: success ``{"request_id", "output": {...}}``; error ``{"request_id", "code", "message"}``, which can
-also arrive with HTTP 200. Pages are numbered from 1 (``page_no``/``page_size``). Times carry no zone. A job's log is
-read by line (``offset`` from 1, at most ``line`` = 1000 lines), oldest first, with the ``total`` of lines.
+Wire notes (``docs/wire/dashscope.md`` gives the sources): success ``{"request_id", "output": {...}}``; error
+``{"request_id", "code", "message"}``, which can also arrive with HTTP 200. Pages are numbered from 1
+(``page_no``/``page_size``). Times carry no zone. A job's log is read by line, oldest first, with the ``total`` of
+lines: ``offset`` is how many lines to skip (from 0), ``line`` how many to read (at most 1000); ``logs`` is an array
+of lines or one string of them. A job is tagged with its task-instance identity in ``job_name``, a documented create
+parameter that every job object returns.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class DashScopeDialect(Dialect):
     list_filters = ("model",)
     supports_delete = True
     events_page_size = 1000
-    create_options = frozenset({"hyperparameters", "training_type"})
+    create_options = frozenset({"hyperparameters", "training_type", "suffix"})
+    #: The reference's words (``PENDING``, ``QUEUING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``CANCELED``) and the
+    #: SDK's ``TaskStatus`` (``SUSPENDED``, ``UNKNOWN``: a task the gateway does not know; not terminal, as the SDK's
+    #: fine-tune plane reads it), with ``CANCELING``.
     status_words: ClassVar[Mapping[str, JobStatus]] = {
         "PENDING": JobStatus.QUEUED,
         "QUEUING": JobStatus.QUEUED,
@@ -62,6 +68,7 @@ class DashScopeDialect(Dialect):
         "SUCCEEDED": JobStatus.SUCCEEDED,
         "FAILED": JobStatus.FAILED,
         "CANCELED": JobStatus.CANCELLED,
+        "UNKNOWN": JobStatus.UNKNOWN,
     }
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -88,18 +95,25 @@ class DashScopeDialect(Dialect):
         return ApiRequest("delete", "DELETE", job_path(JOBS_PATH, job_id), job_id=str(job_id))
 
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
-        """The log lines after line ``cursor`` (``None``: from the first); ``offset`` counts lines from 1."""
-        params = (("offset", str(lines_read(cursor) + 1)), ("line", str(limit)))
+        """The log lines after line ``cursor`` (``None``: from the first). ``offset`` is the number of lines to skip:
+        the reference ("Query fine-tuning logs") reads from line ``offset + 1``, and its default is 0."""
+        params = (("offset", str(lines_read(cursor))), ("line", str(limit)))
         return ApiRequest("logs", "GET", job_path(JOBS_PATH, job_id, "/logs"), params=params, job_id=str(job_id))
 
     def console_url(self, job_id: str) -> str:
         return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
     def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
-        """``POST /fine-tunes``; the identity goes in ``job_name`` (the API has no metadata and no idempotency key)."""
+        """``POST /fine-tunes``; the identity goes in ``job_name``, "the name of the fine-tuning job" (reference
+        "Create a fine-tuning job"), which every job object returns (the API has no metadata and no idempotency key).
+        ``suffix`` is sent as ``finetuned_output_suffix``, the fine-tuned model's name suffix."""
         self.refuse_other_options(spec)
         model, training_file, validation_file = self.create_basics(spec)
         body: dict[str, Any] = {"model": model, "training_file_ids": [training_file], "job_name": identity.tag}
+        if spec.suffix is not None:
+            if not isinstance(spec.suffix, str) or not spec.suffix.strip():
+                raise FineTuningConfigError("suffix must be a non-empty string (DashScope finetuned_output_suffix)")
+            body["finetuned_output_suffix"] = spec.suffix
         if validation_file is not None:
             body["validation_file_ids"] = [validation_file]
         if spec.hyperparameters is not None:
@@ -133,17 +147,19 @@ class DashScopeDialect(Dialect):
 
     def parse_upload(self, payload: object) -> RemoteFile:
         """``{"data": {"uploaded_files": [{"file_id", "name"}], "failed_uploads": [{"name", "code", "message"}]}}``:
-        a refused file comes back in ``failed_uploads`` with HTTP 200, and is raised as ``FineTuningApiError``."""
+        the one file sent is the one in ``uploaded_files`` (the reference's example answers a request of several
+        files, stored and refused side by side); a file refused comes back in ``failed_uploads`` with HTTP 200, and
+        is raised as ``FineTuningApiError`` when none was stored."""
         data = self.job_object(self.job_object(payload, "the upload answer").get("data"), "the upload answer's 'data'")
         failed = data.get("failed_uploads")
-        if isinstance(failed, list) and failed:
+        uploaded = data.get("uploaded_files")
+        if isinstance(failed, list) and failed and not uploaded:
             first = failed[0] if isinstance(failed[0], Mapping) else {}
             code = optional_str(first.get("code"))
             message = printable(optional_str(first.get("message")) or "no reason given", 500)
             # Only a 2xx answer is parsed here; status and code mark the refusal as final (nothing was stored).
             refusal = f"DashScope refused the upload: {message}"
             raise FineTuningApiError(refusal, http_status=200, vendor_code=code or "failed_uploads")
-        uploaded = data.get("uploaded_files")
         if not isinstance(uploaded, list) or len(uploaded) != 1:
             raise self.malformed(f"the upload answer's 'uploaded_files' is {shown(uploaded)}, not one file")
         entry = self.job_object(uploaded[0], "the uploaded file")
@@ -203,15 +219,18 @@ class DashScopeDialect(Dialect):
 
     def parse_events(self, payload: object, cursor: str | None) -> EventPage:
         """``{"output": {"total": n, "logs": [line, ...]}}``: both required, ``total`` a whole number from 0 to
-        ``MAX_TOTAL``, every line a string. Each line's cursor is its line number; the next cursor is the last
-        line's number while fewer than ``total`` lines are read."""
+        ``MAX_TOTAL``, every line a string; ``logs`` may also be one string of lines (the SDK: "the server may return
+        logs either as a single string or as an array of lines"), split at its newlines. Each line's cursor is its
+        line number; the next cursor is the last line's number while fewer than ``total`` lines are read."""
         before = lines_read(cursor)
         output = self.job_object(
             self.job_object(payload, "the logs answer").get("output"), "the logs answer's 'output'"
         )
         lines = output.get("logs")
+        if isinstance(lines, str):
+            lines = text_lines(lines)
         if not isinstance(lines, list):
-            raise self.malformed(f"the logs answer's 'logs' is {shown(lines)}, not an array of lines")
+            raise self.malformed(f"the logs answer's 'logs' is {shown(lines)}, not an array of lines or a string")
         total = self._total(output.get("total"), "the logs answer's", "lines")
         if total is None:
             raise self.malformed(f"the logs answer's 'total' is null, not a number of lines from 0 to {MAX_TOTAL}")
@@ -249,10 +268,15 @@ class DashScopeDialect(Dialect):
             if status.is_terminal
             else None,
             error=_failure_message(job) if status is JobStatus.FAILED else None,
-            name=self.identity_text(job, "job_name", f"job {found_id}"),
+            name=self._job_name(job, found_id),
             trained_tokens=optional_count(job.get("usage")),
             raw=dict(job),
         )
+
+    def _job_name(self, job: Mapping[str, Any], job_id: str) -> str | None:
+        """``job_name``; the reference's field tables also spell it ``jobs_name``, read when ``job_name`` is absent."""
+        name = self.identity_text(job, "job_name", f"job {job_id}")
+        return name if name is not None else self.identity_text(job, "jobs_name", f"job {job_id}")
 
     def _total(self, value: object, whose: str, unit: str) -> int | None:
         """A ``total`` count from 0 to ``MAX_TOTAL``; ``None`` if absent (``null``)."""
@@ -351,6 +375,14 @@ def lines_read(cursor: str | None) -> int:
     if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) <= len(str(MAX_TOTAL))):
         raise FineTuningConfigError(f"A DashScope log cursor is a line number, got '{printable(cursor, 40)}'")
     return int(cursor)
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a log sent as one string: split at each ``\\n`` (the SDK joins an array of lines with it); a
+    final ``\\n`` ends the last line rather than starting an empty one, and an empty string has no line."""
+    if not text:
+        return []
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
 
 
 def _failure_message(job: Mapping[str, Any]) -> str | None:

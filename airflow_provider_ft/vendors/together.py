@@ -3,8 +3,9 @@
 Wire notes (``docs/wire/together.md`` gives the sources): the job object is the body itself, its times ISO 8601
 strings; errors are ``{"error": {"message", "type", "param", "code"}}``. The job listing (``GET /fine-tunes``) and
 a job's events (``GET /fine-tunes/{id}/events``) are not paginated: each answer is ``{"data": [...]}`` holding
-everything, bounded here by the transport's ``max_response_bytes``. Events carry no id: an event's cursor is its
-place in the log (counted from 1), which only grows at its end. Jobs are deleted with ``DELETE /fine-tunes/{id}``.
+everything, bounded here by the transport's ``max_response_bytes``. Events carry no id and no documented order: they
+are read oldest first by their own ``created_at``, and an event's cursor is its place in that order (counted from
+1), which only grows at its end. Jobs are deleted with ``DELETE /fine-tunes/{id}``.
 The API has no metadata and no job name: a job's task-instance identity travels in its ``suffix`` (at most 40
 characters), which the listing answers.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,7 +22,7 @@ from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors import training
-from airflow_provider_ft.vendors.base import Dialect, RecordCheck, optional_count, optional_str, shown
+from airflow_provider_ft.vendors.base import Dialect, RecordCheck, in_time_order, optional_count, optional_str, shown
 from airflow_provider_ft.vendors.ids import job_path
 from airflow_provider_ft.vendors.wire import (
     ApiRequest,
@@ -68,6 +70,9 @@ METHODS = {"sft": "sft", "supervised": "sft", "dpo": "dpo"}
 TRAINING_TYPES = {"full": "Full", "lora": "Lora"}
 #: Event types that say why a job failed (the v1 SDK's upper-case words, the v2 SDK's lower-case ones).
 ERROR_EVENT_TYPES = frozenset({"job_error", "job_user_error", "JOB_ERROR", "JOB_USER_ERROR"})
+#: The error code of a rate limit answered with HTTP 400 (the v1 SDK: "Rate limits were previously coded as 400's
+#: with code 'rate_limit'").
+RATE_LIMIT_CODE = "rate_limit"
 #: Events (or page cursors) above this are not believed.
 MAX_EVENTS = 10**9
 
@@ -212,13 +217,17 @@ class TogetherDialect(Dialect):
         return JobPage(jobs)
 
     def parse_events(self, payload: object, cursor: str | None) -> EventPage:
-        """``{"data": [event, ...]}``, oldest first, the whole log: the entries after the ``cursor``-th. Each entry
+        """``{"data": [event, ...]}``, the whole log: the entries after the ``cursor``-th, oldest first. Each entry
         is an object with a ``message`` string; ``created_at`` (ISO 8601), ``level``, ``step`` and
-        ``total_steps`` are optional. An entry's cursor is its place in the log, from 1."""
+        ``total_steps`` are optional. Neither the API reference nor the SDKs say in which order the log comes (the
+        SDKs' CLIs print it as sent), so the entries are put in the order of their own ``created_at``
+        (``in_time_order``: the order sent where a time is missing, and among entries of the same time); an
+        entry's cursor is its place in that order, from 1, which new (later) entries do not change."""
         before = events_read(cursor)
         entries = self._data(payload, "the events page", "events")
-        events = [self._event(entry, index) for index, entry in enumerate(entries) if index >= before]
-        return EventPage(events)
+        ordered = in_time_order([self._event(entry, index) for index, entry in enumerate(entries)])
+        events = [replace(event, cursor=str(place)) for place, event in enumerate(ordered, start=1)]
+        return EventPage(events[before:])
 
     def _data(self, payload: object, what: str, items: str) -> list[Any]:
         entries = self.job_object(payload, what).get("data")
@@ -274,6 +283,12 @@ class TogetherDialect(Dialect):
             message=optional_str(error.get("message")),
             request_id=self.request_id(response, payload),
         )
+
+    def is_rate_limit_code(self, code: str | None) -> bool:
+        return code == RATE_LIMIT_CODE
+
+    def is_retryable_code(self, code: str | None) -> bool:
+        return code == RATE_LIMIT_CODE
 
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         # Together does not document what cancelling or deleting a job in the wrong state answers: a 400 or 409

@@ -87,7 +87,7 @@ class JobSpec:
     :param method: OpenAI ``method``: ``supervised``, ``dpo`` or ``reinforcement``, or the whole method object
     :param hyperparameters: hyper-parameters (OpenAI: of the method; DashScope: ``hyper_parameters``)
     :param training_type: DashScope ``training_type`` (``sft``, ``efficient_sft``, ``dpo_full``, ...)
-    :param suffix: OpenAI ``suffix`` of the fine-tuned model's name
+    :param suffix: OpenAI ``suffix`` of the fine-tuned model's name; DashScope ``finetuned_output_suffix``
     :param seed: OpenAI ``seed``
     :param metadata: OpenAI ``metadata`` (string pairs; keys starting ``airflow_`` are this provider's)
     :param integrations: OpenAI ``integrations`` (e.g. Weights and Biases)

@@ -10,15 +10,19 @@ A file is a JSON object:
 - ``note``: optional, what was repaired or completed, or what the example shows;
 - ``dialect``: the connection extras the dialect is built with (optional; Azure's ``api_version``);
 - ``kind``: what the answer is: ``job``, ``cancel``, ``pause``, ``resume``, ``page``, ``events``, ``files``,
-  ``upload``, ``delete`` or ``error``;
+  ``upload``, ``delete``, ``error``, or ``statuses`` (the words of one version of a vendor's status enum);
 - ``answer``: the body, as the vendor documents it (for ``error``: with ``http_status`` and optionally
   ``operation``, the request it answers: ``get`` by default, or ``create``, ``list``, ``cancel``, ...; for
   ``delete``: ``null`` with ``http_status`` where the vendor answers without a body, which then goes through the
   dialect's ``decode``);
 - ``cursor``: the cursor the page was asked with (optional, ``null``);
+- ``limit``: for ``events``, the entries the documented request asked for (optional; then ``expect.request`` holds
+  the query parameters the dialect sends for ``cursor`` and ``limit``);
 - ``expect``: what the dialect must read, field by field (see ``check_*`` below).
 
 Every job read must have a known status (not UNKNOWN) and every event list is oldest first by the entries' own times.
+Every answer but an error body (or one documented with a status of its own) first goes through the dialect's
+``decode`` as the HTTP 200 answer it documents, so a success is never mistaken for an error (DashScope's success bodies may carry ``"code": null`` or ``"code": 0``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
 CORPUS = Path(__file__).parent
-KINDS = ("job", "cancel", "pause", "resume", "page", "events", "files", "upload", "delete", "error")
+KINDS = ("job", "cancel", "pause", "resume", "page", "events", "files", "upload", "delete", "error", "statuses")
 PAGE_SIZE = 100
 
 
@@ -119,11 +123,19 @@ def check_page(item: Documented, dialect: Dialect) -> None:
 
 
 def check_events(item: Documented, dialect: Dialect) -> None:
-    page = dialect.parse_events(item.answer, item.spec.get("cursor"))
+    """The entries, oldest first, with their messages (and, where given, cursors and figures); where ``expect``
+    gives ``request``, the query the dialect sends for the documented request's ``cursor`` and ``limit``."""
+    cursor = item.spec.get("cursor")
+    page = dialect.parse_events(item.answer, cursor)
     oldest_first(page.events)
     expect = item.expect
     assert [event.message for event in page.events] == expect["messages"]
     assert page.next_cursor == expect.get("next_cursor")
+    if "request" in expect:
+        request = dialect.events_page("ftjob-documented", cursor, item.spec.get("limit", PAGE_SIZE))
+        assert dict(request.params) == expect["request"]
+    if "cursors" in expect:
+        assert [event.cursor for event in page.events] == expect["cursors"]
     for field in ("step", "total_steps", "train_loss"):
         if field in expect:
             assert [getattr(event, field) for event in page.events] == expect[field]
@@ -155,6 +167,7 @@ ERROR_REQUESTS: dict[str, Callable[[Dialect], ApiRequest]] = {
     "get": lambda dialect: dialect.get_job("ftjob-documented"),
     "list": lambda dialect: dialect.list_page(None, PAGE_SIZE, {}),
     "cancel": lambda dialect: dialect.cancel_job("ftjob-documented"),
+    "delete": lambda dialect: dialect.delete_job("ftjob-documented"),
     "events": lambda dialect: dialect.events_page("ftjob-documented", None, PAGE_SIZE),
     "create": lambda dialect: ApiRequest("create", "POST", "/fine_tuning/jobs", retry_safe=False),
     "upload": lambda dialect: ApiRequest("upload", "POST", "/files", retry_safe=False),
@@ -173,6 +186,15 @@ def check_error(item: Documented, dialect: Dialect) -> None:
         assert getattr(error, field) == value, f"{field}: read {getattr(error, field)!r}, documented {value!r}"
 
 
+def check_statuses(item: Documented, dialect: Dialect) -> None:
+    """Every word of one version of the vendor's status enum is read as ``expect.statuses`` says, none UNKNOWN
+    unless the vendor's own word means that."""
+    read = [dialect.job_status(word).value for word in item.answer]
+    assert read == item.expect["statuses"]
+    unknown = [word for word, status in zip(item.answer, read, strict=True) if status == JobStatus.UNKNOWN.value]
+    assert unknown == item.expect.get("unknown", []), f"status words not known: {unknown}"
+
+
 CHECKS: dict[str, Callable[[Documented, Dialect], None]] = {
     "job": check_job,
     "cancel": check_call_answer,
@@ -184,14 +206,26 @@ CHECKS: dict[str, Callable[[Documented, Dialect], None]] = {
     "upload": check_upload,
     "delete": check_delete,
     "error": check_error,
+    "statuses": check_statuses,
 }
+
+
+def check_decodes_as_success(item: Documented, dialect: Dialect) -> None:
+    """A success answer (a JSON object) sent with HTTP 200 is decoded as itself, not raised as an error. An answer
+    documented with a status of its own (a delete's ``204`` without a body) is decoded by its check, as sent."""
+    if item.kind in ("error", "statuses") or "http_status" in item.spec:
+        return
+    request = ERROR_REQUESTS["get"](dialect)
+    assert dialect.decode(request, ApiResponse(200, {}, json.dumps(item.answer).encode())) == item.answer
 
 
 @pytest.mark.parametrize("item", DOCUMENTED, ids=lambda item: f"{item.vendor}/{item.path.stem}")
 def test_a_documented_answer_is_accepted_and_read_right(item: Documented) -> None:
     assert item.kind in KINDS, item.kind
     assert item.spec.get("source"), "every documented answer names its source"
-    CHECKS[item.kind](item, item.dialect())
+    dialect = item.dialect()
+    check_decodes_as_success(item, dialect)
+    CHECKS[item.kind](item, dialect)
 
 
 def test_every_corpus_file_is_listed_in_the_readme() -> None:

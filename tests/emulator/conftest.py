@@ -14,12 +14,21 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft.vendors.dashscope import text_lines
 from tests.contracts.exchanges import OPENAI_ERROR_SCHEMA
 
 API_KEY = "test-key-0123456789abcdef"
 CONTRACT = Path(__file__).parents[1] / "contracts" / "openai-fine-tuning.openapi.yaml"
 
 DASHSCOPE_ERROR_KEYS = {"request_id", "code", "message"}
+
+
+def dashscope_lines(output: dict[str, Any]) -> list[str]:
+    """The lines of a DashScope logs answer's ``output``, in either form it sends them (an array, or one string)."""
+    logs = output["logs"]
+    return text_lines(logs) if isinstance(logs, str) else list(logs)
+
+
 #: A small valid fine-tuning file (two chat examples).
 TRAINING_JSONL = (
     b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'

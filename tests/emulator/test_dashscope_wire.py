@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from airflow_provider_ft.emulator import FineTuningEmulator
-from tests.emulator.conftest import TRAINING_JSONL
+from airflow_provider_ft.emulator.state import LogsForm
+from tests.emulator.conftest import TRAINING_JSONL, dashscope_lines
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 JOB_ID_RE = re.compile(r"^ft-\d{12}-[0-9a-f]{4}$")
@@ -41,6 +42,21 @@ def test_create_answers_pending_job_in_envelope(emulator: FineTuningEmulator, ds
     assert TIME_RE.match(job["create_time"])
     assert "end_time" not in job
     assert "finetuned_output" not in job
+    assert job["job_name"] == job["job_id"]  # no job_name: the reference names the job after its id
+
+
+def test_create_takes_the_references_job_name_and_output_suffix(
+    emulator: FineTuningEmulator, ds: str, http: requests.Session
+) -> None:
+    # The reference ("Create a fine-tuning job", 2026): job_name, the job's name; finetuned_output_suffix, which the
+    # produced model's name carries (its get example: qwen3-14b-suffix-ft-202410291653-1c7f).
+    file_id = emulator.seed_file("dashscope", "train.jsonl", TRAINING_JSONL)
+    body = {"model": "qwen-turbo", "training_file_ids": [file_id], "job_name": "af-tag", "finetuned_output_suffix": "x"}
+    created = http.post(f"{ds}/fine-tunes", json=body).json()["output"]
+    assert created["job_name"] == "af-tag"
+    emulator.advance(3600)
+    job = http.get(f"{ds}/fine-tunes/{created['job_id']}").json()["output"]
+    assert (job["status"], job["finetuned_output"]) == ("SUCCEEDED", f"qwen-turbo-x-{created['job_id']}")
 
 
 def test_get_serves_the_same_job_as_the_python_view(
@@ -217,14 +233,32 @@ def test_logs_follow_the_lifecycle(
     job_id = emulator.seed_job("dashscope", status="PENDING", runs_for=timedelta(minutes=1))
     emulator.advance(120)
     output = http.get(f"{ds}/fine-tunes/{job_id}/logs").json()["output"]
-    assert output["total"] == 13  # three transitions and a step line per tenth of the run
-    statuses = [line.rsplit(" ", 1)[1] for line in output["logs"] if " status " in line]
+    lines = dashscope_lines(output)
+    assert output["total"] == len(lines) == 13  # three transitions and a step line per tenth of the run
+    statuses = [line.rsplit(" ", 1)[1] for line in lines if " status " in line]
     assert statuses == ["PENDING", "RUNNING", "SUCCEEDED"]
-    assert output["logs"][1].endswith("status RUNNING")
-    assert output["logs"][-1].endswith("status SUCCEEDED")
-    window = http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"offset": 2, "line": 1}).json()["output"]
-    assert window == {"total": 13, "logs": output["logs"][1:2]}
+    assert lines[0].endswith("status PENDING")
+    assert lines[1].endswith("status RUNNING")
+    assert lines[-1].endswith("status SUCCEEDED")
+    # offset skips that many lines, from 0 (reference, "Query fine-tuning logs"); past the end there is no line.
+    window = http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"offset": 1, "line": 1}).json()["output"]
+    assert (window["total"], dashscope_lines(window)) == (13, lines[1:2])
+    past = http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"offset": 13}).json()["output"]
+    assert (past["total"], dashscope_lines(past)) == (13, [])
     dashscope_error(http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"line": 1001}), 400, "InvalidParameter")
+
+
+@pytest.mark.parametrize(("form", "kinds"), [("lines", [list, list]), ("text", [str, str]), ("alternate", [list, str])])
+def test_logs_come_as_an_array_or_as_one_string(form: LogsForm, kinds: list[type]) -> None:
+    # The reference shows an array; the SDK (dashscope 2.0.2) says the server may send one string of lines instead.
+    with FineTuningEmulator(api_key="k" * 16, dashscope_logs=form) as emu:
+        base, headers = emu.url("dashscope"), _auth(emu)
+        outputs = [
+            requests.get(f"{base}/fine-tunes/{emu.seed_job('dashscope')}/logs", headers=headers).json()["output"]
+            for _ in kinds
+        ]
+        assert [type(output["logs"]) for output in outputs] == kinds
+        assert all(dashscope_lines(output)[0].endswith("status RUNNING") for output in outputs)
 
 
 def _auth(emu: FineTuningEmulator) -> dict[str, str]:

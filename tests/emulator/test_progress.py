@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from airflow_provider_ft.emulator import FineTuningEmulator
+from tests.emulator.conftest import dashscope_lines
 
 
 def events(http: requests.Session, oa: str, job_id: str) -> list[dict[str, Any]]:
@@ -22,8 +23,9 @@ def metrics(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def logs(http: requests.Session, ds: str, job_id: str) -> list[str]:
     output = http.get(f"{ds}/fine-tunes/{job_id}/logs", params={"line": 1000}).json()["output"]
-    assert output["total"] == len(output["logs"])
-    return list(output["logs"])
+    lines = dashscope_lines(output)
+    assert output["total"] == len(lines)
+    return lines
 
 
 def test_openai_metrics_events_grow_with_the_clock(

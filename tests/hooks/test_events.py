@@ -130,12 +130,33 @@ def test_dashscope_lines_are_numbered_from_the_cursor() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("line 5\nline 6", ["line 5", "line 6"]),
+        ("line 5\nline 6\n", ["line 5", "line 6"]),
+        ("line 5\n\nline 7", ["line 5", "", "line 7"]),
+        ("", []),
+    ],
+)
+def test_dashscope_logs_sent_as_one_string_are_its_lines(text: str, lines: list[str]) -> None:
+    # The SDK (dashscope 2.0.2 JobLogs): "The server may return logs either as a single string or as an array of
+    # lines"; it joins the array with newlines, so a string is split at them.
+    answer = {"output": {"total": 4 + len(lines), "logs": text}}
+    page = DashScopeDialect().parse_events(answer, "4")
+    assert [(event.cursor, event.message) for event in page.events] == [
+        (str(5 + index), line) for index, line in enumerate(lines)
+    ]
+    assert page.next_cursor is None
+
+
+@pytest.mark.parametrize(
     ("payload", "problem"),
     [
         ({"output": []}, "'output'"),
         ({}, "'output'"),
         ({"output": {"total": 1}}, "'logs'"),
-        ({"output": {"total": 1, "logs": "line"}}, "'logs'"),
+        ({"output": {"total": 1, "logs": {"line": 1}}}, "'logs'"),
+        ({"output": {"total": 1, "logs": 7}}, "'logs'"),
         ({"output": {"logs": ["a"]}}, "'total'"),
         ({"output": {"total": "1", "logs": ["a"]}}, "'total'"),
         ({"output": {"total": -1, "logs": []}}, "'total'"),
@@ -156,9 +177,10 @@ def test_requests_follow_each_vendors_paging() -> None:
         (("limit", "100"), ("after", "ftevent-3")),
     )
     assert OpenAIDialect().events_page("ftjob-abc", None, 20).params == (("limit", "20"),)
+    # DashScope's offset is the number of lines to skip, from 0 (its reference, "Query fine-tuning logs").
     dashscope = DashScopeDialect().events_page("ft-1", "10", 1000)
-    assert (dashscope.path, dashscope.params) == ("/fine-tunes/ft-1/logs", (("offset", "11"), ("line", "1000")))
-    assert DashScopeDialect().events_page("ft-1", None, 5).params == (("offset", "1"), ("line", "5"))
+    assert (dashscope.path, dashscope.params) == ("/fine-tunes/ft-1/logs", (("offset", "10"), ("line", "1000")))
+    assert DashScopeDialect().events_page("ft-1", None, 5).params == (("offset", "0"), ("line", "5"))
     for dialect, bad in ((DashScopeDialect(), "ftevent-1"), (DashScopeDialect(), "-1"), (OpenAIDialect(), "")):
         with pytest.raises(FineTuningConfigError, match="cursor"):
             dialect.events_page("ft-1", bad, 10)

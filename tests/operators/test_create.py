@@ -213,7 +213,7 @@ def test_a_missing_local_file_sends_nothing(emulator: FineTuningEmulator, vendor
 
 
 OTHER_VENDORS_OPTIONS = {
-    "dashscope": {"suffix": "mine", "seed": 7},
+    "dashscope": {"seed": 7, "metadata": {"team": "a"}},
     "openai": {"training_type": "sft"},
     "azure": {"suffix": "mine", "metadata": {"team": "a"}},
     "together": {"suffix": "mine", "metadata": {"team": "a"}},

@@ -600,8 +600,8 @@ BAD_CREATES = [
     BadCreate(
         "the other vendor's options",
         FineTuningConfigError,
-        "takes no suffix, seed",
-        options={"suffix": "x", "seed": 1},
+        "takes no seed, metadata",
+        options={"seed": 1, "metadata": {"a": "b"}},
         vendors=("dashscope",),
     ),
     BadCreate(

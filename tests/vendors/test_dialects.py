@@ -16,6 +16,7 @@ from airflow_provider_ft.exceptions import (
     MalformedAnswerError,
     UnsupportedOperationError,
 )
+from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.retry import parse_retry_after
 from airflow_provider_ft.vendors import (
@@ -28,7 +29,7 @@ from airflow_provider_ft.vendors import (
 )
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.ids import validate_job_id
-from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
+from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobSpec
 
 BAD_JOB_IDS = [
     "",
@@ -95,6 +96,7 @@ def test_registry_maps_every_conn_type_including_the_official_openai_one() -> No
         ("CANCELED", JobStatus.CANCELLED),
         ("CANCELING", JobStatus.CANCELLING),
         ("SUSPENDED", JobStatus.PAUSED),
+        ("UNKNOWN", JobStatus.UNKNOWN),
         ("DEPLOYING", JobStatus.UNKNOWN),
     ],
 )
@@ -133,6 +135,51 @@ def test_unknown_status_is_warned_about_once(caplog: pytest.LogCaptureFixture, m
         for _ in range(3):
             assert dialect.parse_job({"id": "ftjob-1", "status": "reticulating"}).status is JobStatus.UNKNOWN
     assert sum("reticulating" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_dashscope_create_tags_the_job_in_job_name_and_sends_the_suffix_as_finetuned_output_suffix() -> None:
+    # The reference ("Create a fine-tuning job", 2026) documents job_name ("The name of the fine-tuning job") and
+    # finetuned_output_suffix in the create body.
+    identity = TaskIdentity("dag", "task", "run")
+    spec = JobSpec(model="qwen3-14b", training_file="file-ft-1", suffix="nightly")
+    body = DashScopeDialect().create_job(spec, identity).json_body
+    assert body == {
+        "model": "qwen3-14b",
+        "training_file_ids": ["file-ft-1"],
+        "job_name": identity.tag,
+        "finetuned_output_suffix": "nightly",
+    }
+    with pytest.raises(FineTuningConfigError, match="finetuned_output_suffix"):
+        DashScopeDialect().create_job(JobSpec(model="qwen3-14b", training_file="file-ft-1", suffix=" "), identity)
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"job_name": "af-1"}, "af-1"),
+        ({"jobs_name": "af-1"}, "af-1"),  # the reference's field tables spell it so
+        ({"job_name": "af-1", "jobs_name": "other"}, "af-1"),
+        ({"job_name": None, "jobs_name": "af-1"}, "af-1"),
+        ({}, None),
+    ],
+)
+def test_dashscope_job_name_is_read_from_either_spelling(fields: dict[str, object], name: str | None) -> None:
+    job = DashScopeDialect().parse_job({"output": {"job_id": "ft-1", "status": "RUNNING", **fields}})
+    assert job.name == name
+
+
+def test_dashscope_upload_answer_gives_the_file_stored_even_beside_refused_ones() -> None:
+    # The reference's example answers an upload of several files: one stored, others refused, side by side.
+    answer = {
+        "data": {
+            "uploaded_files": [{"file_id": "file-ft-1", "name": "train.jsonl"}],
+            "failed_uploads": [{"name": "other.jsonl", "code": "BadRequest.TooMany", "message": "too many"}],
+        }
+    }
+    assert DashScopeDialect().parse_upload(answer).id == "file-ft-1"
+    refused = {"data": {"uploaded_files": [], "failed_uploads": answer["data"]["failed_uploads"]}}
+    with pytest.raises(FineTuningApiError, match="too many"):
+        DashScopeDialect().parse_upload(refused)
 
 
 def test_dashscope_times_are_read_in_the_configured_zone() -> None:

@@ -125,6 +125,40 @@ def test_events_after_a_cursor_are_the_log_past_that_many_entries() -> None:
     ] == [("1", "")]
 
 
+def event_at(second: int, message: str) -> dict[str, object]:
+    return {"object": "fine-tune-event", "message": message, "created_at": f"2025-01-02T03:04:{second:02d}Z"}
+
+
+def test_events_are_read_oldest_first_by_their_own_times_whatever_order_they_come_in() -> None:
+    # No Together source says in which order the log comes: read it by the entries' times, and let an entry's
+    # cursor be its place in that order, which newer entries do not change.
+    dialect = TogetherDialect()
+    newest_first = {"data": [event_at(30, "third"), event_at(20, "second"), event_at(10, "first")]}
+    page = dialect.parse_events(newest_first, None)
+    assert [(event.cursor, event.message) for event in page.events] == [("1", "first"), ("2", "second"), ("3", "third")]
+    grown = {"data": [event_at(40, "fourth"), *newest_first["data"]]}
+    assert [(event.cursor, event.message) for event in dialect.parse_events(grown, "3").events] == [("4", "fourth")]
+    oldest_first = {"data": list(reversed(grown["data"]))}
+    assert dialect.parse_events(oldest_first, "3").events == dialect.parse_events(grown, "3").events
+
+
+def test_events_without_a_time_on_each_keep_the_order_sent_and_ties_keep_it_too() -> None:
+    dialect = TogetherDialect()
+    untimed = {"data": [event_at(30, "b"), {"message": "no time"}, event_at(10, "a")]}
+    assert [event.message for event in dialect.parse_events(untimed, None).events] == ["b", "no time", "a"]
+    tied = {"data": [event_at(10, "x"), event_at(10, "y"), event_at(5, "w")]}
+    assert [event.message for event in dialect.parse_events(tied, None).events] == ["w", "x", "y"]
+
+
+def test_a_rate_limit_sent_as_a_400_is_a_rate_limit() -> None:
+    # The v1 SDK: "Rate limits were previously coded as 400's with code 'rate_limit'".
+    dialect = TogetherDialect()
+    body = {"error": {"message": "Rate limit exceeded", "code": "rate_limit"}}
+    with pytest.raises(FineTuningApiError) as raised:
+        dialect.decode(dialect.get_job("ft-1"), ApiResponse(400, {}, json.dumps(body).encode()))
+    assert (raised.value.rate_limited, raised.value.retryable) == (True, True)
+
+
 @pytest.mark.parametrize(
     ("body", "code", "message"),
     [
