@@ -212,10 +212,18 @@ def logged(capfd: pytest.CaptureFixture[str]) -> str:
 
 
 def test_sensor_keeps_poking_a_paused_job_and_reports_it(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str, capfd: pytest.CaptureFixture[str]
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    capfd: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
     if vendor.name not in PAUSED:
         pytest.skip(f"{vendor.name} jobs are never paused (its API has no pause)")
+    if vendor.name == "azure":
+        # Pausing came with 2025-04-01-preview; the connection reads the job on 2024-10-21, whose schema has no
+        # "paused": what such a job reads as there is not documented.
+        request.applymarker(pytest.mark.off_contract("a paused job read on Azure's 2024-10-21 API"))
     job_id = emulator.seed_job(vendor.name, status=PAUSED[vendor.name])
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=connection, poke_interval=0.05)
     for _ in range(2):
