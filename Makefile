@@ -29,9 +29,9 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-$(STAMP): $(BIN)/uv requirements/dev.lock pyproject.toml
+$(STAMP): $(BIN)/uv requirements/dev.lock pyproject.toml emulator/pyproject.toml
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements/dev.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e . -e emulator
 	@touch $@
 
 install: $(STAMP)
@@ -68,7 +68,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 emulator: $(STAMP)
-	$(BIN)/python -m airflow_provider_ft.emulator --port 8089 --seed demo
+	$(BIN)/ft-emulator --port 8089 --seed demo
 
 bench: $(BIN)/uv
 	sh benchmarks/venv.sh $(BIN)/uv $(PYTHON)
@@ -114,7 +114,7 @@ COMPAT_TESTS := tests/test_provider.py tests/hooks tests/vendors tests/triggers 
 define compat-env
 	test -x $(1)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(1)
 	$(BIN)/uv pip sync --quiet --python $(1)/bin/python $(2)
-	$(BIN)/uv pip install --quiet --python $(1)/bin/python --no-deps --no-build-isolation -e .
+	$(BIN)/uv pip install --quiet --python $(1)/bin/python --no-deps --no-build-isolation -e . -e emulator
 	@touch $(1)/.installed
 endef
 

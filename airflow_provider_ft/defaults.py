@@ -1,6 +1,6 @@
-"""Facts several modules need, written once: default connection ids, base URLs, zones, emulator mounts, limits.
+"""Facts several modules need, written once: default connection ids, base URLs, zones, limits.
 
-Imports nothing, so that ``get_provider_info()``, the dialects, the operators and the emulator can all read it
+Imports nothing, so that ``get_provider_info()``, the dialects and the operators can all read it
 without pulling anything else in.
 """
 
@@ -16,9 +16,6 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 #: DashScope sends local times without a zone. Alibaba Cloud's Model Studio console shows them as Beijing time and
 #: the service is run from China, so UTC+8 is the default; the connection extra ``timezone`` changes it.
 DASHSCOPE_TIMEZONE = "Asia/Shanghai"
-
-#: Where the emulator serves each vendor's API, below its root URL.
-EMULATOR_MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
 
 #: Seconds of connect and read timeout of each request (connection extra ``timeout``).
 TIMEOUT = 30.0

@@ -155,7 +155,7 @@ class EmulatorProcess:
 
 
 def _handle(emulator: Any, op: str, kwargs: dict[str, Any]) -> Any:
-    from airflow_provider_ft.emulator import Fault
+    from airflow_provider_ft_emulator import Fault
 
     if op == "seed_jobs":
         return emulator.seed_jobs(kwargs.pop("vendor"), kwargs.pop("n"), **kwargs)
@@ -217,7 +217,7 @@ def _answer(out: IO[str], answer: dict[str, Any]) -> None:
 
 def serve(time_scale: float) -> int:
     """Serve until stdin closes, answering one command per line."""
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but answers may reach the pipe

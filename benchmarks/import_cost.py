@@ -47,7 +47,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "dbt-cloud": ("airflow.providers.dbt.cloud.operators.dbt", "airflow.providers.dbt.cloud.sensors.dbt"),
 }
 #: Must stay off the import path of our operators and sensor.
-HEAVY = ("httpx", "httpcore", "fastapi", "uvicorn", "starlette", "requests", "airflow_provider_ft.emulator", "openai")
+HEAVY = ("httpx", "httpcore", "fastapi", "uvicorn", "starlette", "requests", "airflow_provider_ft_emulator", "openai")
 TARGET_MS = 10.0
 
 SNIPPET = """

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_provider_ft.emulator import FineTuningEmulator, seed_demo
+from airflow_provider_ft_emulator import FineTuningEmulator, seed_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DAG_ID = "ft_cleanup_stale_jobs"

@@ -20,8 +20,13 @@ echo "== build (sdist, then the wheel from the sdist)"
 "$bin/python" -m build --no-isolation --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 ls -l "$work/dist"
 
+echo "== build the emulator's own distribution (airflow-provider-ft-emulator)"
+"$bin/python" -m build --no-isolation --outdir "$work/emulator-dist" emulator >"$work/build-emulator.log" 2>&1 || {
+    cat "$work/build-emulator.log"; exit 1; }
+ls -l "$work/emulator-dist"
+
 echo "== twine check"
-"$bin/twine" check --strict "$work"/dist/*
+"$bin/twine" check --strict "$work"/dist/* "$work"/emulator-dist/*
 for artifact in "airflow_provider_ft-$version-py3-none-any.whl" "airflow_provider_ft-$version.tar.gz"; do
     test -f "$work/dist/$artifact" || { echo "expected $artifact (version $version)"; exit 1; }
 done
@@ -41,12 +46,29 @@ for required in ("airflow_provider_ft/get_provider_info.py", "airflow_provider_f
 stray = [name for name in names if not name.startswith(("airflow_provider_ft/", "airflow_provider_ft-"))]
 if stray:
     problems.append(f"files outside the package: {stray[:5]}")
+emulator = [name for name in names if "emulator" in name]
+if emulator:
+    problems.append(f"emulator code in the provider's wheel: {emulator[:5]}")
 entry_points = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
 if not entry_points:
     problems.append("no entry_points.txt")
-print(f"{len(names)} files; py.typed, provider info and entry points present; no tests" if not problems else "")
+print(f"{len(names)} files; py.typed, provider info and entry points present; no tests, no emulator" if not problems else "")
 if problems:
     sys.exit("wheel: " + "; ".join(problems))
+EOF
+"$bin/python" - "$work"/emulator-dist/*.whl <<'EOF'
+import sys
+import zipfile
+
+wheel = zipfile.ZipFile(sys.argv[1])
+names = wheel.namelist()
+entry_points = next(wheel.read(name).decode() for name in names if name.endswith(".dist-info/entry_points.txt"))
+problems = [f"{required} is missing" for required in ("airflow_provider_ft_emulator/py.typed",) if required not in names]
+problems += [f"no {section}" for section in ("[pytest11]", "[console_scripts]") if section not in entry_points]
+problems += [f"provider code in the emulator's wheel: {name}" for name in names if name.startswith("airflow_provider_ft/")]
+print(f"emulator wheel: {len(names)} files; its pytest plugin and ft-emulator registered" if not problems else "")
+if problems:
+    sys.exit("emulator wheel: " + "; ".join(problems))
 EOF
 
 echo "== install the wheel into a fresh env (Airflow and the rest pinned by requirements/dev.lock)"

@@ -31,9 +31,9 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 (_AIRFLOW_HOME / "dags").mkdir()
 
-from airflow_provider_ft.emulator import FineTuningEmulator, recording  # noqa: E402
-from airflow_provider_ft.emulator.recording import RecordedRequest  # noqa: E402
 from airflow_provider_ft.identity import TaskIdentity  # noqa: E402
+from airflow_provider_ft_emulator import FineTuningEmulator, recording  # noqa: E402
+from airflow_provider_ft_emulator.recording import RecordedRequest  # noqa: E402
 from tests.contracts.exchanges import tally  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"

@@ -22,7 +22,8 @@ A file is a JSON object:
 
 Every job read must have a known status (not UNKNOWN) and every event list is oldest first by the entries' own times.
 Every answer but an error body (or one documented with a status of its own) first goes through the dialect's
-``decode`` as the HTTP 200 answer it documents, so a success is never mistaken for an error (DashScope's success bodies may carry ``"code": null`` or ``"code": 0``).
+``decode`` as the HTTP 200 answer it documents, so a success is never mistaken for an error (DashScope's success
+bodies may carry ``"code": null`` or ``"code": 0``).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from airflow_provider_ft.emulator.recording import RecordedRequest
 from airflow_provider_ft.hooks._transport import USER_AGENT
+from airflow_provider_ft_emulator.recording import RecordedRequest
 from tests.contracts.schemas import Contract
 
 HERE = Path(__file__).parent

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_provider_ft.emulator import FineTuningEmulator
-from airflow_provider_ft.emulator.recording import RecordedRequest
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
+from airflow_provider_ft_emulator import FineTuningEmulator
+from airflow_provider_ft_emulator.recording import RecordedRequest
 from tests.conftest import ConnectionFactory
 from tests.contracts.exchanges import (
     CORRECTIONS,

@@ -13,8 +13,8 @@ import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.vendors.dashscope import text_lines
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.contracts.exchanges import OPENAI_ERROR_SCHEMA
 
 API_KEY = "test-key-0123456789abcdef"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 
 API_KEY = "test-key-0123456789abcdef"  # the key of the shared emulator (conftest.py)
 WRONG_KEY = "sk-abcdefghijklmnop-SECRET-wxyz"

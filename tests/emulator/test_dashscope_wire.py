@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
-from airflow_provider_ft.emulator.state import LogsForm
+from airflow_provider_ft_emulator import FineTuningEmulator
+from airflow_provider_ft_emulator.state import LogsForm
 from tests.emulator.conftest import TRAINING_JSONL, dashscope_lines
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FAULT_KINDS, Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS, VARIANTS
+from airflow_provider_ft_emulator import FAULT_KINDS, Fault, FineTuningEmulator
+from airflow_provider_ft_emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS, VARIANTS
 
 DOCS = Path(__file__).parents[2] / "docs" / "emulator.md"
 

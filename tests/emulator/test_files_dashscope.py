@@ -14,7 +14,7 @@ import pytest
 import requests
 from dashscope.v2 import errors as ds_errors
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 FILE_ID_RE = re.compile(r"^file-ft-[0-9a-f]{32}$")

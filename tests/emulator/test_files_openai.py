@@ -13,7 +13,7 @@ import openai
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9]{24}$")

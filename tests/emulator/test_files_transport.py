@@ -13,7 +13,7 @@ import httpx
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 BIG_BYTES = 300 * 1024 * 1024

@@ -16,10 +16,10 @@ import httpx
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator, hostile
-from airflow_provider_ft.emulator.endless import FOREVER_TOTAL, NON_OBJECTS
-from airflow_provider_ft.emulator.faults import HOSTILE_FAULT_KINDS, HUGE_SIZE, VARIANTS
-from airflow_provider_ft.emulator.floods import BOMB_PREFIX
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator, hostile
+from airflow_provider_ft_emulator.endless import FOREVER_TOTAL, NON_OBJECTS
+from airflow_provider_ft_emulator.faults import HOSTILE_FAULT_KINDS, HUGE_SIZE, VARIANTS
+from airflow_provider_ft_emulator.floods import BOMB_PREFIX
 from tests.conftest import api_url
 
 #: The key the client presents. Not the emulator's: hostile faults act before the key is checked, as an upstream

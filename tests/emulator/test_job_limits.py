@@ -1,6 +1,6 @@
 """An emulated account at its job limit: the vendor's documented answer over real HTTP, and a slot freeing.
 
-The answers and their sources: ``airflow_provider_ft.emulator.limits`` and docs/operators/create.md.
+The answers and their sources: ``airflow_provider_ft_emulator.limits`` and docs/operators/create.md.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.emulator.conftest import API_KEY, TRAINING_JSONL
 
 MODEL = "gpt-4o-mini-2024-07-18"

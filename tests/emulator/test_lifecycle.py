@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.clock import Clock
-from airflow_provider_ft.emulator.store import QUEUE_SECONDS
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator.clock import Clock
+from airflow_provider_ft_emulator.store import QUEUE_SECONDS
 
 
 class FakeMonotonic:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 JOB_ID_RE = re.compile(r"^ftjob-[A-Za-z0-9]{24}$")

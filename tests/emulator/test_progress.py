@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.emulator.conftest import dashscope_lines
 
 

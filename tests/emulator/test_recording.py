@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
+from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
 from tests.emulator.conftest import TRAINING_JSONL
 
 

@@ -10,8 +10,8 @@ import httpx2
 import openai
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory
 from tests.emulator.conftest import TRAINING_JSONL
 

@@ -12,7 +12,7 @@ import dashscope
 import pytest
 from dashscope.v2 import errors as ds_errors
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 

@@ -11,7 +11,7 @@ import requests
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 

@@ -12,10 +12,10 @@ from together.types import FinetuneResponse, FineTuningListEventsResponse, FineT
 from together.types.file_list import FileList
 from together.types.fine_tuning_delete_response import FineTuningDeleteResponse
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.together import TogetherDialect
 from airflow_provider_ft.vendors.wire import JobSpec
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.emulator.conftest import TRAINING_JSONL
 
 

@@ -17,8 +17,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ft.emulator import FineTuningEmulator, seed_demo
-from airflow_provider_ft.emulator.__main__ import parse_args
+from airflow_provider_ft_emulator import FineTuningEmulator, seed_demo
+from airflow_provider_ft_emulator.__main__ import parse_args
 
 
 def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
@@ -71,7 +71,7 @@ def test_explicit_port() -> None:
 def test_package_imports_stay_isolated() -> None:
     code = (
         "import sys, airflow_provider_ft; assert 'fastapi' not in sys.modules, 'provider imported fastapi'; "
-        "import airflow_provider_ft.emulator; assert 'airflow' not in sys.modules, 'emulator imported airflow'"
+        "import airflow_provider_ft_emulator; assert 'airflow' not in sys.modules, 'emulator imported airflow'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -101,7 +101,7 @@ def _age(emu: FineTuningEmulator, job: dict[str, object]) -> float:
 
 def test_cli_serves_demo_until_interrupted() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "airflow_provider_ft.emulator", "--port", "0", "--seed", "demo"]
+    command = [sys.executable, "-m", "airflow_provider_ft_emulator", "--port", "0", "--seed", "demo"]
     command += ["--api-key", "cli-key-1234567890", "--time-scale", "60"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -124,7 +124,7 @@ def test_cli_serves_demo_until_interrupted() -> None:
 
 def test_cli_seeds_running_jobs_and_can_skip_the_file_check() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "airflow_provider_ft.emulator", "--port", "0", "--api-key", "cli-key-1234567890"]
+    command = [sys.executable, "-m", "airflow_provider_ft_emulator", "--port", "0", "--api-key", "cli-key-1234567890"]
     command += ["--seed-running", "90", "--no-check-files"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

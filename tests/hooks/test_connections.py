@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningTransportError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import ConnectionFactory, Vendor
 
 

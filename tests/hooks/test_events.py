@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError, MalformedAnswerError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft.vendors.dashscope import DashScopeDialect
 from airflow_provider_ft.vendors.openai import OpenAIDialect
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES
 
 if TYPE_CHECKING:

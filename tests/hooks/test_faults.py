@@ -8,10 +8,10 @@ from email.utils import format_datetime
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError, JobNotFoundError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 
 RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}

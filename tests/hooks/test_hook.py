@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import (
     FineTuningConfigError,
     FineTuningTimeout,
@@ -16,6 +15,7 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook, OpenAIFineTuningHook
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 
 RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
@@ -173,7 +173,7 @@ def test_wait_for_job_times_out(emulator: FineTuningEmulator, vendor: Vendor, co
 def test_wait_for_job_keeps_polling_through_a_passing_outage(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str
 ) -> None:
-    from airflow_provider_ft.emulator import Fault
+    from airflow_provider_ft_emulator import Fault
 
     job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
     emulator.inject(Fault(kind="status", status=503, times=FAST_RETRIES["max_retries"] + 1))
@@ -236,7 +236,7 @@ def test_a_connection_made_for_the_official_openai_provider_works(
 def test_the_key_stays_out_of_logs_reprs_and_errors(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from airflow_provider_ft.emulator import Fault
+    from airflow_provider_ft_emulator import Fault
 
     emulator.inject(Fault(kind="status", status=503, times=2))
     hook = FineTuningHook(connection)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
     InvalidJobIdError,
@@ -15,6 +14,7 @@ from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.vendors.dashscope import DashScopeDialect
 from airflow_provider_ft.vendors.openai import OpenAIDialect
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory
 
 PAUSE_PATH = "/fine_tuning/jobs/{}/pause"

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.hooks import _ratelimit
 from airflow_provider_ft.hooks._ratelimit import PROBE_LEASE_SECONDS, RECHECK_SECONDS, SPREAD_SECONDS, RateGate
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.retry import parse_spent_budget
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES
 
 if TYPE_CHECKING:

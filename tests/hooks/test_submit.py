@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
-from airflow_provider_ft.emulator.faults import Fault
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
+from airflow_provider_ft_emulator import FineTuningEmulator
+from airflow_provider_ft_emulator.faults import Fault
 from tests.conftest import FAST_RETRIES, Vendor, seed_job_of
 
 MODELS = {

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
+from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
 from tests.conftest import API_KEY
 
 RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft._compat import TaskDeferred
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import (
     FineTuningConfigError,
     FineTuningError,
@@ -21,6 +20,7 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.links import JOB_URL_XCOM_KEY, FineTuningJobLink
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator, DeleteFineTuningJobOperator
 from airflow_provider_ft.triggers.events import DEFERRAL_TIMEOUT_MARGIN
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import (
     CANCELLED,

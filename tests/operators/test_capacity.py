@@ -21,14 +21,14 @@ import pytest
 
 from airflow_provider_ft._compat import TaskDeferred
 from airflow_provider_ft.capacity import CapacityWait
-from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
-from airflow_provider_ft.emulator.faults import Fault
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningCapacityError, FineTuningConfigError
 from airflow_provider_ft.hooks import _ratelimit
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.triggers.capacity import CapacityWaitTrigger
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
+from airflow_provider_ft_emulator.faults import Fault
 from tests.airflow_versions import xcom
 from tests.conftest import CONN_TYPES, FAST_RETRIES, ConnectionFactory, Vendor, seed_job_of
 from tests.operators.conftest import SUCCEEDED, TaskInstance

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningError, UnsupportedOperationError
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
 from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import (
     CANCELLED,

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningError
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, Run, acted_ids, mutating, status_of
 

@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft._compat import TaskDeferred
-from airflow_provider_ft.emulator import FineTuningEmulator
-from airflow_provider_ft.emulator.faults import Fault
 from airflow_provider_ft.exceptions import (
     FineTuningBudgetExceeded,
     FineTuningConfigError,
@@ -28,6 +26,8 @@ from airflow_provider_ft.exceptions import (
     TrainingFileError,
 )
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
+from airflow_provider_ft_emulator import FineTuningEmulator
+from airflow_provider_ft_emulator.faults import Fault
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 

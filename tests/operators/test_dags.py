@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.links import FineTuningJobLink
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.airflow_versions import asset_events_of, extra_link, xcom
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, acted_ids, status_of

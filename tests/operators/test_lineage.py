@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.lineage import ActionLineage, CreateLineage, Vendor
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, FAST_RETRIES, ConnectionFactory
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"

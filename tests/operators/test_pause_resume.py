@@ -8,11 +8,11 @@ import json
 import pytest
 
 from airflow_provider_ft._compat import AirflowSensorTimeout
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import InvalidJobIdError, JobNotFoundError, UnsupportedOperationError
 from airflow_provider_ft.links import JOB_URL_XCOM_KEY, FineTuningJobLink
 from airflow_provider_ft.operators.fine_tuning import PauseFineTuningJobOperator, ResumeFineTuningJobOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 from tests.operators.conftest import CANCELLED, FAILED, SUCCEEDED, Run, mutating, status_of
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
-from airflow_provider_ft.emulator.faults import Fault
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.operators._task_state import JOB_KEY, RememberedJob
+from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
+from airflow_provider_ft_emulator.faults import Fault
 from tests.airflow_versions import HAS_TASK_STATE_STORE, clear_and_run_again
 from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor, seed_job_of
 from tests.operators import test_create

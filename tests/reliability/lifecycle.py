@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_ft.emulator import FineTuningEmulator, RecordedRequest
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.vendors.wire import JobSpec
+from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
 from tests.operators.conftest import TaskInstance
 
 MODELS = {

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import (
     FineTuningConfigError,
     FineTuningError,
@@ -41,6 +40,7 @@ from airflow_provider_ft.operators.fine_tuning import (
 )
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, FAST_RETRIES, ConnectionFactory
 from tests.operators.conftest import RecordingTaskInstance
 from tests.reliability import lifecycle

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningError
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import CONN_TYPES, FAST_RETRIES, ConnectionFactory
 from tests.operators.conftest import Run, mutating, status_of
 from tests.reliability.conftest import ExampleCounter

@@ -25,8 +25,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
@@ -34,6 +32,8 @@ from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run, status_of
 from tests.reliability.conftest import single_event

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
     FineTuningError,
@@ -39,6 +38,7 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle

@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.faults import VARIANTS
 from airflow_provider_ft.exceptions import FineTuningError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.operators.cleanup import CleanupFineTuningJobsOperator
 from airflow_provider_ft.operators.fine_tuning import CancelFineTuningJobOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator.faults import VARIANTS
 from tests.conftest import CONN_TYPES, ConnectionFactory, api_url
 from tests.operators.conftest import RUNNING, SUCCEEDED, Run
 from tests.reliability import lifecycle

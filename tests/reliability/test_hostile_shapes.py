@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
 from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url, seed_job_of
 from tests.operators.conftest import FAILED, RUNNING, SUCCEEDED
 from tests.reliability import lifecycle

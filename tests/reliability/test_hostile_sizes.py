@@ -31,9 +31,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
-from airflow_provider_ft.emulator.faults import BOMB_SIZE
-from airflow_provider_ft.emulator.floods import gzip_bomb
 from airflow_provider_ft.exceptions import (
     BodyTooLarge,
     FineTuningApiError,
@@ -44,6 +41,9 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
+from airflow_provider_ft_emulator.faults import BOMB_SIZE
+from airflow_provider_ft_emulator.floods import gzip_bomb
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory
 from tests.operators.conftest import RUNNING
 from tests.reliability import lifecycle

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningError, FineTuningJobFailed
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft.vendors import base
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory, api_url
 from tests.operators.conftest import FAILED, RUNNING
 from tests.reliability.conftest import single_event

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.operators.fine_tuning import (
@@ -33,6 +32,7 @@ from airflow_provider_ft.operators.fine_tuning import (
     DeleteFineTuningJobOperator,
 )
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES, ConnectionFactory
 
 pytestmark = pytest.mark.dag

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_ft._compat import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-from airflow_provider_ft.emulator import Fault
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
     FineTuningError,
@@ -28,9 +27,10 @@ from airflow_provider_ft.links import JOB_URL_XCOM_KEY, FineTuningJobLink
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.events import DEFERRAL_TIMEOUT_MARGIN
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.conftest import ConnectionFactory, Vendor
 
 WORDS = {

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_ft._compat import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-from airflow_provider_ft.emulator import Fault
 from airflow_provider_ft.exceptions import FineTuningBudgetExceeded, FineTuningConfigError, FineTuningJobFailed
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault
 from tests.sensors.test_job_sensor import make_context, sensor
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.conftest import Vendor
 
 RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}

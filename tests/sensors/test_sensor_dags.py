@@ -24,7 +24,7 @@ from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.airflow_versions import CALLBACKS_SEE_THE_EXCEPTION, extra_link, reschedules_of, xcoms_of
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.conftest import Vendor
 
 pytestmark = pytest.mark.dag

@@ -1,5 +1,5 @@
 """One Airflow cluster (see ``harness.AirflowCluster``) for every system test of the session, and the emulators it
-talks to: the command-line server (``python -m airflow_provider_ft.emulator``, its clock sped up) and the
+talks to: the command-line server (``python -m airflow_provider_ft_emulator``, its clock sped up) and the
 in-process emulator of ``tests/conftest.py``, whose jobs a test seeds and whose clock it moves on.
 
 Only started by a system test that runs, that is with ``FT_SYSTEM_TESTS=1`` (``make system-test``, which starts
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
+from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY
 from tests.system.harness import AirflowCluster, Processes, connection_uri, free_port, processes, tail, wait_for
 
@@ -62,7 +62,7 @@ def cli_emulator(system_processes: Processes, tmp_path_factory: pytest.TempPathF
     port = free_port()
     args = ["--port", str(port), "--api-key", CLI_API_KEY, "--time-scale", str(CLI_TIME_SCALE), "--no-check-files"]
     system_processes.start(
-        [sys.executable, "-m", "airflow_provider_ft.emulator", *args],
+        [sys.executable, "-m", "airflow_provider_ft_emulator", *args],
         {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")},
         log,
     )

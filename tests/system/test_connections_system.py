@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import API_KEY, CONN_TYPES
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.system.harness import AirflowCluster
 
 pytestmark = [

@@ -1,7 +1,7 @@
 """System test: the deferrable sensor under real Airflow processes, against the emulator's command-line server.
 
 The session's cluster (``harness.py``: PostgreSQL, Redis, Celery workers, two triggerers) runs one DAG whose two
-sensors wait for a DashScope and an OpenAI job created through the API of ``python -m airflow_provider_ft.emulator``.
+sensors wait for a DashScope and an OpenAI job created through the API of ``python -m airflow_provider_ft_emulator``.
 The test checks that each sensor was ``deferred`` with a ``FineTuningJobTrigger`` taken by a triggerer (so a
 triggerer, not a worker, waited), then resumed and succeeded with the final job in XCom.
 

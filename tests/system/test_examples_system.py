@@ -21,7 +21,7 @@ from tests.operators.conftest import acted_id, mutating, status_of
 from tests.system.harness import wait_for
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.system.harness import AirflowCluster
 
 pytestmark = [

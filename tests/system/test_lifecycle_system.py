@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_ft.emulator.factory import DEFAULT_RUN_SECONDS
-from airflow_provider_ft.emulator.store import QUEUE_SECONDS
-from airflow_provider_ft.emulator.vocabulary import WORDS
+from airflow_provider_ft_emulator.factory import DEFAULT_RUN_SECONDS
+from airflow_provider_ft_emulator.store import QUEUE_SECONDS
+from airflow_provider_ft_emulator.vocabulary import WORDS
 from tests.system.harness import wait_for
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.system.harness import AirflowCluster
 
 pytestmark = [

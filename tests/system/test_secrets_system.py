@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_provider_ft.emulator import FineTuningEmulator
-from airflow_provider_ft.emulator.faults import VARIANTS, Fault
+from airflow_provider_ft_emulator import FineTuningEmulator
+from airflow_provider_ft_emulator.faults import VARIANTS, Fault
 
 if TYPE_CHECKING:
     from tests.system.harness import AirflowCluster

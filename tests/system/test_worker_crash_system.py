@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_ft.emulator.faults import Fault
+from airflow_provider_ft_emulator.faults import Fault
 from tests.operators.conftest import status_of
 from tests.system.harness import HEARTBEAT_TIMEOUT_SECONDS, WORKERS, wait_for
 from tests.system.test_examples_system import (
@@ -38,7 +38,7 @@ from tests.system.test_examples_system import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.emulator import FineTuningEmulator
+    from airflow_provider_ft_emulator import FineTuningEmulator
     from tests.system.harness import AirflowCluster
 
 pytestmark = [

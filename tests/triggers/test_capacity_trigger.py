@@ -10,9 +10,9 @@ import pytest
 
 from airflow_provider_ft._text import ELLIPSIS
 from airflow_provider_ft.capacity import CapacityWait
-from airflow_provider_ft.emulator import FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningError
 from airflow_provider_ft.triggers.capacity import MAX_REASON_LENGTH, CapacityWaitTrigger
+from airflow_provider_ft_emulator import FineTuningEmulator
 
 WAIT = CapacityWait(since=1_800_000_000.0, until=1_800_000_600.0, recheck=30.0)
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.triggers import fine_tuning as trigger_module
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.airflow_versions import import_string, serde_round_trip
 from tests.conftest import API_KEY
 

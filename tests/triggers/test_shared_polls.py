@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_ft.emulator import Fault, FineTuningEmulator
 from airflow_provider_ft.hooks import _ratelimit, _shared
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES
 from tests.triggers.test_job_trigger import GUARD_SECONDS, gets_of, soon
 
