@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help install test demo lint format typecheck lock emulator reliability system-test clean bench bench-smoke \
+.PHONY: help install test demo docs lint format typecheck lock emulator reliability system-test clean bench bench-smoke \
 	test-compat test-af211 test-af30 lock-compat dist-check \
 	deployment-report lock-system
 
@@ -18,6 +18,7 @@ help:
 	@echo "make system-test  a production-shaped Airflow (PostgreSQL, Redis, 2 Celery workers, 2 triggerers) and its faults"
 	@echo "make deployment-report  write the last system-test run into the README's Production deployment table"
 	@echo "make lock-system  re-pin requirements/system.lock from requirements/system.in"
+	@echo "make docs      build the documentation site (MkDocs, API reference from the docstrings) into build/site"
 	@echo "make lock      re-pin requirements/dev.lock from requirements/dev.in"
 	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
@@ -66,6 +67,10 @@ test: $(STAMP) lint typecheck
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The documentation site: docs/ and the API reference from the docstrings, warnings as errors (mkdocs.yml: strict).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 emulator: $(STAMP)
 	$(BIN)/ft-emulator --port 8089 --seed demo
