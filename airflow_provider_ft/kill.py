@@ -26,7 +26,9 @@ task instance: nothing will wait on the job any more, and it is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -132,38 +134,73 @@ def state_of(found: Any, ti: TaskInstanceRef) -> str | Unread | None:
 def read_state(ti: TaskInstanceRef | None, timeout: float) -> str | Unread | None:
     """The task instance's state now, as Airflow has it, or ``Unread``; never raises, returns within ``timeout``.
 
-    Read in a daemon thread: ``on_kill`` may run in a signal handler that interrupted the task while it held the
-    connection to its supervisor, and a reading that cannot get it then must neither hang the task nor keep the
-    process from exiting.
-
     :param ti: the task instance (``None``: unknown, as for a trigger not created by a triggerer)
     :param timeout: seconds to wait for the answer
     """
     if ti is None:
-        return Unread("the task instance is not known here")
-    from airflow_provider_ft import _compat
-
+        return _NOT_KNOWN
     answer: list[str | Unread | None] = []
+    answered = threading.Event()
 
-    def read() -> None:
-        try:
-            answer.append(state_of(_compat.task_instance_states(ti), ti))
-        except Exception as error:  # no Task SDK runtime, no database, a refused request: not a confirmation
-            answer.append(Unread(f"{type(error).__name__}: {error}"[:300]))
+    def deliver(found: str | Unread | None) -> None:
+        answer.append(found)
+        answered.set()
 
-    reader = threading.Thread(target=read, name="ft-read-task-state", daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return answer[0] if answer else Unread(f"Airflow did not answer within {timeout:g} s")
+    _read_in_a_thread(ti, deliver)
+    return answer[0] if answered.wait(timeout) else _no_answer(timeout)
 
 
 async def aread_state(ti: TaskInstanceRef | None, timeout: float) -> str | Unread | None:
-    """``read_state`` for a trigger: the blocking reading in a thread, the event loop free meanwhile.
+    """``read_state`` for a trigger: the event loop stays free while Airflow answers.
 
     :param ti: the trigger's task instance (``BaseTrigger.task_instance``)
     :param timeout: seconds to wait for the answer
     """
-    return await asyncio.to_thread(read_state, ti, timeout)
+    if ti is None:
+        return _NOT_KNOWN
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str | Unread | None] = loop.create_future()
+
+    def settle(found: str | Unread | None) -> None:
+        if not answer.done():
+            answer.set_result(found)
+
+    def deliver(found: str | Unread | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop has closed meanwhile
+            loop.call_soon_threadsafe(settle, found)
+
+    _read_in_a_thread(ti, deliver)
+    try:
+        async with asyncio.timeout(timeout):
+            return await answer
+    except TimeoutError:
+        return _no_answer(timeout)
+
+
+_NOT_KNOWN = Unread("the task instance is not known here")
+
+
+def _no_answer(timeout: float) -> Unread:
+    return Unread(f"Airflow did not answer within {timeout:g} s")
+
+
+def _read_in_a_thread(ti: TaskInstanceRef, deliver: Callable[[str | Unread | None], None]) -> None:
+    """Ask Airflow for the state in a daemon thread and hand the answer (or ``Unread``) to ``deliver``.
+
+    A thread of its own: ``on_kill`` may run in a signal handler that interrupted the task while it held the
+    connection to its supervisor, and a reading that cannot get it then must neither hang the task nor keep the
+    process from exiting; in a triggerer, the event loop goes on meanwhile.
+    """
+    from airflow_provider_ft import _compat
+
+    def read() -> None:
+        try:
+            found = state_of(_compat.task_instance_states(ti), ti)
+        except Exception as error:  # no Task SDK runtime, no database, a refused request: not a confirmation
+            found = Unread(f"{type(error).__name__}: {error}"[:300])
+        deliver(found)
+
+    threading.Thread(target=read, name="ft-read-task-state", daemon=True).start()
 
 
 def confirm_kill(ti: TaskInstanceRef | None, log: ProgressLog, job: str, timeout: float | None = None) -> KillVerdict:

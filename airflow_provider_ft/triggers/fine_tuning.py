@@ -13,7 +13,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -286,12 +286,17 @@ class FineTuningJobTrigger(BaseTrigger):
         is on no worker. Cancel it from a teardown task (``CancelFineTuningJobOperator``) there.
 
         The cancel reads the connection again and opens a client of its own (``run()`` has closed its); the whole
-        of ``on_kill`` takes at most ``ON_KILL_SECONDS`` and never raises: a failure is logged as a warning.
+        of ``on_kill`` takes at most ``ON_KILL_SECONDS`` and never raises: a failure is logged as a warning. It is
+        not cut short by the cancels the triggerer repeats meanwhile (see ``_outlasting_cancels``).
         """
         job_id = printable(self.job_id, 140)
         if not self.cancel_on_kill:
             self.log.info("The task was killed; fine-tuning job %s is left running (cancel_on_kill is off)", job_id)
             return
+        await _outlasting_cancels(self._cancel_if_killed(job_id))
+
+    async def _cancel_if_killed(self, job_id: str) -> None:
+        """Confirm the kill and cancel the job, within ``ON_KILL_SECONDS``; log, never raise."""
         started = time.monotonic()
         verdict = await aconfirm_kill(getattr(self, "task_instance", None), self.log, f"fine-tuning job {job_id}")
         if not verdict.cancel:
@@ -333,6 +338,29 @@ class FineTuningJobTrigger(BaseTrigger):
         if cancelled is not None:
             payload["cancelled"] = cancelled
         return payload
+
+
+async def _outlasting_cancels(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (bounded on its own) to its end, through the cancels Airflow's triggerer repeats meanwhile.
+
+    Airflow 3.3 (to 3.3.2 at least) cancels a trigger it removes again at every loop of its runner, about once a
+    second, until the trigger has ended, ``on_kill`` included (the supervisor sends its ``cancelling_triggers`` with
+    every sync, and ``TriggerRunner.cancel_triggers`` cancels each one still running): a cancel at the vendor would be
+    cut short whenever reading the state took longer than one loop, as the first request of a triggerer does while
+    its supervisor builds its Execution API. ``work`` is shielded and waited for; the cancels that arrive meanwhile
+    are withdrawn (``Task.uncancel``). On Python 3.11 ``asyncio.wait_for`` runs ``on_kill`` in a task of its own and
+    stops waiting for it at the second cancel: ``work`` then ends on its own, its log lines in the triggerer's log.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # work itself was cancelled (the event loop shutting down): so are we
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 class _ProgressLine:

@@ -9,6 +9,8 @@ by standing in for the supervisor's (``tests.conftest.TaskStateAnswer``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import threading
@@ -23,7 +25,9 @@ from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from tests.operators.conftest import TaskInstance
 from tests.triggers.test_job_trigger_lifecycle import (
     FAST_POLL,
+    GUARD_SECONDS,
     RUNNING,
+    USER_ACTION,
     cancels_of,
     kill_while_polling,
     logged,
@@ -250,3 +254,46 @@ async def test_a_trigger_that_cannot_confirm_the_kill_leaves_the_job_within_its_
         answered.set()
     assert cancels_of(emulator, job_id) == 0
     assert f"Not cancelling fine-tuning job {job_id}: could not confirm that the task was killed ({why})" in text
+
+
+# -- the cancels Airflow 3.3's triggerer repeats while on_kill runs ----------------------------------------------
+
+
+async def run_trigger(trigger: FineTuningJobTrigger) -> None:
+    """What Airflow 3.3.2's ``TriggerRunner.run_trigger`` does with a trigger: run it; on a cancel with the user-action
+    message, call ``on_kill`` under ``asyncio.wait_for`` (a cancel of that wait is swallowed), then re-raise."""
+    try:
+        async for _ in trigger.run():
+            pass
+    except asyncio.CancelledError as cancel:
+        if cancel.args and cancel.args[0] == USER_ACTION:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(trigger.on_kill(), timeout=30)
+        raise
+
+
+async def test_on_kill_outlasts_the_cancels_the_triggerer_repeats(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow 3.3.2's runner cancels a trigger it is removing again at each of its loops (about once a second) until
+    # the trigger has ended, on_kill included; a triggerer's first reading takes seconds (its supervisor builds its
+    # Execution API first). A cancel cut short there left the job running in the user-kill scenario.
+    def slow_answer(ti: Any) -> dict[str, Any]:
+        time.sleep(0.5)
+        return {ti.run_id: {ti.task_id: "failed"}}
+
+    monkeypatch.setattr(_compat, "task_instance_states", slow_answer)
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    trigger = of_a_task(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), cancel_on_kill=True))
+    runner = asyncio.create_task(run_trigger(trigger))
+    async with asyncio.timeout(GUARD_SECONDS):
+        while not any(request.path.endswith("/" + job_id) for request in emulator.requests):
+            await asyncio.sleep(0.01)
+        while not runner.done():  # TriggerRunner.cancel_triggers, at each loop, for as long as the trigger runs
+            runner.cancel(USER_ACTION)
+            await asyncio.sleep(0.05)
+        while cancels_of(emulator, job_id) == 0:  # on Python 3.11 on_kill may end after the runner's task
+            await asyncio.sleep(0.01)
+    assert runner.cancelled()
+    assert cancels_of(emulator, job_id) == 1
+    assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
