@@ -12,6 +12,7 @@ mypy checks against the Airflow of ``requirements/dev.lock`` (3.3): under ``TYPE
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +21,7 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    AirflowTaskTimeout,
     BaseHook,
     BaseOperator,
     BaseOperatorLink,
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from airflow.sdk.execution_time.context import NEVER_EXPIRE
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+    from airflow_provider_ft.kill import TaskInstanceRef
 else:
 
     def __getattr__(name: str) -> Any:
@@ -69,6 +73,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "AirflowTaskTimeout",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
@@ -89,8 +94,10 @@ __all__ = [
     "annotate_outlet_events",
     "connection_form_widgets",
     "default_deferrable",
+    "handling_task_timeout",
     "mask_secret",
     "object_storage_path",
+    "task_instance_states",
     "task_state_store",
 ]
 
@@ -198,3 +205,40 @@ def connection_form_widgets(conn_fields: dict[str, dict[str, Any]]) -> dict[str,
         else:
             widgets[name] = StringField(field["label"], validators=[Optional()], **kwargs)
     return widgets
+
+
+def task_instance_states(ti: TaskInstanceRef) -> dict[str, dict[str, Any]]:
+    """The state of one task instance now, as Airflow's ``GetTaskStates`` answers: ``{run_id: {key: state}}``, the
+    key being the task id (``<task_id>_<map_index>`` for a mapped one); ``{}`` if Airflow has no such task instance.
+
+    Airflow 3: ``RuntimeTaskInstance.get_task_states``, a request to the supervisor of the task process or of the
+    triggerer (the Execution API reads the task instance table; Airflow's own cross-DAG triggers read states this
+    way). It raises outside a task or triggerer process, where there is no supervisor. Airflow 2.11: the metadata
+    database, as a task process there has it. Blocking: call it from a thread of its own.
+
+    :param ti: the task instance (its ``dag_id``, ``task_id``, ``run_id`` and ``map_index``)
+    """
+    map_index = -1 if ti.map_index is None else int(ti.map_index)
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+    except ImportError:  # Airflow 2.11
+        from airflow.models.taskinstance import TaskInstance
+
+        found = TaskInstance.get_task_instance(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=map_index
+        )
+        if found is None:
+            return {}
+        key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
+        return {ti.run_id: {key: found.state}}
+    states = RuntimeTaskInstance.get_task_states(
+        dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=map_index
+    )
+    return dict(states)
+
+
+def handling_task_timeout() -> bool:
+    """Whether the caller runs while ``AirflowTaskTimeout`` is being handled: how a task's ``on_kill`` knows that its
+    own ``execution_timeout`` called it (Airflow 2.11 and 3 call it from ``except AirflowTaskTimeout:``), rather
+    than a SIGTERM."""
+    return isinstance(sys.exc_info()[1], AirflowTaskTimeout)

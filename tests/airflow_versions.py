@@ -23,6 +23,9 @@ HAS_TASK_STATE_STORE = Version("3.3") <= AIRFLOW_VERSION
 #: Whether a task's ``on_failure_callback`` finds the exception in ``context["exception"]`` under ``dag.test()``.
 #: Airflow 3.0's in-process runner (``InProcessTestSupervisor``) calls the callback without it; 2.x and 3.1+ set it.
 CALLBACKS_SEE_THE_EXCEPTION = not Version("3.0") <= AIRFLOW_VERSION < Version("3.1")
+#: Whether ``dag.test()`` records a task instance as ``running`` while it executes. Airflow 3's runner does; 2.11's
+#: leaves it ``scheduled`` (in a worker, ``LocalTaskJob`` marks it running before the task starts).
+DAG_TEST_MARKS_RUNNING = AIRFLOW_V_3
 
 
 def import_string(dotted_path: str) -> Any:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,36 @@ def fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_ft.hooks import _ratelimit
 
     monkeypatch.setattr(_ratelimit, "_gates", weakref.WeakValueDictionary())
+
+
+@dataclass
+class TaskStateAnswer:
+    """Stands in for Airflow's answer when an ``on_kill`` asks for its task instance's state
+    (``_compat.task_instance_states``, a request to the supervisor): ``state``, or ``error`` raised.
+
+    The real reading, through the Task SDK's supervisor and the metadata database, is tested under ``dag.test()``
+    (tests/operators/test_kill_confirmed.py) and under real Airflow processes (tests/system/test_freeze_system.py).
+    """
+
+    state: str | None = "failed"
+    error: Exception | None = None
+    asked: list[Any] = field(default_factory=list)
+
+    def __call__(self, ti: Any) -> dict[str, dict[str, str | None]]:
+        self.asked.append(ti)
+        if self.error is not None:
+            raise self.error
+        return {ti.run_id: {ti.task_id: self.state}}
+
+
+@pytest.fixture
+def task_state(monkeypatch: pytest.MonkeyPatch) -> TaskStateAnswer:
+    """What ``on_kill`` reads as the task instance's state: ``failed`` (a user's kill) unless the test changes it."""
+    from airflow_provider_ft import _compat
+
+    answer = TaskStateAnswer()
+    monkeypatch.setattr(_compat, "task_instance_states", answer)
+    return answer
 
 
 @pytest.fixture(scope="session")

@@ -68,9 +68,11 @@ class CreateFineTuningJobOperator(BaseOperator):
     deferrable, in the triggerer (which sends nothing), and creates the job once the account takes it, looking for
     the task's job before each create; a line is logged per wait. ``FineTuningCapacityError`` when the time is up.
 
-    **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, cleared,
-    ``execution_timeout``): in the worker through ``on_kill``; while deferred through the trigger's ``on_kill``,
-    which Airflow 3.3+ calls only for a user's action, never for a triggerer restart. ``cancel_on_timeout``
+    **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, or its
+    ``execution_timeout`` passes): in the worker through ``on_kill``; while deferred through the trigger's
+    ``on_kill`` (Airflow 3.3+). Both first read the task instance's state from Airflow and cancel only if it has
+    ended: a retry or a clear re-attaches to the job, so they leave it running, as does a frozen triggerer or
+    worker that recovers after its work went elsewhere (see ``airflow_provider_ft.kill``). ``cancel_on_timeout``
     cancels it when ``timeout`` ends the wait. The cost guards ``max_trained_tokens`` and ``max_runtime`` cancel
     it and fail the task (``FineTuningBudgetExceeded``) naming the limit passed.
 
@@ -448,8 +450,22 @@ class CreateFineTuningJobOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed in the worker (``cancel_on_kill``), on a hook of its own (the
-        task's may be mid-request); a kill during the create finds the job by its identity. Never raises."""
+        task's may be mid-request); a kill during the create finds the job by its identity. Never raises.
+
+        The kill is confirmed first (``airflow_provider_ft.kill``): the task instance's state is read from Airflow,
+        and the job is cancelled only if the task instance has ended (a user marked it failed or success), or if
+        this try's own ``execution_timeout`` called ``on_kill``. A worker frozen past the heartbeat timeout and then
+        resumed is SIGTERMed by its supervisor while the retry waits on the job: the state is then the retry's
+        (``up_for_retry``, ``queued``, ``running``, ...) and the job is left to it, as after a clear, and when the
+        state cannot be read.
+        """
         if not self.cancel_on_kill or (self._job_id is None and self._submitting is None):
+            return
+        from airflow_provider_ft.kill import confirm_kill
+
+        task_instance = self._submitting[1] if self._submitting is not None else None
+        named = f"fine-tuning job {printable(self._job_id, 140)}" if self._job_id else "the job being created"
+        if not confirm_kill(task_instance, self.log, named).cancel:
             return
         hook = self.hook.fork()
         try:

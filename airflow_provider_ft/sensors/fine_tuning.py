@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import FineTuningJob
+    from airflow_provider_ft.kill import TaskInstanceRef
 
 
 _FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
@@ -87,12 +88,15 @@ class FineTuningJobSensor(BaseSensorOperator):
     :param fail_on_failure: if ``True`` (default) a job that ends ``FAILED`` or ``CANCELLED`` fails the task with
         ``FineTuningJobFailed``, carrying the vendor's error message and the job (``.job``); if ``False`` any
         terminal state succeeds (for teardown and reporting flows), and downstream tasks read the status from XCom
-    :param cancel_on_kill: cancel the job when the task is killed (marked failed or success, cleared, or stopped)
-        while it waits. Off by default: the sensor did not start the job. In ``poke`` mode the task's ``on_kill``
-        cancels it; in ``reschedule`` mode only a kill during a check can (between checks no process runs, and
-        nothing is called); in deferrable mode the trigger's ``on_kill`` does, which only Airflow 3.3 and later
-        call: on older versions a job whose deferred task is killed keeps running (cancel it from a teardown task
-        with ``CancelFineTuningJobOperator``)
+    :param cancel_on_kill: cancel the job when the task is killed (marked failed or success, or its
+        ``execution_timeout`` passes) while it waits. Off by default: the sensor did not start the job. In ``poke``
+        mode the task's ``on_kill`` cancels it; in ``reschedule`` mode only a kill during a check can (between
+        checks no process runs, and nothing is called); in deferrable mode the trigger's ``on_kill`` does, which
+        only Airflow 3.3 and later call: on older versions a job whose deferred task is killed keeps running
+        (cancel it from a teardown task with ``CancelFineTuningJobOperator``). Either ``on_kill`` first reads the
+        task instance's state from Airflow and cancels only if it has ended: a retry or a clear waits on the same
+        job, and a frozen worker or triggerer that resumes after its work went elsewhere is no kill (see
+        ``airflow_provider_ft.kill``)
     :param cancel_on_timeout: cancel the job when ``timeout`` passes, before the task fails with
         ``AirflowSensorTimeout`` (or is skipped with ``soft_fail``); in deferrable mode the trigger cancels it
     :param max_trained_tokens: cost guard: once the vendor reports more trained tokens than this, cancel the job
@@ -139,6 +143,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         self.max_runtime = _validate.optional_seconds("max_runtime", max_runtime)
         self._deadline: float | None = None
         self._events_cursor: str | None = None
+        self._task_instance: TaskInstanceRef | None = None
 
     @cached_property
     def hook(self) -> FineTuningHook:
@@ -152,6 +157,7 @@ class FineTuningJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         # Bounds the retries of each check too: no request is retried, and no Retry-After obeyed, past it.
         self._deadline = time.monotonic() + self.timeout
+        self._task_instance = context["ti"]  # on_kill reads its state
         try:
             self._persist_link(context)
             if self.deferrable:
@@ -178,8 +184,15 @@ class FineTuningJobSensor(BaseSensorOperator):
         return JobBudget(max_trained_tokens=self.max_trained_tokens, max_runtime=self.max_runtime)
 
     def on_kill(self) -> None:
-        """Cancel the job if ``cancel_on_kill`` (the task was killed while it checked or waited between pokes)."""
-        if self.cancel_on_kill:
+        """Cancel the job if ``cancel_on_kill`` and the kill is confirmed (the task was killed while it checked or
+        waited between pokes): as the create operator's ``on_kill``, only once the task instance has ended, or on
+        this try's own ``execution_timeout``; a retry, a clear, or a frozen worker that resumes after the retry took
+        over, leave the job running."""
+        if not self.cancel_on_kill:
+            return
+        from airflow_provider_ft.kill import confirm_kill
+
+        if confirm_kill(self._task_instance, self.log, f"fine-tuning job {printable(self.job_id, 140)}").cancel:
             self._cancel("the task was killed")
 
     def _cancel(self, why: str) -> FineTuningJob | None:

@@ -13,7 +13,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import JobBudget
+from airflow_provider_ft.kill import aconfirm_kill
 from airflow_provider_ft.triggers.events import budget_message, describe_error, log_cancel_outcome, was_cancelled
 
 if TYPE_CHECKING:
@@ -44,9 +45,11 @@ KEEPALIVE_MARGIN_SECONDS = 5.0
 PROGRESS_REPEAT_SECONDS = 600.0
 #: Longest progress-log cursor taken (an OpenAI event id, a DashScope line count); it is stored with the trigger.
 MAX_CURSOR_LENGTH = 200
-#: Seconds one cancel may take, connection lookup and retries included. Airflow 3.3's triggerer gives ``on_kill``
-#: 30 s (``[triggerer] on_kill_timeout``); the margin leaves room for the log lines.
+#: Seconds one cancel may take, connection lookup and retries included.
 CANCEL_SECONDS = 20.0
+#: Seconds ``on_kill`` may take in all, the reading of the task instance's state and the cancel included: Airflow
+#: 3.3's triggerer gives it 30 s (``[triggerer] on_kill_timeout``); the margin leaves room for the log lines.
+ON_KILL_SECONDS = 28.0
 
 
 class FineTuningJobTrigger(BaseTrigger):
@@ -88,9 +91,10 @@ class FineTuningJobTrigger(BaseTrigger):
     :param events_after: the progress-log cursor to start from (``None``: the first entry): the sensor passes the
         one its check before deferring reached, so each entry is logged once across the deferral. The cursor then
         moves on in memory: a trigger re-created after a triggerer restart logs again from ``events_after``.
-    :param cancel_on_kill: cancel the job in ``on_kill``, that is when a user kills the deferred task (marks it
-        failed or success, or clears it). Only Airflow 3.3 and later call a trigger's ``on_kill`` (see there); on
-        older versions nothing cancels the job when a deferred task is killed.
+    :param cancel_on_kill: cancel the job in ``on_kill`` when a user kills the deferred task (marks it failed or
+        success), once the task instance's state confirms it (see ``on_kill``: a clear, a retry or a triggerer
+        that lost the trigger to another one leave the job running). Only Airflow 3.3 and later call a trigger's
+        ``on_kill``; on older versions nothing cancels the job when a deferred task is killed.
     :param cancel_on_timeout: when ``deadline`` passes, cancel the job before firing the ``timeout`` event
     :param max_trained_tokens: fire a ``budget`` event (cancelling a running job first) once the vendor reports
         more trained tokens than this; both vendors report them mostly once a job has ended
@@ -261,28 +265,44 @@ class FineTuningJobTrigger(BaseTrigger):
         return job
 
     async def on_kill(self) -> None:
-        """Cancel the job if ``cancel_on_kill``: Airflow calls this when a user kills the deferred task.
+        """Cancel the job if ``cancel_on_kill`` and the task instance has really ended: Airflow calls this when a user
+        kills the deferred task, and also when it only looks so.
 
         Airflow 3.3 and later call it after cancelling ``run()`` when a user marks the deferred task failed or
-        success, or clears it; not when the triggerer stops or restarts, hands the trigger to another triggerer, or
-        when the deferral times out (the trigger is then re-created elsewhere, or the timeout is the task's).
-        Airflow 3.3.0 to 3.3.2 (at least) also call it on a triggerer that lost its triggers to another one after
-        missing heartbeats for ``[triggerer] triggerer_health_check_threshold`` and then recovered (fix proposed in
-        apache/airflow#73454): with ``cancel_on_kill`` such a job is cancelled while the other triggerer waits for it.
+        success, or clears it; not when the triggerer stops or restarts, or when the deferral times out. Airflow
+        3.3.0 to 3.3.2 (at least) also call it on a triggerer that lost its triggers to another one after missing
+        heartbeats for ``[triggerer] triggerer_health_check_threshold`` and then recovered (a VM pause, a swap
+        storm; fix proposed in apache/airflow#73454), while the other triggerer waits on the same job.
+
+        So the kill is confirmed first, from the task instance's state now, read from the triggerer's supervisor
+        (``airflow_provider_ft.kill``): the job is cancelled only if the task instance has ended (``failed``,
+        ``success``, ``skipped``, ``upstream_failed``, ``removed``). A task instance still ``deferred`` means the
+        trigger was handed to another triggerer (that only moves the trigger row); one cleared or retried (no state,
+        ``scheduled``, ``queued``, ``running``, ...) re-attaches to the job. In both cases, and when the state
+        cannot be read within ``kill.TRIGGER_STATE_READ_SECONDS``, the job is left running and the log says why.
 
         Airflow 2.11 and 3.0 to 3.2 never call a trigger's ``on_kill``: killing the deferred task only cancels
         ``run()`` and the job keeps running; the task's own ``on_kill`` does not run either, since a deferred task
         is on no worker. Cancel it from a teardown task (``CancelFineTuningJobOperator``) there.
 
-        The cancel reads the connection again and opens a client of its own (``run()`` has closed its), takes at
-        most ``CANCEL_SECONDS`` and never raises: a failure is logged as a warning.
+        The cancel reads the connection again and opens a client of its own (``run()`` has closed its); the whole
+        of ``on_kill`` takes at most ``ON_KILL_SECONDS`` and never raises: a failure is logged as a warning. It is
+        not cut short by the cancels the triggerer repeats meanwhile (see ``_outlasting_cancels``).
         """
         job_id = printable(self.job_id, 140)
         if not self.cancel_on_kill:
             self.log.info("The task was killed; fine-tuning job %s is left running (cancel_on_kill is off)", job_id)
             return
+        await _outlasting_cancels(self._cancel_if_killed(job_id))
+
+    async def _cancel_if_killed(self, job_id: str) -> None:
+        """Confirm the kill and cancel the job, within ``ON_KILL_SECONDS``; log, never raise."""
+        started = time.monotonic()
+        verdict = await aconfirm_kill(getattr(self, "task_instance", None), self.log, f"fine-tuning job {job_id}")
+        if not verdict.cancel:
+            return
         try:
-            async with asyncio.timeout(CANCEL_SECONDS):
+            async with asyncio.timeout(min(CANCEL_SECONDS, started + ON_KILL_SECONDS - time.monotonic())):
                 hook = self._make_hook()
                 async with hook.async_transport() as client:
                     await self._cancel(hook, client, "the task was killed")
@@ -318,6 +338,29 @@ class FineTuningJobTrigger(BaseTrigger):
         if cancelled is not None:
             payload["cancelled"] = cancelled
         return payload
+
+
+async def _outlasting_cancels(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (bounded on its own) to its end, through the cancels Airflow's triggerer repeats meanwhile.
+
+    Airflow 3.3 (to 3.3.2 at least) cancels a trigger it removes again at every loop of its runner, about once a
+    second, until the trigger has ended, ``on_kill`` included (the supervisor sends its ``cancelling_triggers`` with
+    every sync, and ``TriggerRunner.cancel_triggers`` cancels each one still running): a cancel at the vendor would be
+    cut short whenever reading the state took longer than one loop, as the first request of a triggerer does while
+    its supervisor builds its Execution API. ``work`` is shielded and waited for; the cancels that arrive meanwhile
+    are withdrawn (``Task.uncancel``). On Python 3.11 ``asyncio.wait_for`` runs ``on_kill`` in a task of its own and
+    stops waiting for it at the second cancel: ``work`` then ends on its own, its log lines in the triggerer's log.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # work itself was cancelled (the event loop shutting down): so are we
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 class _ProgressLine:

@@ -28,7 +28,7 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft_emulator import FineTuningEmulator
 from airflow_provider_ft_emulator.faults import Fault
-from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
+from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, TaskStateAnswer, Vendor
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 
 MODELS = {
@@ -322,7 +322,7 @@ def test_max_trained_tokens_fails_a_job_that_ended_over_it(
 
 
 def test_killing_the_task_cancels_the_job(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path, task_state: TaskStateAnswer
 ) -> None:
     task = operator(vendor, training_file, poll_interval=0.2, timeout=30)
     ti = TaskInstance()
@@ -346,7 +346,7 @@ def test_killing_the_task_cancels_the_job(
 
 
 def test_a_kill_while_the_create_is_answered_finds_the_job_by_its_identity_and_cancels_it(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path, task_state: TaskStateAnswer
 ) -> None:
     # The create is carried out, then its answer drips: the kill comes before the task knows the job's id.
     drip = Fault("drip", vendor=vendor.name, method="POST", path=CREATE_PATHS[vendor.name], interval=0.2)

@@ -28,6 +28,7 @@ from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.events import DEFERRAL_TIMEOUT_MARGIN
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault
+from tests.operators.conftest import TaskInstance
 
 if TYPE_CHECKING:
     from airflow_provider_ft_emulator import FineTuningEmulator
@@ -42,22 +43,11 @@ WORDS = {
 VENDOR_ERROR = "Training file has invalid format"
 
 
-class RecordingTaskInstance:
-    """Stands in for the task instance of a running task, which only Airflow's task runner can provide.
-
-    Direct ``execute`` calls need ``context["ti"].xcom_push`` (the console link); runs through Airflow with a real
-    task instance are in ``test_sensor_dags.py``.
-    """
-
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
 def make_context() -> Any:
-    return {"ti": RecordingTaskInstance()}
+    """The context of a direct ``execute`` call: a task instance that records XComs (the console link) and names
+    itself (``on_kill`` asks for its state). Runs through Airflow with a real task instance are in
+    ``test_sensor_dags.py``."""
+    return {"ti": TaskInstance(dag_id="ft_test_sensor", task_id="wait")}
 
 
 def logged(capfd: pytest.CaptureFixture[str]) -> str:

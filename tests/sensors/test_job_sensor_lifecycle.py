@@ -16,11 +16,12 @@ from airflow_provider_ft.exceptions import FineTuningBudgetExceeded, FineTuningC
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault
+from tests.operators.conftest import TaskInstance
 from tests.sensors.test_job_sensor import make_context, sensor
 
 if TYPE_CHECKING:
     from airflow_provider_ft_emulator import FineTuningEmulator
-    from tests.conftest import Vendor
+    from tests.conftest import TaskStateAnswer, Vendor
 
 RUNNING = {"dashscope": "RUNNING", "openai": "running", "azure": "running", "together": "running"}
 SUCCEEDED = {"dashscope": "SUCCEEDED", "openai": "succeeded", "azure": "succeeded", "together": "completed"}
@@ -104,7 +105,7 @@ def kill_while_poking(waiting: FineTuningJobSensor, emulator: FineTuningEmulator
 
 
 def test_poke_mode_on_kill_cancels_the_job_with_cancel_on_kill(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, task_state: TaskStateAnswer
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
     waiting = sensor(connection, job_id, cancel_on_kill=True, timeout=30)
@@ -127,11 +128,30 @@ def test_poke_mode_on_kill_leaves_the_job_without_cancel_on_kill(
     assert cancels_of(emulator, job_id) == 0
 
 
+def test_poke_mode_on_kill_leaves_the_job_to_the_try_that_holds_the_task_instance(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, task_state: TaskStateAnswer
+) -> None:
+    # A worker frozen past the heartbeat timeout, resumed: its supervisor SIGTERMs the old try while the retry runs.
+    task_state.state = "running"
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    waiting = sensor(connection, job_id, cancel_on_kill=True, timeout=1.0)
+    (raised,) = kill_while_poking(waiting, emulator, job_id)
+    assert isinstance(raised, AirflowSensorTimeout), "execute kept waiting until its timeout"
+    assert vendor_status(emulator, vendor, job_id) == RUNNING[vendor.name]
+    assert cancels_of(emulator, job_id) == 0
+    assert [(ti.dag_id, ti.task_id) for ti in task_state.asked] == [("ft_test_sensor", "wait")]
+
+
 def test_a_failed_on_kill_cancel_is_logged_not_raised(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str, capfd: pytest.CaptureFixture[str]
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    connection: str,
+    capfd: pytest.CaptureFixture[str],
+    task_state: TaskStateAnswer,
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
     waiting = sensor(connection, job_id, cancel_on_kill=True)
+    waiting._task_instance = TaskInstance()  # as execute() keeps it, for on_kill
     assert not waiting.poke({})
     emulator.inject(Fault(kind="status", status=503, times=1_000))
     waiting.on_kill()

@@ -50,6 +50,9 @@ COMPONENTS: dict[str, list[str]] = {
 }
 TRIGGERERS = ("triggerer-a", "triggerer-b")
 WORKERS = ("worker-a", "worker-b")
+#: Started only by a scenario that needs one more worker (``start_component``), stopped by it afterwards.
+SPARE_WORKER = "worker-c"
+SPARE_COMPONENTS = {SPARE_WORKER: ["celery", "worker", "--celery-hostname", SPARE_WORKER, *WORKER_OPTIONS]}
 ADMIN = "admin"
 #: A task whose worker stopped heartbeating this long is failed (and retried) by the scheduler. Airflow's default
 #: is 300 s; a lost worker is found in seconds here, not minutes (a worker under load must still beat it).
@@ -95,11 +98,20 @@ class Processes:
         self._signal_group(process, signal.SIGKILL)
         process.wait()
 
+    def freeze(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGSTOP the process's whole group, as a paused VM, a swap storm or a long collection would stop it."""
+        self._signal_group(process, signal.SIGSTOP)
+
+    def thaw(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGCONT the process's whole group: it goes on where it stopped."""
+        self._signal_group(process, signal.SIGCONT)
+
     def stop_all(self) -> None:
         """SIGTERM each leader (as ``terminate`` does), give them time to stop, then SIGKILL whatever is left of each
         group. (A SIGINT to the whole group often left the scheduler running until the grace period ended.)"""
         for process, _ in reversed(self.started):
             if process.returncode is None:  # not reaped yet: its pid is still its own
+                self.thaw(process)  # a group a failed test left frozen would not handle the SIGTERM
                 with suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -278,7 +290,7 @@ class AirflowCluster:
 
     def start_component(self, name: str) -> None:
         """Start a component, with a log file of its own (``worker-a.log``, then ``worker-a-2.log``, ...)."""
-        args = [arg.format(api_port=self.api_port) for arg in COMPONENTS[name]]
+        args = [arg.format(api_port=self.api_port) for arg in {**COMPONENTS, **SPARE_COMPONENTS}[name]]
         starts = sum(1 for log in self.home.parent.glob(f"{name}*.log"))
         self.logs[name] = self.home.parent / (f"{name}.log" if not starts else f"{name}-{starts + 1}.log")
         env = {**self.env, COMPONENT_VAR: name}
@@ -287,6 +299,18 @@ class AirflowCluster:
     def kill_component(self, name: str) -> None:
         """``kill -9`` the component and every process it started (a worker's task processes too)."""
         self.started.kill(self.running.pop(name))
+
+    def stop_component(self, name: str) -> None:
+        """Stop the component as a service manager does (SIGTERM, then SIGKILL what is left of its group)."""
+        self.started.terminate(self.running.pop(name))
+
+    def freeze_component(self, name: str) -> None:
+        """``kill -STOP`` the component and every process it started: it stops where it is, sockets open."""
+        self.started.freeze(self.running[name])
+
+    def thaw_component(self, name: str) -> None:
+        """``kill -CONT`` a frozen component: it resumes where it stopped, unaware of the time that passed."""
+        self.started.thaw(self.running[name])
 
     @property
     def all_logs(self) -> list[Path]:

@@ -171,6 +171,24 @@ def not_ended(emulator: FineTuningEmulator, created: dict[str, str]) -> bool:
     return all(found[task_id] not in WORDS[VENDOR_OF[task_id]].terminal for task_id in created)
 
 
+def mark_failed_until_cancelled(
+    cluster: AirflowCluster, emulator: FineTuningEmulator, dag_id: str, run_id: str, jobs: dict[str, str]
+) -> float:
+    """Mark every task of the run failed through the REST API, as a user does, and wait until each job of ``jobs``
+    (by task id) is cancelled at the vendor: the seconds that took."""
+    killed_at = time.monotonic()
+    for task_id in VENDOR_OF:
+        cluster.set_task_state(dag_id, run_id, task_id, "failed")
+    wait_for(
+        "the jobs to be cancelled at the vendor",
+        lambda: statuses(emulator, jobs) == {task: CANCELLED[VENDOR_OF[task]] for task in jobs},
+        killed_at + CANCEL_BOUND_SECONDS,
+        cluster.all_logs,
+        interval=0.2,
+    )
+    return time.monotonic() - killed_at
+
+
 @pytest.mark.scenario(
     "3. User kill while deferred",
     "2 deferrable create tasks and 2 deferrable sensors marked failed through the REST API",
@@ -185,17 +203,7 @@ def test_killing_the_deferred_task_cancels_the_job(
     assert not_ended(emulator_server, created), statuses(emulator_server, created)
     every_job = {TASKS[vendor]: job_id for vendor, job_id in jobs.items()} | created
 
-    killed_at = time.monotonic()
-    for task_id in VENDOR_OF:
-        cluster.set_task_state(dag_id, run_id, task_id, "failed")
-    wait_for(
-        "the jobs to be cancelled at the vendor",
-        lambda: statuses(emulator_server, every_job) == {task: CANCELLED[VENDOR_OF[task]] for task in every_job},
-        killed_at + CANCEL_BOUND_SECONDS,
-        cluster.all_logs,
-        interval=0.2,
-    )
-    took = time.monotonic() - killed_at
+    took = mark_failed_until_cancelled(cluster, emulator_server, dag_id, run_id, every_job)
     scenario_notes.append(f"{len(every_job)} jobs cancelled once each, {took:.1f} s after the tasks were marked failed")
     assert len(cancel_requests(emulator_server, jobs)) == len(VENDORS), "one cancel per job"
     cancels = Counter(cancel_requests(emulator_server, every_job))

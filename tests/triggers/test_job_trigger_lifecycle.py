@@ -21,7 +21,8 @@ from airflow_provider_ft.triggers import fine_tuning as trigger_module
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.airflow_versions import import_string, serde_round_trip
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, TaskStateAnswer
+from tests.operators.conftest import TaskInstance
 
 if TYPE_CHECKING:
     from tests.conftest import Vendor
@@ -46,6 +47,12 @@ async def only_event(trigger: FineTuningJobTrigger) -> dict[str, Any]:
 
 def soon(seconds: float = 10.0) -> float:
     return time.time() + seconds
+
+
+def of_a_task(trigger: FineTuningJobTrigger) -> FineTuningJobTrigger:
+    """The trigger as a triggerer runs it for a deferred task: with its ``task_instance``, which ``on_kill`` reads."""
+    trigger.task_instance = TaskInstance()
+    return trigger
 
 
 def vendor_status(emulator: FineTuningEmulator, vendor: Vendor, job_id: str) -> str:
@@ -152,33 +159,34 @@ async def kill_while_polling(trigger: FineTuningJobTrigger, emulator: FineTuning
 
 
 async def test_on_kill_cancels_the_job_with_cancel_on_kill(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, task_state: TaskStateAnswer
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
-    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), cancel_on_kill=True)
+    trigger = of_a_task(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), cancel_on_kill=True))
     await kill_while_polling(trigger, emulator, job_id)
     assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
     assert cancels_of(emulator, job_id) == 1
 
 
 async def test_on_kill_leaves_the_job_running_without_cancel_on_kill(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, task_state: TaskStateAnswer
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
-    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon())
+    trigger = of_a_task(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon()))
     await kill_while_polling(trigger, emulator, job_id)
     requests_after_the_kill = len(emulator.requests)
     await trigger.on_kill()
     assert len(emulator.requests) == requests_after_the_kill, "on_kill sent a request"
+    assert task_state.asked == [], "on_kill asked Airflow for the state with nothing to cancel"
     assert vendor_status(emulator, vendor, job_id) == RUNNING[vendor.name]
     assert cancels_of(emulator, job_id) == 0
 
 
 async def test_on_kill_of_a_finished_job_sends_no_cancel(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, task_state: TaskStateAnswer
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
-    await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+    await of_a_task(FineTuningJobTrigger(connection, job_id, cancel_on_kill=True)).on_kill()
     assert vendor_status(emulator, vendor, job_id) == SUCCEEDED[vendor.name]
     assert cancels_of(emulator, job_id) == 0
 
@@ -198,12 +206,13 @@ async def test_a_failed_on_kill_cancel_logs_a_warning_and_does_not_raise(
     connection: str,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
+    task_state: TaskStateAnswer,
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
     emulator.inject(fault)
     caplog.set_level(logging.INFO)
     async with asyncio.timeout(GUARD_SECONDS):
-        await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+        await of_a_task(FineTuningJobTrigger(connection, job_id, cancel_on_kill=True)).on_kill()
     text = logged(caplog, capfd)
     assert f"Could not cancel fine-tuning job {job_id} (the task was killed)" in text
     assert API_KEY not in text
@@ -219,6 +228,7 @@ async def test_a_hanging_vendor_cannot_hold_on_kill_past_its_bound(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
+    task_state: TaskStateAnswer,
 ) -> None:
     # The real bound is 20 s, under the triggerer's 30 s for on_kill; a shorter one keeps the test quick.
     monkeypatch.setattr(trigger_module, "CANCEL_SECONDS", 0.5)
@@ -226,16 +236,19 @@ async def test_a_hanging_vendor_cannot_hold_on_kill_past_its_bound(
     emulator.inject(Fault(kind="hang", times=100))
     caplog.set_level(logging.INFO)
     started = time.monotonic()
-    await FineTuningJobTrigger(connection, job_id, cancel_on_kill=True).on_kill()
+    await of_a_task(FineTuningJobTrigger(connection, job_id, cancel_on_kill=True)).on_kill()
     assert time.monotonic() - started < 1.5
     assert "Could not cancel fine-tuning job" in logged(caplog, capfd)
 
 
 async def test_on_kill_with_a_missing_connection_logs_a_warning(
-    emulator: FineTuningEmulator, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    emulator: FineTuningEmulator,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    task_state: TaskStateAnswer,
 ) -> None:
     caplog.set_level(logging.INFO)
-    await FineTuningJobTrigger("ft_no_such_connection", "ft-1", cancel_on_kill=True).on_kill()
+    await of_a_task(FineTuningJobTrigger("ft_no_such_connection", "ft-1", cancel_on_kill=True)).on_kill()
     text = logged(caplog, capfd)
     assert "Could not cancel fine-tuning job ft-1 after the task was killed" in text
     assert "ft_no_such_connection" in text
