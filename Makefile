@@ -14,9 +14,9 @@ help:
 	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
-	@echo "make reliability  run tests/reliability alone and rewrite the README's Reliability table"
+	@echo "make reliability  run tests/reliability alone and rewrite the table of docs/reliability.md"
 	@echo "make system-test  a production-shaped Airflow (PostgreSQL, Redis, 2 Celery workers, 2 triggerers) and its faults"
-	@echo "make deployment-report  write the last system-test run into the README's Production deployment table"
+	@echo "make deployment-report  write the last system-test run into the table of docs/deployment.md"
 	@echo "make lock-system  re-pin requirements/system.lock from requirements/system.in"
 	@echo "make docs      build the documentation site (MkDocs, API reference from the docstrings) into build/site"
 	@echo "make lock      re-pin requirements/dev.lock from requirements/dev.in"
@@ -51,8 +51,8 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# make test renders the reliability records of its run to build/ (never to README.md) and fails if a reliability
-# test failed or the README's table no longer matches the run; make reliability is the only target that writes it.
+# make test renders the reliability records of its run to build/ (never to docs/) and fails if a reliability test
+# failed or the table of docs/reliability.md no longer matches the run; make reliability is the only target that writes it.
 RELIABILITY_JSON := build/reliability.json
 # pytest-xdist workers: the suite mostly waits (retry backoffs, deadlines, polls over loopback), so more workers than
 # cores pay off; each worker has its own emulator, AIRFLOW_HOME and metadata database.
@@ -90,7 +90,7 @@ reliability: $(STAMP)
 # Its own env (requirements/system.lock: dev.lock's pins plus the Celery provider, the PostgreSQL drivers and the
 # redis-server binary). scripts/system_services.py starts PostgreSQL and Redis on loopback around the tests and
 # fails the run if a process or a port outlives it. The run's records render to build/deployment.md; make
-# deployment-report writes them into the README's "Production deployment" table.
+# deployment-report writes them into the "Production deployment" table of docs/deployment.md.
 SYSTEM_VENV := .venv-system
 DEPLOYMENT_JSON := build/deployment.json
 
@@ -105,7 +105,7 @@ system-test: $(SYSTEM_VENV)/.installed
 	$(SYSTEM_VENV)/bin/python scripts/deployment_report.py --check --from-json $(DEPLOYMENT_JSON) --output build/deployment.md
 
 deployment-report: $(SYSTEM_VENV)/.installed
-	$(SYSTEM_VENV)/bin/python scripts/deployment_report.py --from-json $(DEPLOYMENT_JSON) --readme README.md
+	$(SYSTEM_VENV)/bin/python scripts/deployment_report.py --from-json $(DEPLOYMENT_JSON) --page docs/deployment.md
 
 lock-system: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 requirements/system.in -o requirements/system.lock

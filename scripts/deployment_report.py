@@ -1,15 +1,15 @@
-"""Render a ``make system-test`` run as the README's "Production deployment" table.
+"""Render a ``make system-test`` run as the "Production deployment" table of docs/deployment.md.
 
     python scripts/deployment_report.py --from-json build/deployment.json --output build/deployment.md --check
-                                        # what make system-test does: render the run, check the README still says so
-    python scripts/deployment_report.py --from-json build/deployment.json --readme README.md
-                                        # what make deployment-report does: write the run into the README
+                                        # what make system-test does: render the run, check the page still says so
+    python scripts/deployment_report.py --from-json build/deployment.json --page docs/deployment.md
+                                        # what make deployment-report does: write the run into the page
 
 The system tests' conftest writes one record per scenario that ran (``FT_DEPLOYMENT_REPORT``): its name, what was
 done, its outcome, its time and what it measured. This script renders them as the text between
 ``<!-- deployment:start -->`` and ``<!-- deployment:end -->``.
 
-``--check`` writes nothing to the README. It fails when a scenario failed, or when the README's table lists other
+``--check`` writes nothing to the page. It fails when a scenario failed, or when the page's table lists other
 scenarios, other descriptions or other outcomes than the run; the measured figures, times and the first line may
 differ from run to run (the machine is shared), so they are not compared.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- deployment:start -->", "<!-- deployment:end -->"
-REFRESH_HINT = "run `make system-test` and then `make deployment-report` to refresh the README table"
+REFRESH_HINT = "run `make system-test` and then `make deployment-report` to refresh the table in docs/deployment.md"
 HEADER = "| Scenario | What was done | Result | Time |"
 ROW = re.compile(r"^\| (?P<name>.*?) \| (?P<done>.*?) \| (?P<outcome>\w+)\b.*\| .*\|$")
 
@@ -65,18 +65,18 @@ def compared(section: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def readme_section(readme: str) -> str:
-    if START not in readme or END not in readme:
-        sys.exit(f"README.md has no {START} ... {END} section")
-    return readme.split(START, 1)[1].split(END, 1)[0]
+def page_section(page: str) -> str:
+    if START not in page or END not in page:
+        sys.exit(f"docs/deployment.md has no {START} ... {END} section")
+    return page.split(START, 1)[1].split(END, 1)[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from-json", type=Path, required=True, help="the records of a make system-test run")
     parser.add_argument("--output", type=Path, help="write the rendered table here")
-    parser.add_argument("--readme", type=Path, help="write the rendered table into this README")
-    parser.add_argument("--check", action="store_true", help="fail if the README's table differs from the run's")
+    parser.add_argument("--page", type=Path, help="write the rendered table into this page (docs/deployment.md)")
+    parser.add_argument("--check", action="store_true", help="fail if the page's table differs from the run's")
     args = parser.parse_args()
     if not args.from_json.exists():
         sys.exit(f"{args.from_json} does not exist: run make system-test first")
@@ -85,19 +85,21 @@ def main() -> None:
     if args.output:
         args.output.write_text(section)
     failed = [record["name"] for record in run["scenarios"] if record["outcome"] != "passed"]
-    if args.readme:
-        text = args.readme.read_text()
-        old = readme_section(text)
-        args.readme.write_text(text.replace(START + old + END, f"{START}\n{section}{END}"))
-        print(f"wrote the Production deployment table into {args.readme} ({len(run['scenarios'])} scenarios)")
+    if args.page:
+        text = args.page.read_text()
+        old = page_section(text)
+        args.page.write_text(text.replace(START + old + END, f"{START}\n{section}{END}"))
+        print(f"wrote the Production deployment table into {args.page} ({len(run['scenarios'])} scenarios)")
     if failed:
         sys.exit(f"scenarios that did not pass: {', '.join(failed)}")
     if args.check:
-        readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-        if compared(readme_section(readme)) != compared(section):
+        page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+        if compared(page_section(page)) != compared(section):
             print(section)
-            sys.exit(f"the README's Production deployment table no longer matches this run: {REFRESH_HINT}")
-        print("the README's Production deployment table matches this run")
+            sys.exit(
+                f"the Production deployment table of docs/deployment.md no longer matches this run: {REFRESH_HINT}"
+            )
+        print("the Production deployment table of docs/deployment.md matches this run")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
-"""Render what the reliability suite tried, and how that came out, as the README's Reliability section.
+"""Render what the reliability suite tried, and how that came out, as the table of docs/reliability.md.
 
-    python scripts/reliability_report.py                       # run tests/reliability, rewrite the README section
-    python scripts/reliability_report.py --from-json run.json  # render an existing run into the README instead
+    python scripts/reliability_report.py                       # run tests/reliability, rewrite the page's table
+    python scripts/reliability_report.py --from-json run.json  # render an existing run into the page instead
     python scripts/reliability_report.py --from-json run.json --output build/reliability.md --check
                                                                # what `make test` does: write the run's section
-                                                               # to a file, check that the README still says so
+                                                               # to a file, check that the page still says so
 
 The suite's conftest writes one record per test that ran (``FT_RELIABILITY_REPORT``); this script renders them as
-the text between ``<!-- reliability:start -->`` and ``<!-- reliability:end -->`` in the README. Only tests that
-ran are counted and failures are shown as failures. When it writes the README it exits with pytest's status, so a
-failing suite fails the build even though the README was written.
+the text between ``<!-- reliability:start -->`` and ``<!-- reliability:end -->`` in docs/reliability.md. Only tests that
+ran are counted and failures are shown as failures. When it writes the page it exits with pytest's status, so a
+failing suite fails the build even though the page was written.
 
-``--check`` writes nothing to the README. It exits non-zero when a reliability test failed (listing them), or, on a
-run where all passed, when the README's section differs from the one rendered from the run in anything but the
+``--check`` writes nothing to the page. It exits non-zero when a reliability test failed (listing them), or, on a
+run where all passed, when the page's section differs from the one rendered from the run in anything but the
 first line's date, source, duration, Python and Airflow versions and pytest's exit status (under ``make test`` that
 is the whole suite's).
 
@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "reliability.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 SECTION = "## Reliability"
-REFRESH_HINT = "run `make reliability` to refresh the README table"
+REFRESH_HINT = "run `make reliability` to refresh the table in docs/reliability.md"
 VENDORS = ("dashscope", "openai")
 SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "xfailed": "⚠", "xpassed": "✗", "skipped": "-"}
 FAILED_OUTCOMES = ("failed", "error", "xpassed")
@@ -83,7 +83,17 @@ def run_suite(pytest_args: Sequence[str]) -> tuple[dict[str, Any], int, float]:
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "reliability.json"
         env = {**os.environ, "FT_RELIABILITY_REPORT": str(target)}
-        command = [sys.executable, "-m", "pytest", "tests/reliability", "-p", "no:cacheprovider", *pytest_args]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/reliability",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "4",
+            *pytest_args,
+        ]
         started = time.monotonic()
         status = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
         seconds = time.monotonic() - started
@@ -371,7 +381,7 @@ def headline(document: dict[str, Any], status: int, seconds: float | None, sourc
 
 
 def render(document: dict[str, Any], status: int, seconds: float | None, source: str) -> str:
-    """The README's section (without its markers) for a run's records.
+    """The page's section (without its markers) for a run's records.
 
     :param document: the JSON the suite's conftest wrote (``generated_at``, ``python``, ``airflow``, ``tests``)
     :param status: pytest's exit status, shown in the first line
@@ -394,26 +404,26 @@ def render(document: dict[str, Any], status: int, seconds: float | None, source:
     return "\n".join(lines)
 
 
-# -- the README ---------------------------------------------------------------------------------------------------
+# -- the page -----------------------------------------------------------------------------------------------------
 
 
 def section_of(text: str) -> str | None:
-    """The text between the README's markers, without the line breaks next to them; ``None`` without markers."""
+    """The text between the page's markers, without the line breaks next to them; ``None`` without markers."""
     if START not in text or END not in text:
         return None
     return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
 
 
-def rewrite(readme: Path, body: str) -> None:
-    text = readme.read_text()
+def rewrite(page: Path, body: str) -> None:
+    text = page.read_text()
     if START in text and END in text:
         before, rest = text.split(START, 1)
         after = rest.split(END, 1)[1]
-        readme.write_text(f"{before}{START}\n{body}\n{END}{after}")
+        page.write_text(f"{before}{START}\n{body}\n{END}{after}")
         return
     if SECTION in text:
-        sys.exit(f"{readme} has a '{SECTION}' section without the {START} / {END} markers; add them first")
-    readme.write_text(f"{text.rstrip()}\n\n{SECTION}\n\n{START}\n{body}\n{END}\n")
+        sys.exit(f"{page} has a '{SECTION}' section without the {START} / {END} markers; add them first")
+    page.write_text(f"{text.rstrip()}\n\n{SECTION}\n\n{START}\n{body}\n{END}\n")
 
 
 # -- the check ----------------------------------------------------------------------------------------------------
@@ -450,21 +460,21 @@ def failure_lines(failed: Sequence[Record]) -> list[str]:
     return lines
 
 
-def check(records: Sequence[Record], rendered: str, readme: Path) -> list[str]:
-    """What is wrong with a run or with the README's section for it, as lines to print; empty when all is well.
+def check(records: Sequence[Record], rendered: str, page: Path) -> list[str]:
+    """What is wrong with a run or with the page's section for it, as lines to print; empty when all is well.
 
     :param records: the run's records
     :param rendered: the section rendered from the run
-    :param readme: the README whose section must match it
+    :param page: the page whose section must match it
     """
     if failed := failures(records):
         # A failing run cannot match a table of passing tests, and refreshing the table would commit the failures.
-        return [*failure_lines(failed), "the README table is compared with a run once all its tests pass"]
-    committed = section_of(readme.read_text())
+        return [*failure_lines(failed), "the table is compared with a run once all its tests pass"]
+    committed = section_of(page.read_text())
     if committed is None:
-        return [f"{readme} has no {START} / {END} section; {REFRESH_HINT}"]
-    if diff := differences(committed, rendered, readme.name):
-        return [f"{readme}: the reliability table does not match this run:", *diff, REFRESH_HINT]
+        return [f"{page} has no {START} / {END} section; {REFRESH_HINT}"]
+    if diff := differences(committed, rendered, page.name):
+        return [f"{page}: the reliability table does not match this run:", *diff, REFRESH_HINT]
     return []
 
 
@@ -473,11 +483,11 @@ def check(records: Sequence[Record], rendered: str, readme: Path) -> list[str]:
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, default=README, help="the README to rewrite or check")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page to rewrite or check (docs/reliability.md)")
     parser.add_argument("--from-json", type=Path, help="render this report instead of running pytest")
-    parser.add_argument("--output", type=Path, help="write the rendered section here (the README is not rewritten)")
+    parser.add_argument("--output", type=Path, help="write the rendered section here (the page is not rewritten)")
     parser.add_argument(
-        "--check", action="store_true", help="fail if a test failed or the README's section differs from the run"
+        "--check", action="store_true", help="fail if a test failed or the page's section differs from the run"
     )
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     return parser.parse_args(argv)
@@ -501,12 +511,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.output.write_text(f"{body}\n")
         print(f"{options.output}: reliability report written ({counts}, pytest exit status {status})")
     if options.check:
-        found = check(document["tests"], body, options.readme)
-        print("\n".join(found) if found else f"{options.readme}: the reliability table matches this run")
+        found = check(document["tests"], body, options.page)
+        print("\n".join(found) if found else f"{options.page}: the reliability table matches this run")
         return 1 if found else 0
     if not options.output:
-        rewrite(options.readme, body)
-        print(f"{options.readme}: reliability section rewritten ({counts}, pytest exit status {status})")
+        rewrite(options.page, body)
+        print(f"{options.page}: reliability section rewritten ({counts}, pytest exit status {status})")
     return status
 
 
