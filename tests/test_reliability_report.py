@@ -233,7 +233,7 @@ def test_check_and_output_write_the_report_and_leave_the_readme_alone(
     source = write_json(tmp_path, document(faults_run(), exitstatus=1))
     output = tmp_path / "build" / "reliability.md"
 
-    status = report.main(["--from-json", str(source), "--check", "--output", str(output), "--readme", str(readme)])
+    status = report.main(["--from-json", str(source), "--check", "--output", str(output), "--page", str(readme)])
 
     assert status == 0, capsys.readouterr().out
     assert readme.read_text() == before
@@ -246,7 +246,7 @@ def test_check_exits_non_zero_and_prints_the_hint_when_the_readme_is_stale(
     before = readme.read_text()
     source = write_json(tmp_path, document(faults_run()[:-1]))
 
-    status = report.main(["--from-json", str(source), "--check", "--readme", str(readme)])
+    status = report.main(["--from-json", str(source), "--check", "--page", str(readme)])
 
     assert status == 1
     assert report.REFRESH_HINT in capsys.readouterr().out
@@ -257,7 +257,7 @@ def test_from_json_alone_rewrites_the_readme_section_and_nothing_else(readme: Pa
     tests = [*faults_run(), case("sizes", "gzip bomb", "get", "openai")]
     source = write_json(tmp_path, document(tests))
 
-    status = report.main(["--from-json", str(source), "--readme", str(readme)])
+    status = report.main(["--from-json", str(source), "--page", str(readme)])
 
     assert status == 0
     text = readme.read_text()
