@@ -286,7 +286,7 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
 
 def _cancel(hook: FineTuningHook, job_id: str) -> JobOutcome:
-    from airflow_provider_ft.hooks import _operations
+    from airflow_provider_ft.core import operations as _operations
     from airflow_provider_ft.operators._cleanup import JobOutcome
 
     # The listing has just shown the job unfinished: hook.cancel_job's read first would only repeat it.

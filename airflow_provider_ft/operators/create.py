@@ -28,7 +28,7 @@ from airflow_provider_ft.links import FineTuningJobLink
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.capacity import CapacityWait
-    from airflow_provider_ft.hooks._submit import Submission
+    from airflow_provider_ft.core.submit import Submission
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.lineage import CreateLineage
