@@ -142,13 +142,19 @@ class FineTuningHook(BaseHook):
                 return
             cursor = page.next_cursor
 
-    def cancel_job(self, job_id: str) -> FineTuningJob:
+    def cancel_job(self, job_id: str, *, seen_unfinished: bool = False) -> FineTuningJob:
         """Cancel the job unless it has already finished; the job as it stands after the call.
 
         A job that is already terminal is returned as it is, and no cancel request is sent (cancelling is
         idempotent: safe for retries and teardown tasks).
+
+        :param job_id: the vendor's job id
+        :param seen_unfinished: the caller has just seen the job unfinished (a listing): cancel without reading it
+            first (a cancel refused because it ended since is still confirmed by a read)
         """
-        job: FineTuningJob = self._run(_operations().cancel_job(self.dialect, job_id))
+        operations = _operations()
+        operation = operations.cancel_unfinished_job if seen_unfinished else operations.cancel_job
+        job: FineTuningJob = self._run(operation(self.dialect, job_id))
         return job
 
     def pause_job(self, job_id: str) -> FineTuningJob:
