@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.hooks._transport import AsyncTransport
@@ -347,50 +347,46 @@ async def test_cancelled_trigger_stops_quietly_and_closes_its_client(
 
 TRIGGERS = 200
 LATENCY = 0.1
-TICK = 0.01
-#: A blocking implementation would hold the loop for at least LATENCY per request (TRIGGERS * LATENCY = 20 s in
-#: all); a non-blocking one lets the ticker run every few milliseconds. The bound is far from both.
-MAX_LAG = 0.5
 
 
-async def measure_loop_lag(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> tuple[float, int]:
-    """Run TRIGGERS triggers at once against a slow emulator; the loop's worst lag and the requests they sent."""
+async def test_many_triggers_never_block_the_event_loop(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRIGGERS triggers at once against a slow emulator: every request is in flight together, and none of them
+    (nor any wait) goes through a blocking call. How long the loop lags is measured in benchmarks/, not here."""
     job_ids = emulator.seed_jobs(vendor.name, TRIGGERS, status=RUNNING[vendor.name], runs_for=1.0)
     emulator.inject(Fault(kind="latency", delay=LATENCY, times=1_000_000))
-    lags: list[float] = []
-    done = asyncio.Event()
+    blocking: list[str] = []
 
-    async def ticker() -> None:
-        while not done.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(TICK)
-            lags.append(time.perf_counter() - before - TICK)
+    def refuse(name: str) -> Any:
+        def called(*args: Any, **kwargs: Any) -> Any:
+            blocking.append(name)
+            raise AssertionError(f"a trigger called the blocking {name}")
 
-    # A full garbage collection walks every object of the process, and after the DAG tests this process holds
-    # hundreds of thousands: one such pass can hold the loop for a second, whatever the triggers do. Freeze what
-    # exists now (a triggerer is a lean process) so that only the triggers' own objects are collected.
-    gc.collect()
-    gc.freeze()
-    ticking = asyncio.create_task(ticker())
-    await asyncio.sleep(TICK * 2)  # the ticker is running before the first trigger starts
-    try:
-        events = await asyncio.gather(
-            *(fire(FineTuningJobTrigger(connection, job_id, 0.1, soon(60))) for job_id in job_ids)
-        )
-    finally:
-        done.set()
-        await ticking
-        gc.unfreeze()
+        return called
+
+    monkeypatch.setattr(time, "sleep", refuse("time.sleep"))
+    monkeypatch.setattr(requests.Session, "send", refuse("requests.Session.send"))
+    in_flight = peak = 0
+    real_send = AsyncTransport.send
+
+    async def counted(self: AsyncTransport, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real_send(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(AsyncTransport, "send", counted)
+    events = await asyncio.gather(
+        *(fire(FineTuningJobTrigger(connection, job_id, 0.1, soon(60))) for job_id in job_ids)
+    )
     for job_id, fired in zip(job_ids, events, strict=True):
         assert len(fired) == 1
         assert fired[0].payload["status"] == "success", fired[0].payload
         assert fired[0].payload["job"]["id"] == job_id
-    return max(lags), len(emulator.requests)
-
-
-async def test_many_triggers_never_block_the_event_loop(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
-) -> None:
-    worst, requests = await measure_loop_lag(emulator, vendor, connection)
-    assert requests >= TRIGGERS
-    assert worst < MAX_LAG, f"the event loop stalled for {worst:.3f} s"
+    assert blocking == []
+    assert len(emulator.requests) >= TRIGGERS
+    assert peak > TRIGGERS // 2, "the triggers' requests were not in flight together"
