@@ -33,10 +33,12 @@ import tenacity
 from airflow_provider_ft import __version__, defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
-from airflow_provider_ft.hooks import _h11, _ratelimit, _shared
-from airflow_provider_ft.hooks._body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
-from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.retry import RetryPolicy, parse_spent_budget
+from airflow_provider_ft.transport import h11client as _h11
+from airflow_provider_ft.transport import ratelimit as _ratelimit
+from airflow_provider_ft.transport import shared as _shared
+from airflow_provider_ft.transport.body import ACCEPTED_ENCODINGS, ERROR_BODY_LIMIT, BodyReader, Scrubber
+from airflow_provider_ft.transport.multipart import MultipartBody
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
@@ -230,7 +232,7 @@ class SyncTransport(_Transport):
         import requests  # on first use: DAG files that only build operators never pay for it
         import urllib3
 
-        from airflow_provider_ft.hooks._deadline import mount_deadlines
+        from airflow_provider_ft.transport.deadline import mount_deadlines
 
         super().__init__(settings)
         # A body read from the raw stream raises urllib3's errors, not requests' wrappers of them.
@@ -285,7 +287,7 @@ class SyncTransport(_Transport):
         return answer
 
     def _attempt(self, request: ApiRequest, deadline: float | None) -> dict[str, Any]:
-        from airflow_provider_ft.hooks._deadline import request_deadline
+        from airflow_provider_ft.transport.deadline import request_deadline
 
         with request_deadline(self._attempt_deadline(request, deadline)) as attempt:
             try:

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft.exceptions import FineTuningConfigError
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.retry import RetryPolicy
+from airflow_provider_ft.transport.base import ClientSettings
 from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.hooks._transport import ClientSettings
+    from airflow_provider_ft.transport.base import ClientSettings
 
 #: While a probe is out, the others look again after about this many seconds (spread, see ``SPREAD``).
 RECHECK_SECONDS = 0.5
