@@ -1,25 +1,83 @@
-"""Turning an Airflow connection into ``ClientSettings``, with an error saying what to fix for each mistake."""
+"""``ClientSettings``: one vendor account and its limits, from an Airflow connection checked field by field."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_ft import _validate, defaults
+from airflow_provider_ft import __version__, _validate, defaults
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.retry import RetryPolicy
-from airflow_provider_ft.transport.base import ClientSettings
+from airflow_provider_ft.transport.body import ACCEPTED_ENCODINGS, Scrubber
 from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.wire import ApiRequest
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Connection
 
+USER_AGENT = f"airflow-provider-ft/{__version__}"
 T = TypeVar("T")
 _PREFIXED_EXTRA = re.compile(r"^extra__[a-z0-9_]+?__")
 _UNNAMED = object()
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything needed to talk to one vendor account, resolved from an Airflow connection.
+
+    :param conn_id: the Airflow connection it came from (for messages)
+    :param dialect: the vendor's API
+    :param base_url: URL the dialect's paths are relative to
+    :param api_key: the key (never in a repr, a log line or an error)
+    :param timeout: seconds for the connection to open and for each read
+    :param retry: how often and how patiently to try a request
+    :param max_response_bytes: most bytes one answer may decode to
+    :param max_pages: most pages one listing may take
+    :param namespace: what keeps this deployment's job identities apart from another's on the same account
+    :param max_requests_per_second: a ceiling on the requests of the whole account in this process (``None``: none)
+    """
+
+    conn_id: str
+    dialect: Dialect
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = defaults.TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
+    max_pages: int = defaults.MAX_PAGES
+    namespace: str = ""
+    max_requests_per_second: float | None = None
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The total deadline of one attempt: one ``timeout`` to connect plus one to send the whole answer."""
+        return 2 * self.timeout
+
+    @functools.cached_property
+    def account_key(self) -> str:
+        """Which account these settings talk to: the dialect, the base URL and a digest of the request headers (the
+        key among them, so the key itself is not stored again)."""
+        digest = hashlib.sha256()
+        for name, value in sorted(self.headers().items()):
+            digest.update(f"{name.lower()}\0{value}\0".encode())
+        return f"{self.dialect.name} {self.base_url} {digest.hexdigest()}"
+
+    @functools.cached_property
+    def scrubber(self) -> Scrubber:
+        return Scrubber([self.api_key])
+
+    def url(self, request: ApiRequest) -> str:
+        return self.base_url + request.path
+
+    def headers(self) -> dict[str, str]:
+        return {**self.dialect.headers(self.api_key), "User-Agent": USER_AGENT, "Accept-Encoding": ACCEPTED_ENCODINGS}
 
 
 def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> ClientSettings:
@@ -91,8 +149,7 @@ def _api_key(password: str | None, vendor: str) -> str:
 
 def _base_url(host: str | None, default: str) -> str:
     if not host or not host.strip():
-        if not default:
-            # An API without one base URL (each account has its own endpoint): the host is required.
+        if not default:  # an API without one base URL (each account has its own endpoint)
             raise FineTuningConfigError("it has no host: set it to the base URL of your account's endpoint")
         return default
     parts = urlsplit(host.strip())
@@ -114,7 +171,8 @@ def _base_url(host: str | None, default: str) -> str:
 
 
 def _extra(extras: Mapping[str, Any], name: str, check: Callable[[str, object], T], default: T) -> T:
-    """Extra ``name`` checked by ``check`` (which names it as ``extra 'name'``), or ``default`` when unset."""
+    """Extra ``name`` checked by ``check`` (which names it as ``extra 'name'``), or ``default`` when unset; a number
+    typed into a form field as text (``"30"``, ``"0.5"``) counts as that number."""
     value = extras.get(name)
     if value is None or value == "":
         return default
@@ -124,7 +182,6 @@ def _extra(extras: Mapping[str, Any], name: str, check: Callable[[str, object], 
 
 
 def _number(text: str) -> object:
-    """A number typed into a form field as text (``"30"``, ``"0.5"``), else the text itself (then refused)."""
     for kind in (int, float):
         try:
             return kind(text.strip())
@@ -134,7 +191,6 @@ def _number(text: str) -> object:
 
 
 def _namespace(value: object) -> str:
-    """The ``namespace`` extra: any short text (``""`` when unset)."""
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > 200:

@@ -2,9 +2,9 @@
 
 A triggerer runs thousands of waits in one loop. Each with its own HTTP client would hold its own connection
 (thousands of idle sockets to the same host) and each would ask the same question when several wait for the same
-job. So, per event loop and per account (``_ratelimit.account_key``):
+job. So, per event loop and per account (``ClientSettings.account_key``):
 
-- ``ClientPool``: a few clients of one connection each (``_h11.H11Client``, or ``StreamClient`` behind a
+- ``ClientPool``: a few clients of one connection each (``h11client.H11Client``, or ``StreamClient`` behind a
   proxy), every one serving one request at a time. One httpx client shared by all would pay for httpcore's pool,
   which rescans every connection and queued request on each request (benchmarks/_httpx_study.py measures it); a
   client per trigger would hold a connection per trigger.
@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 
 class StreamClient(Protocol):
-    """What the pool lends: ``StreamClient`` and ``_h11.H11Client`` both are one."""
+    """What the pool lends: ``StreamClient`` and ``h11client.H11Client`` both are one."""
 
     def stream(
         self, method: str, url: str, *, params: Any = ..., json: Any = ..., timeout: Any = ...
@@ -216,7 +216,7 @@ def _hand_on(joined: asyncio.Future[Any] | None, outcome: object) -> None:
 class SharedAccount:
     """The client pool and the reads of one account in one event loop, with how many transports use them.
 
-    :param key: the account (``_ratelimit.account_key``)
+    :param key: the account (``ClientSettings.account_key``)
     :param make_client: builds one client of the pool
     """
 
