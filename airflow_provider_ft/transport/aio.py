@@ -1,12 +1,12 @@
-"""The asyncio transport, for triggers: it never blocks the event loop, and thousands of them share little."""
+"""The asyncio transport, for triggers: thousands in one event loop, none of them blocking it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import ssl
-import threading
 import time
 from typing import Any
 
@@ -22,14 +22,13 @@ _LARGE_BODY = 512 * 1024
 
 
 class AsyncTransport(Transport):
-    """asyncio transport; never blocks the event loop.
+    """asyncio transport; never blocks the event loop, and costs little: triggers start by the thousand in one loop.
 
-    Triggers start by the thousand in one loop, so a transport is cheap: the HTTP clients (``h11client.H11Client``,
-    or ``httpx.AsyncClient`` behind a proxy, one connection each, one process-wide SSL context) belong to the
-    account's ``SharedAccount`` in this loop, taken on the first request and given back by ``aclose()``. Reads
-    (``GET``) are coalesced there: one in flight is joined, and an answer at most ``reuse_seconds`` old is taken as
-    it is when several transports read it. Large bodies are scrubbed and decoded in a worker thread;
-    decompression goes in small steps.
+    Its HTTP clients (``h11client.H11Client``, or ``httpx.AsyncClient`` behind a proxy; one connection each, one
+    SSL context per process) belong to the account's ``SharedAccount`` in this loop, taken on the first request
+    and given back by ``aclose()``; so do its reads (``GET``): one in flight is joined, and an answer at most
+    ``reuse_seconds`` old is reused when several transports read it. Large bodies are scrubbed and decoded in a
+    worker thread, decompressed in small steps.
 
     :param settings: the account and its limits
     :param keepalive_expiry: seconds an idle connection is kept (default: httpx's 5 s)
@@ -46,10 +45,11 @@ class AsyncTransport(Transport):
         self._keepalive_expiry = keepalive_expiry
         self.reuse_seconds = reuse_seconds
         self._account: shared.SharedAccount | None = None
-        _library_log_scrubber().add(settings.scrubber)
+        _library_log_scrubber().scrubbers.append(settings.scrubber)
 
     async def aclose(self) -> None:
-        _library_log_scrubber().remove(self.settings.scrubber)
+        with contextlib.suppress(ValueError):
+            _library_log_scrubber().scrubbers.remove(self.settings.scrubber)
         account, self._account = self._account, None
         if account is not None:
             await shared.release(account)
@@ -169,33 +169,17 @@ def _shared_ssl_context() -> ssl.SSLContext:
 
 
 class _LibraryLogScrubber(logging.Filter):
-    """Scrubs the secrets of every open asyncio transport from the log records of httpx and httpcore.
-
-    At DEBUG httpcore logs each response head whole, header values included: a server that echoes the key in a
-    header would otherwise have it written by a library. Below DEBUG no record reaches the filter.
-    """
-
-    LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
+    """Scrubs the secrets of every open asyncio transport from the records of httpx and httpcore: at DEBUG httpcore
+    logs each response head whole, so a server that echoes the key in a header would have a library log it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
-        self._scrubbers: list[Scrubber] = []
-        for name in self.LOGGERS:
+        self.scrubbers: list[Scrubber] = []
+        for name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy"):
             logging.getLogger(name).addFilter(self)
 
-    def add(self, scrubber: Scrubber) -> None:
-        with self._lock:
-            self._scrubbers.append(scrubber)
-
-    def remove(self, scrubber: Scrubber) -> None:
-        with self._lock:
-            if scrubber in self._scrubbers:
-                self._scrubbers.remove(scrubber)
-
     def filter(self, record: logging.LogRecord) -> bool:
-        with self._lock:
-            scrubbers = list(self._scrubbers)
+        scrubbers = list(self.scrubbers)  # a copy: transports of other threads come and go
         if scrubbers:
             message = record.getMessage()
             for scrubber in scrubbers:

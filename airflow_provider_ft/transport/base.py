@@ -1,16 +1,15 @@
-"""What both transports decide, written once; ``sync.SyncTransport`` and ``aio.AsyncTransport`` add their I/O.
+"""What both transports decide, written once; ``sync.SyncTransport`` and ``aio.AsyncTransport`` add their I/O:
+a retry loop (``send``), an attempt (gate, deadline, exchange) and their library's exchange.
 
 A transport sends a dialect's ``ApiRequest`` and hands back the decoded JSON object or one typed error:
 
-1. each attempt first takes its turn at the account's ``RateGate`` (``ratelimit``), shared by every transport of
-   the process on that account, and reports how it went: one 429 pauses the account, not one request;
-2. each attempt has a total deadline (connect, headers and whole body): ``attempt_seconds`` of the settings, and
-   never past the caller's deadline;
+1. each attempt first takes its turn at the account's ``RateGate``, shared by every transport of the process on
+   that account, and reports how it went: one 429 pauses the account, not one request;
+2. each attempt has a total deadline (connect, headers and whole body): ``attempt_seconds``, never past the
+   caller's deadline;
 3. the body is read within ``max_response_bytes`` (error answers: their first 64 KiB), and the connection's
    secrets are scrubbed from it and from the headers before the dialect decodes it;
-4. ``RetryPolicy.next_wait`` decides whether and how long to wait before the next attempt.
-
-Each driver has one retry loop (``send``), one attempt (gate, deadline, exchange) and its library's exchange.
+4. ``RetryPolicy.next_wait`` decides whether, and after how long, to send again.
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ CHUNK = 64 * 1024
 
 
 class Transport:
-    """The decisions of both transports: the gate's verdict, the attempt's deadline, what an answer or a failure
-    means, whether to send again and after how long, and their messages.
+    """The decisions of both transports, and their messages.
 
     :param settings: the account and its limits
     """

@@ -1,13 +1,11 @@
 """One rate-limit state per vendor account, shared by every transport in the process.
 
-A vendor limits an *account*, not a task: when one request is told to wait, every other request on that account
-would be told the same. So the transports of one account share one ``RateGate``: after a 429 (or an answer saying
-the request budget is spent) the account is paused; when the pause ends one request goes first (a probe) and the
-others follow only once it got through: a throttled account is probed, not stormed. An optional ceiling (extra
-``max_requests_per_second``) spaces requests out the same way.
-
-The gate knows time only as the ``time.monotonic()`` its callers pass in and never sleeps itself, so one gate
-serves threads and event loops alike. A gate lives as long as a transport uses it.
+A vendor limits an *account*, not a task: when one request is told to wait, every other one on the account would
+be told the same. So the transports of an account share one ``RateGate``: after a 429 (or an answer saying the
+request budget is spent) the account is paused; when the pause ends one request goes first (a probe) and the
+others follow once it got through: a throttled account is probed, not stormed. An optional ceiling (extra
+``max_requests_per_second``) spaces requests out. The gate never sleeps and knows time only as the
+``time.monotonic()`` its callers pass, so one gate serves threads and event loops alike.
 """
 
 from __future__ import annotations
@@ -16,7 +14,10 @@ import random
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.transport.settings import ClientSettings
 
 #: While a probe is out, the others look again after about this many seconds (spread, see ``SPREAD_SECONDS``).
 RECHECK_SECONDS = 0.5
@@ -114,28 +115,16 @@ def _spread() -> float:
     return random.uniform(0.0, SPREAD_SECONDS)
 
 
-class Account(Protocol):
-    """What finds an account's gate (``ClientSettings`` is one)."""
-
-    @property
-    def account_key(self) -> str: ...
-
-    @property
-    def max_requests_per_second(self) -> float | None: ...
-
-
 _gates: weakref.WeakValueDictionary[str, RateGate] = weakref.WeakValueDictionary()
 _gates_lock = threading.Lock()
 
 
-def gate_for(account: Account) -> RateGate:
-    """The account's gate, shared by every transport of the process that talks to that account.
-
-    :param account: the account (``ClientSettings``), found by its ``account_key``
-    """
+def gate_for(settings: ClientSettings) -> RateGate:
+    """The gate of the account ``settings`` talk to, shared by every transport of the process on that account; it
+    lives as long as one of them holds it."""
     with _gates_lock:
-        gate = _gates.get(account.account_key)
+        gate = _gates.get(settings.account_key)
         if gate is None:
-            gate = _gates[account.account_key] = RateGate()
-    gate.limit(account.max_requests_per_second)
+            gate = _gates[settings.account_key] = RateGate()
+    gate.limit(settings.max_requests_per_second)
     return gate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"airflow-provider-ft/{__version__}"
 T = TypeVar("T")
+_retry_count = functools.partial(_validate.whole_number, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
 _PREFIXED_EXTRA = re.compile(r"^extra__[a-z0-9_]+?__")
 _UNNAMED = object()
 
@@ -100,21 +102,24 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
     extras = _extras(conn.extra, fail)
     try:
         dialect = dialect_class(extras)
+        options = dialect.extras
         return ClientSettings(
             conn_id=conn_id,
             dialect=dialect,
             base_url=_base_url(conn.host, dialect.default_base_url),
             api_key=_api_key(conn.password, dialect.display_name),
-            timeout=_extra(dialect.extras, "timeout", _validate.seconds, defaults.TIMEOUT),
+            timeout=_extra(options, "timeout", _validate.seconds, defaults.TIMEOUT),
             retry=RetryPolicy(
-                max_retries=_extra(dialect.extras, "max_retries", _retry_count, defaults.MAX_RETRIES),
-                backoff_base=_extra(dialect.extras, "backoff_base", _validate.seconds, defaults.BACKOFF_BASE),
-                retry_after_max=_extra(dialect.extras, "retry_after_max", _validate.seconds, defaults.RETRY_AFTER_MAX),
+                max_retries=_extra(options, "max_retries", _retry_count, defaults.MAX_RETRIES),
+                backoff_base=_extra(options, "backoff_base", _validate.seconds, defaults.BACKOFF_BASE),
+                retry_after_max=_extra(options, "retry_after_max", _validate.seconds, defaults.RETRY_AFTER_MAX),
             ),
-            max_response_bytes=_extra(dialect.extras, "max_response_bytes", _whole, defaults.MAX_RESPONSE_BYTES),
-            max_pages=_extra(dialect.extras, "max_pages", _whole, defaults.MAX_PAGES),
-            namespace=_namespace(dialect.extras.get("namespace")),
-            max_requests_per_second=_extra(dialect.extras, "max_requests_per_second", _rate, None),
+            max_response_bytes=_extra(
+                options, "max_response_bytes", _validate.whole_number, defaults.MAX_RESPONSE_BYTES
+            ),
+            max_pages=_extra(options, "max_pages", _validate.whole_number, defaults.MAX_PAGES),
+            namespace=_namespace(options.get("namespace")),
+            max_requests_per_second=_extra(options, "max_requests_per_second", _rate, None),
         )
     except FineTuningConfigError as error:
         raise fail(str(error)) from None
@@ -183,10 +188,8 @@ def _extra(extras: Mapping[str, Any], name: str, check: Callable[[str, object], 
 
 def _number(text: str) -> object:
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text.strip())
-        except ValueError:
-            continue
     return text
 
 
@@ -198,15 +201,7 @@ def _namespace(value: object) -> str:
     return value
 
 
-def _retry_count(name: str, value: object) -> int:
-    return _validate.whole_number(name, value, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
-
-
 def _rate(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 10_000:
         raise FineTuningConfigError(f"{name} must be a number of requests per second above 0 (at most 10000)")
     return float(value)
-
-
-def _whole(name: str, value: object) -> int:
-    return _validate.whole_number(name, value)
