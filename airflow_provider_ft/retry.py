@@ -1,8 +1,7 @@
 """When to send a request again and how long to wait first: the one place that decides it, for every caller.
 
-Pure: no I/O, and no clock but the moments callers pass in. Dialects say which of their vendor codes mean "rate
-limited" or "try again" (with the header readers here); the transports, and callers that try a whole call again,
-wait as ``RetryPolicy`` says.
+Pure (no I/O, no clock). Dialects say which vendor codes mean "rate limited" or "try again", with the header
+readers here; the transports, and callers that try a whole call again, wait as ``RetryPolicy`` says.
 """
 
 from __future__ import annotations
@@ -46,27 +45,20 @@ class RetryPolicy:
     jitter: float = defaults.JITTER
 
     def next_wait(
-        self,
-        attempt: int,
-        error: FineTuningApiError,
-        *,
-        retry_safe: bool = True,
-        deadline: float | None = None,
-        now: float = 0.0,
+        self, attempt: int, error: FineTuningApiError, *, retry_safe: bool = True, remaining: float | None = None
     ) -> float | None:
-        """Seconds to wait before sending again after attempt ``attempt`` failed with ``error``; ``None``: stop,
-        the error is final (not retryable, ``max_retries`` used up, or the wait would end past ``deadline``).
+        """Seconds to wait before sending again after attempt ``attempt`` (1-based) failed with ``error``; ``None``:
+        the error is final (not retryable, ``max_retries`` used up, or the wait would not end within ``remaining``).
 
-        :param attempt: the attempt that failed (1-based)
+        :param attempt: the attempt that failed, 1 for the first
         :param error: how it failed
         :param retry_safe: whether the request may be sent twice (a create may not: it could make a second job)
-        :param deadline: ``time.monotonic()`` by which the whole call must be over (``None``: none)
-        :param now: ``time.monotonic()`` now, read only with a ``deadline``
+        :param remaining: seconds left before the caller's deadline (``None``: no deadline)
         """
         if not (retry_safe and error.retryable) or attempt > self.max_retries:
             return None
         wait = self.wait_seconds(attempt, error.retry_after)
-        return None if deadline is not None and now + wait >= deadline else wait
+        return None if remaining is not None and wait >= remaining else wait
 
     def wait_seconds(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): what the server asked (capped at

@@ -57,13 +57,8 @@ class Transport:
         if turn.wait and deadline is not None and now + turn.wait > deadline:
             raise self._held_back(request, self.gate.paused_for(now) or turn.wait)
         if first and turn.wait > 1.0:
-            log.info(
-                "%s %s %s waits %.1f s: the account is rate limited (shared by every request on it)",
-                self.dialect.display_name,
-                request.method,
-                request.path,
-                turn.wait,
-            )
+            what = f"{self.dialect.display_name} {request.method} {request.path}"
+            log.info("%s waits %.1f s: the account is rate limited (shared by every request on it)", what, turn.wait)
         return turn
 
     def _attempt_deadline(self, request: ApiRequest, deadline: float | None) -> float:
@@ -114,7 +109,7 @@ class Transport:
         elif isinstance(error, self._request_errors):
             failure = self._transport_error(request, type(error).__name__, f"{type(error).__name__}: {error}")
         elif isinstance(error, FineTuningApiError):
-            failure = self._refused(request, error)
+            failure = type(error)(f"{self._subject(request)}: {error.message}", http_status=error.http_status)
         else:
             failure = error
         self._report(failure, probed=probe)
@@ -137,26 +132,23 @@ class Transport:
         """Seconds to wait (logged) before sending ``request`` again, attempt ``attempt`` having failed with
         ``error``; when the policy says stop, ``error`` is raised as final, with its number of attempts."""
         policy = self.settings.retry
-        wait = policy.next_wait(attempt, error, retry_safe=request.retry_safe, deadline=deadline, now=time.monotonic())
+        remaining = None if deadline is None else deadline - time.monotonic()
+        wait = policy.next_wait(attempt, error, retry_safe=request.retry_safe, remaining=remaining)
         if wait is None:
             raise error.after_attempts(attempt) from error.__cause__
-        log.warning(
-            "%s %s %s failed (%s); attempt %d of %d, retrying in %.2f s",
-            self.dialect.display_name,
-            request.method,
-            request.path,
-            _short_reason(error),
-            attempt,
-            policy.max_retries + 1,
-            wait,
-        )
+        what = f"{self.dialect.display_name} {request.method} {request.path}"
+        tries = policy.max_retries + 1
+        log.warning("%s failed (%s); attempt %d of %d, retrying in %.2f s", what, _reason(error), attempt, tries, wait)
         return wait
+
+    def _subject(self, request: ApiRequest) -> str:
+        return f"{self.dialect.display_name} {request.operation} {request.method} {request.path}"
 
     def _held_back(self, request: ApiRequest, wait: float) -> FineTuningApiError:
         return FineTuningApiError(
-            f"{self.dialect.display_name} {request.operation} {request.method} {request.path} was not sent: the "
-            f"account of connection {self.settings.conn_id!r} is rate limited for another {wait:.1f} s (a request "
-            "on it was refused with a rate limit) and the call's deadline comes first",
+            f"{self._subject(request)} was not sent: the account of connection {self.settings.conn_id!r} is rate "
+            f"limited for another {wait:.1f} s (a request on it was refused with a rate limit) and the call's "
+            "deadline comes first",
             retryable=True,
             rate_limited=True,
             retry_after=wait,
@@ -164,9 +156,8 @@ class Transport:
 
     def _transport_error(self, request: ApiRequest, reason: str, detail: str) -> FineTuningTransportError:
         return FineTuningTransportError(
-            f"{self.dialect.display_name} {request.operation} {request.method} {request.path} got no usable answer "
-            f"from {self.settings.base_url} (connection {self.settings.conn_id!r}): "
-            f"{printable(self.settings.scrubber.text(detail), 300)}",
+            f"{self._subject(request)} got no usable answer from {self.settings.base_url} (connection "
+            f"{self.settings.conn_id!r}): {printable(self.settings.scrubber.text(detail), 300)}",
             reason=reason,
         )
 
@@ -174,15 +165,8 @@ class Transport:
         seconds = self._attempt_seconds(request)
         return self._transport_error(request, "deadline", f"the answer was not complete within {seconds:g} s")
 
-    def _refused(self, request: ApiRequest, error: FineTuningApiError) -> FineTuningApiError:
-        """An error of the answer itself (too large, badly encoded), named after the request."""
-        return type(error)(
-            f"{self.dialect.display_name} {request.operation} {request.method} {request.path}: {error.message}",
-            http_status=error.http_status,
-        )
 
-
-def _short_reason(error: FineTuningApiError) -> str:
+def _reason(error: FineTuningApiError) -> str:
     if isinstance(error, FineTuningTransportError):
         return error.reason
     return f"HTTP {error.http_status}" if error.http_status else type(error).__name__

@@ -1,13 +1,10 @@
 """A small HTTP/1.1 client for the triggers: h11 for the protocol, asyncio streams for the I/O, one connection.
 
-Why not httpx (which still serves a proxied account): a triggerer polls thousands of jobs in one event loop, and
-what a poll costs that loop every other trigger waits for. httpx (httpcore, anyio) spends ~0.6 ms of CPU per
-request and allocates enough to keep CPython's loop-stalling full garbage collections coming; h11 over asyncio
-streams does the same request for a fraction of both (``make bench``, benchmarks 4 and 6). h11 comes with httpx.
-
-``H11Client`` follows no redirect, sends no cookie, uses no proxy (``proxy_for`` says when httpx must be used
-instead) and leaves the request's deadline to its caller; its ``timeout`` bounds the connect and each read, as
-httpx's does. Errors are ``HTTPClientError`` or ``WIRE_ERRORS``.
+Why not httpx (it still serves a proxied account): a triggerer polls thousands of jobs in one event loop, and
+what a poll costs that loop every other trigger waits for. httpx spends ~0.6 ms of CPU per request and allocates
+enough to bring CPython's loop-stalling full collections sooner; h11 over asyncio streams costs a fraction of
+both (``make bench``, benchmarks 4 and 6). No redirect, cookie or proxy (``proxy_for`` says when httpx must serve);
+the request's deadline is its caller's, ``timeout`` bounds the connect and each read, as httpx's does.
 """
 
 from __future__ import annotations

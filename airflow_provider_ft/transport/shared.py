@@ -1,17 +1,9 @@
-"""What the asyncio transports of one vendor account share inside one event loop.
+"""What the asyncio transports of one vendor account share inside one event loop (and touch from it only).
 
-A triggerer runs thousands of waits in one loop; each with its own HTTP client would hold its own connection, and
-each would ask the same question when several wait for the same job. So, per event loop and account:
-
-- ``ClientPool``: a few clients of one connection each, every one serving one request at a time. One httpx client
-  shared by all would pay for httpcore's pool, which rescans every connection and queued request on each request
-  (benchmarks/_httpx_study.py); a client per trigger would hold a connection per trigger.
-- ``ReadCoalescer``: identical reads (``GET`` of the same path and query) in flight at once are sent once, and an
-  answer younger than the reader's ``max_age`` is handed out again; a write through the account forgets them all,
-  so a read after it sees its effect.
-
-``SharedAccount`` holds both; ``acquire`` and ``release`` count its users and close it when the last one goes.
-Everything here belongs to one event loop and is touched from that loop only.
+A triggerer runs thousands of waits in one loop: each with a client of its own would hold a connection of its own,
+and each would ask the same question when several wait for the same job. So ``SharedAccount`` holds, per loop and
+account, a ``ClientPool`` (one httpx client shared by all would pay for httpcore's pool, which rescans every
+connection and queued request on each request: benchmarks/_httpx_study.py) and a ``ReadCoalescer``.
 """
 
 from __future__ import annotations
@@ -80,9 +72,7 @@ class ClientPool:
 
 @dataclass
 class _Read:
-    """One read, in flight or done. ``joined`` is made only when a second reader comes while it is in flight (the
-    first one sends the request in its own task and hands the outcome on through it); ``answer`` is kept only
-    once a second reader has come for the key."""
+    """One read, in flight or done; ``joined`` is made only when a second reader comes while it is in flight."""
 
     reader: int
     shared: bool = False
@@ -94,13 +84,13 @@ class _Read:
 
 @dataclass
 class ReadCoalescer:
-    """Reads of one account by key: the one in flight, or the last answer and until when it may be reused.
+    """Identical reads (``GET`` of the same path and query) of one account: one in flight is joined, and an answer
+    younger than the reader's ``max_age`` is handed out again; a write through the account forgets them all.
 
-    The reader that finds no read sends the request itself (no task of its own, nothing allocated for sharing
-    unless another reader comes). An answer is kept only for a key that more than one reader asks for: the
-    triggers of a deployment mostly watch a job each, and every answer kept would outlive CPython's young
-    generations and bring its full, loop-stalling collections sooner. There is no timer: entries past their age
-    are ignored when read and swept out every ``SWEEP_EVERY`` reads.
+    The reader that finds no read sends the request itself (no task, nothing allocated unless another reader
+    comes). Answers are kept only for keys that several readers ask for: triggers mostly watch a job each, and
+    every answer kept would outlive CPython's young generations and bring its loop-stalling full collections
+    sooner. No timer: entries past their age are ignored, and swept out every ``SWEEP_EVERY`` reads.
     """
 
     _reads: dict[Hashable, _Read] = field(default_factory=dict)
@@ -173,8 +163,7 @@ class ReadCoalescer:
         return answer
 
     def forget(self) -> None:
-        """Forget every answer and every read in flight (those still reach their readers): after a write, the
-        next read of anything asks the vendor again."""
+        """Forget every answer and read in flight (those still reach their readers): after a write, ask again."""
         self._reads.clear()
 
 
