@@ -24,8 +24,8 @@ from airflow_provider_ft.vendors.base import is_file_id
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import OperatorLineage
-    from airflow_provider_ft.hooks._transport import ClientSettings
     from airflow_provider_ft.jobs import FineTuningJob
+    from airflow_provider_ft.transport import ClientSettings
 
 #: Run facet names: the job a create task made (or re-attached to), and the jobs an operator acted on.
 JOB_FACET = "fineTuningJob"

@@ -10,7 +10,7 @@ the JSON; every case runs in its own event loop, the cases interleaved over seve
 - one ``httpx.AsyncClient`` shared by all tasks with concurrency capped by an ``asyncio.Semaphore`` at 8 and at
   32, and uncapped with httpx's default limits (at most 100 connections);
 - a pool of single-connection ``httpx.AsyncClient`` s of 8 and of 32 (``ClientPool`` of
-  ``airflow_provider_ft.hooks._shared``);
+  ``airflow_provider_ft.transport.shared``);
 - ``aiohttp.ClientSession`` shared by all tasks, as a reference only (when it imports: Airflow 3.3 core does not
   install aiohttp; here it comes with other providers' pins).
 
@@ -72,7 +72,7 @@ class TrivialServer:
             self.process.wait()
 
 
-POOL_NAME = "airflow_provider_ft.hooks._shared.ClientPool"
+POOL_NAME = "airflow_provider_ft.transport.shared.ClientPool"
 
 
 async def raw_asyncio(server: TrivialServer, tasks: int, each: int) -> None:
@@ -130,7 +130,7 @@ async def pooled(server: TrivialServer, tasks: int, each: int, size: int) -> Non
 
     context = shared_context()
     single = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    from airflow_provider_ft.hooks._shared import ClientPool
+    from airflow_provider_ft.transport.shared import ClientPool
 
     pool = ClientPool(lambda: httpx.AsyncClient(verify=context, limits=single), size)
 

@@ -28,7 +28,7 @@ times=MANY, delay=0.02)``, after clearing the latency fault so that the 429 come
 faults are cleared and the latency fault injected again. Reported: failed jobs, time lost (the run's duration
 minus the same run's without the episode) against the episode's length, and the requests the server received
 during the episode. Run three ways: without the episode; with it, as shipped (every hook of an account shares one
-``RateGate``: ``hooks._ratelimit.gate_for``); with it, "today's" (``gate_for`` patched, in this process only, to
+``RateGate``: ``transport.ratelimit.gate_for``); with it, "today's" (``gate_for`` patched, in this process only, to
 give each hook a private ``RateGate()``, so a 429 answered to one worker does not hold back the others). This
 replaces the earlier scenario with a 429 (``Retry-After: 1``) on every 10th call.
 """
@@ -65,7 +65,7 @@ TARGET_SPEEDUP = 7.0
 TARGET_MEMORY_MB = 100.0
 MANY = 10**9
 MB = 1024 * 1024
-RATELIMIT_MODULE = "airflow_provider_ft.hooks._ratelimit"
+RATELIMIT_MODULE = "airflow_provider_ft.transport.ratelimit"
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def default_concurrency() -> int:
 
 
 def ratelimit_module() -> ModuleType | None:
-    """``airflow_provider_ft.hooks._ratelimit``, or ``None`` while it does not exist."""
+    """``airflow_provider_ft.transport.ratelimit``, or ``None`` while it does not exist."""
     try:
         return importlib.import_module(RATELIMIT_MODULE)
     except ImportError:

@@ -91,9 +91,9 @@ def fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     reuse one emulator (one base URL and key), so a 429 of one test would otherwise pause the next one's requests."""
     import weakref
 
-    from airflow_provider_ft.hooks import _ratelimit
+    from airflow_provider_ft.transport import ratelimit
 
-    monkeypatch.setattr(_ratelimit, "_gates", weakref.WeakValueDictionary())
+    monkeypatch.setattr(ratelimit, "_gates", weakref.WeakValueDictionary())
 
 
 @dataclass

@@ -25,9 +25,9 @@ from airflow_provider_ft.jobs import JobBudget
 if TYPE_CHECKING:
     from airflow_provider_ft.core import operations
     from airflow_provider_ft.core.submit import Listing, Submission
-    from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
+    from airflow_provider_ft.transport import AsyncTransport, ClientSettings, SyncTransport
     from airflow_provider_ft.vendors.base import Dialect
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
@@ -535,13 +535,13 @@ def _operations() -> ModuleType:
 
 
 def _transports() -> ModuleType:
-    from airflow_provider_ft.hooks import _transport
+    from airflow_provider_ft import transport
 
-    return _transport
+    return transport
 
 
 def _settings_from(conn: Any, **name: Any) -> ClientSettings:
-    from airflow_provider_ft.hooks._connection import settings_from_connection
+    from airflow_provider_ft.transport import settings_from_connection
 
     return settings_from_connection(conn, **name)
 

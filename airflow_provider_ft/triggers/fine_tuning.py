@@ -26,9 +26,9 @@ from airflow_provider_ft.kill import aconfirm_kill
 from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.hooks._transport import AsyncTransport
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.jobs import FineTuningJob, ProgressLog
+    from airflow_provider_ft.transport import AsyncTransport
 
 SUCCESS, TIMEOUT, ERROR, BUDGET = (
     defaults.EVENT_SUCCESS,

@@ -20,13 +20,13 @@ import tenacity
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningTransportError
-from airflow_provider_ft.hooks._body import ERROR_BODY_LIMIT, BodyReader, Scrubber
+from airflow_provider_ft.transport.body import ERROR_BODY_LIMIT, BodyReader, Scrubber
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.hooks._transport import ClientSettings
+    from airflow_provider_ft.transport import ClientSettings
 
-log = logging.getLogger("airflow_provider_ft.hooks._transport")
+log = logging.getLogger("airflow_provider_ft.transport.base")
 #: Bodies larger than this are scrubbed and decoded in a worker thread, off the event loop.
 _LARGE_BODY = 512 * 1024
 _CHUNK = 64 * 1024

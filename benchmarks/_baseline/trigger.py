@@ -243,7 +243,7 @@ async def async_transport(hook: FineTuningHook, keepalive_expiry: float | None =
     Typed ``Any``: the hook's ``apoll_job`` and the like take any object with ``async send(request, deadline)``.
     """
     from airflow_provider_ft._compat import aget_connection
-    from airflow_provider_ft.hooks._connection import settings_from_connection
+    from airflow_provider_ft.transport import settings_from_connection
 
     settings = settings_from_connection(await aget_connection(hook, hook.conn_id))
     transport = AsyncTransport(settings, keepalive_expiry=keepalive_expiry)

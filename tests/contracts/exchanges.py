@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from airflow_provider_ft.hooks._transport import USER_AGENT
+from airflow_provider_ft.transport.settings import USER_AGENT
 from airflow_provider_ft_emulator.recording import RecordedRequest
 from tests.contracts.schemas import Contract
 

@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from airflow_provider_ft.exceptions import BodyTooLarge, FineTuningApiError
-from airflow_provider_ft.hooks._body import BodyReader, Scrubber
+from airflow_provider_ft.transport.body import BodyReader, Scrubber
 
 KEY = "sk-live-AbC/123+xyz"
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from airflow_provider_ft.hooks._h11 import H11Client, proxy_for
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.transport.h11client import H11Client, proxy_for
 from airflow_provider_ft_emulator import FineTuningEmulator
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.hooks import _ratelimit
-from airflow_provider_ft.hooks._ratelimit import PROBE_LEASE_SECONDS, RECHECK_SECONDS, SPREAD_SECONDS, RateGate
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.retry import parse_spent_budget
+from airflow_provider_ft.transport import ratelimit
+from airflow_provider_ft.transport.ratelimit import PROBE_LEASE_SECONDS, RECHECK_SECONDS, SPREAD_SECONDS, RateGate
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES
 
@@ -65,7 +65,7 @@ def test_a_probe_that_gets_through_reopens_the_account() -> None:
     gate = refused_gate()
     probe = gate.take_turn(NOW + 10.0)
     gate.passed(probed=probe.probe)
-    assert gate.take_turn(NOW + 10.2) == _ratelimit.GO
+    assert gate.take_turn(NOW + 10.2) == ratelimit.GO
 
 
 def test_an_answer_to_a_request_that_is_not_the_probe_does_not_reopen_the_account() -> None:
@@ -101,7 +101,7 @@ def test_a_spent_budget_holds_requests_until_it_refills_without_a_probe() -> Non
     gate = RateGate()
     gate.spent(NOW, 2.0)
     assert not gate.take_turn(NOW + 1.0).final
-    assert gate.take_turn(NOW + 2.0) == _ratelimit.GO
+    assert gate.take_turn(NOW + 2.0) == ratelimit.GO
 
 
 def test_the_ceiling_spaces_requests_and_the_strictest_ceiling_wins() -> None:
@@ -158,23 +158,23 @@ def test_connections_to_one_account_share_one_gate_and_other_accounts_do_not(
     other_key = FineTuningHook(
         make_connection("ft_gate_c", "openai_fine_tuning", host=emulator.url("openai"), password="sk-other-key-123")
     ).settings
-    assert _ratelimit.gate_for(first) is _ratelimit.gate_for(same)
-    assert _ratelimit.gate_for(first) is not _ratelimit.gate_for(other_org)
-    assert _ratelimit.gate_for(first) is not _ratelimit.gate_for(other_key)
+    assert ratelimit.gate_for(first) is ratelimit.gate_for(same)
+    assert ratelimit.gate_for(first) is not ratelimit.gate_for(other_org)
+    assert ratelimit.gate_for(first) is not ratelimit.gate_for(other_key)
     for settings in (first, other_org, other_key):
-        assert API_KEY not in _ratelimit.account_key(settings)
-        assert "sk-other-key-123" not in _ratelimit.account_key(settings)
+        assert API_KEY not in settings.account_key
+        assert "sk-other-key-123" not in settings.account_key
 
 
 def test_a_gate_is_released_when_no_transport_uses_it(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory
 ) -> None:
     settings = FineTuningHook(hook_on(make_connection, "ft_gate_gc", emulator, organization="org-gc")).settings
-    gate = _ratelimit.gate_for(settings)
+    gate = ratelimit.gate_for(settings)
     gate.refused(time.monotonic(), 60.0, probed=False)
     del gate
     gc.collect()
-    assert _ratelimit.gate_for(settings).paused_for(time.monotonic()) == 0, "an unused gate must not linger"
+    assert ratelimit.gate_for(settings).paused_for(time.monotonic()) == 0, "an unused gate must not linger"
 
 
 @pytest.mark.parametrize("value", [0, -1, "fast", True, float("nan"), 20_000])
@@ -226,7 +226,7 @@ def test_a_call_whose_deadline_ends_inside_the_pause_is_refused_without_sending(
 ) -> None:
     job_id = emulator.seed_job("openai", status="running")
     hook = FineTuningHook(hook_on(make_connection, "ft_pause_deadline", emulator, organization="org-deadline"))
-    gate = _ratelimit.gate_for(hook.settings)  # held here: a gate nobody holds is gone
+    gate = ratelimit.gate_for(hook.settings)  # held here: a gate nobody holds is gone
     gate.refused(time.monotonic(), 30.0, probed=False)
     with pytest.raises(FineTuningApiError, match="rate limited for another") as raised:
         hook.get_job(job_id, deadline=time.monotonic() + 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.retry import RetryPolicy, parse_retry_after
 
 
@@ -24,3 +25,15 @@ def test_backoff_doubles_up_to_its_cap_with_bounded_jitter(attempt: int) -> None
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "soon", "Mon, 99 Foo 2026 25:61:61 GMT", ""])
 def test_garbage_retry_after_is_no_answer(value: str) -> None:
     assert parse_retry_after({"retry-after": value}) is None
+
+
+def test_next_wait_says_stop_for_a_final_error_and_how_long_otherwise() -> None:
+    policy = RetryPolicy(max_retries=2, retry_after_max=5.0)
+    throttled = FineTuningApiError("throttled", http_status=429, retryable=True, retry_after=2.0)
+    assert policy.next_wait(1, throttled) == 2.0
+    assert policy.next_wait(2, throttled) == 2.0
+    assert policy.next_wait(3, throttled) is None, "max_retries used up"
+    assert policy.next_wait(1, throttled, retry_safe=False) is None, "a request that must not be sent twice"
+    assert policy.next_wait(1, FineTuningApiError("bad request", http_status=400)) is None, "not retryable"
+    assert policy.next_wait(1, throttled, remaining=2.5) == 2.0
+    assert policy.next_wait(1, throttled, remaining=2.0) is None, "the wait would end at the deadline"

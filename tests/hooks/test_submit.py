@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft.exceptions import FineTuningApiError
-from airflow_provider_ft.hooks._multipart import MultipartBody
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.identity import TaskIdentity
+from airflow_provider_ft.transport.multipart import MultipartBody
 from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, Upload
 from airflow_provider_ft_emulator import FineTuningEmulator
 from airflow_provider_ft_emulator.faults import Fault

@@ -22,9 +22,9 @@ import pytest
 from airflow_provider_ft._compat import TaskDeferred
 from airflow_provider_ft.capacity import CapacityWait
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningCapacityError, FineTuningConfigError
-from airflow_provider_ft.hooks import _ratelimit
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
+from airflow_provider_ft.transport import ratelimit
 from airflow_provider_ft.triggers.capacity import CapacityWaitTrigger
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import FineTuningEmulator, RecordedRequest
@@ -163,7 +163,7 @@ def test_gives_up_when_wait_for_capacity_is_over_naming_the_limit_without_pausin
 ) -> None:
     blocker = fill_the_account(emulator, limited_vendor.name)
     task = limited_operator(limited_vendor, training_data, wait_for_capacity=timedelta(seconds=0.6))
-    gate = _ratelimit.gate_for(task.hook.settings)  # held, so that the task's transports share this one
+    gate = ratelimit.gate_for(task.hook.settings)  # held, so that the task's transports share this one
 
     with pytest.raises(FineTuningCapacityError, match=r"Gave up waiting for room after \d+ s \(wait_for_capacity\)"):
         task.execute(context(TaskInstance()))

@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, FineTuningTransportError
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
+from airflow_provider_ft.transport import ClientSettings
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from airflow_provider_ft_emulator.faults import CLASSIC_FAULT_KINDS, HOSTILE_FAULT_KINDS

@@ -35,8 +35,8 @@ from airflow_provider_ft.exceptions import (
     FineTuningTimeout,
     FineTuningTransportError,
 )
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.transport import ClientSettings
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory

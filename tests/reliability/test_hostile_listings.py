@@ -23,10 +23,10 @@ import pytest
 
 from airflow_provider_ft import defaults
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, MalformedAnswerError
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft.operators.fine_tuning import CLEANUP_SUMMARY_XCOM_KEY, CleanupFineTuningJobsOperator
+from airflow_provider_ft.transport import ClientSettings
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator, RecordedRequest
 from airflow_provider_ft_emulator.specimens import LISTING_PATHS, SPECIMEN_AGE
 from tests.conftest import API_KEY, CONN_TYPES, ConnectionFactory

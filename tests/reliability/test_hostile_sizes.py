@@ -38,9 +38,9 @@ from airflow_provider_ft.exceptions import (
     FineTuningTransportError,
     MalformedAnswerError,
 )
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft.transport import ClientSettings
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from airflow_provider_ft_emulator.faults import BOMB_SIZE
 from airflow_provider_ft_emulator.floods import gzip_bomb

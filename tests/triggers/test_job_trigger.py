@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from airflow_provider_ft.exceptions import FineTuningConfigError
-from airflow_provider_ft.hooks._transport import AsyncTransport
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.transport import AsyncTransport
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.airflow_versions import import_string, serde_round_trip

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_ft.hooks import _ratelimit, _shared
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.transport import ratelimit, shared
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.conftest import FAST_RETRIES
@@ -66,7 +66,7 @@ async def test_triggers_on_one_job_share_each_poll_and_each_fires_its_own_event(
     # Alone, each of the 8 would GET once per interval; sharing, the 8 together do about that much: the answer of
     # one interval is kept for the next readers, and the key stays shared from one answer to the next.
     assert 1 <= gets_of(emulator, job_id) <= polls_of_one + 1
-    assert _shared.accounts_in(asyncio.get_running_loop()) == {}, "the last trigger to go releases the account"
+    assert shared.accounts_in(asyncio.get_running_loop()) == {}, "the last trigger to go releases the account"
 
 
 async def test_a_trigger_cancelled_while_its_poll_is_shared_strands_none_of_the_others(
@@ -86,7 +86,7 @@ async def test_a_trigger_cancelled_while_its_poll_is_shared_strands_none_of_the_
     assert [event["status"] for event in events] == ["success"] * 3
     # The GET the cancelled trigger was sending stopped with it; one of the others sent it again, for all three.
     assert gets_of(emulator, job_id) == 2
-    assert _shared.accounts_in(asyncio.get_running_loop()) == {}
+    assert shared.accounts_in(asyncio.get_running_loop()) == {}
 
 
 async def test_a_429_met_by_one_trigger_pauses_its_account_and_not_another(
@@ -154,4 +154,4 @@ def test_each_event_loop_has_its_own_clients_and_every_loop_shares_the_gate(
     (first_account, first_gate), (second_account, second_gate) = seen
     assert first_account is not second_account, "clients and reads belong to one event loop"
     assert first_gate is second_gate, "the rate-limit state belongs to the account, across loops and threads"
-    assert isinstance(first_gate, _ratelimit.RateGate)
+    assert isinstance(first_gate, ratelimit.RateGate)

@@ -13,9 +13,9 @@ from airflow_provider_ft.exceptions import (
     InvalidJobIdError,
     UnsupportedOperationError,
 )
-from airflow_provider_ft.hooks._connection import settings_from_connection
 from airflow_provider_ft.identity import TaskIdentity
 from airflow_provider_ft.jobs import JobStatus
+from airflow_provider_ft.transport import settings_from_connection
 from airflow_provider_ft.vendors.azure_openai import DEFAULT_API_VERSION, AzureOpenAIDialect
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, JobSpec
 

@@ -1,25 +1,85 @@
-"""Turning an Airflow connection into ``ClientSettings``, with an error saying what to fix for each mistake."""
+"""``ClientSettings``: one vendor account and its limits, from an Airflow connection checked field by field."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_ft import _validate, defaults
+from airflow_provider_ft import __version__, _validate, defaults
 from airflow_provider_ft.exceptions import FineTuningConfigError
-from airflow_provider_ft.hooks._transport import ClientSettings
 from airflow_provider_ft.retry import RetryPolicy
+from airflow_provider_ft.transport.body import ACCEPTED_ENCODINGS, Scrubber
 from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.wire import ApiRequest
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Connection
 
+USER_AGENT = f"airflow-provider-ft/{__version__}"
 T = TypeVar("T")
+_retry_count = functools.partial(_validate.whole_number, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
 _PREFIXED_EXTRA = re.compile(r"^extra__[a-z0-9_]+?__")
 _UNNAMED = object()
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything needed to talk to one vendor account, resolved from an Airflow connection.
+
+    :param conn_id: the Airflow connection it came from (for messages)
+    :param dialect: the vendor's API
+    :param base_url: URL the dialect's paths are relative to
+    :param api_key: the key (never in a repr, a log line or an error)
+    :param timeout: seconds for the connection to open and for each read
+    :param retry: how often and how patiently to try a request
+    :param max_response_bytes: most bytes one answer may decode to
+    :param max_pages: most pages one listing may take
+    :param namespace: what keeps this deployment's job identities apart from another's on the same account
+    :param max_requests_per_second: a ceiling on the requests of the whole account in this process (``None``: none)
+    """
+
+    conn_id: str
+    dialect: Dialect
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = defaults.TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
+    max_pages: int = defaults.MAX_PAGES
+    namespace: str = ""
+    max_requests_per_second: float | None = None
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The total deadline of one attempt: one ``timeout`` to connect plus one to send the whole answer."""
+        return 2 * self.timeout
+
+    @functools.cached_property
+    def account_key(self) -> str:
+        """Which account these settings talk to: the dialect, the base URL and a digest of the request headers (the
+        key among them, so the key itself is not stored again)."""
+        digest = hashlib.sha256()
+        for name, value in sorted(self.headers().items()):
+            digest.update(f"{name.lower()}\0{value}\0".encode())
+        return f"{self.dialect.name} {self.base_url} {digest.hexdigest()}"
+
+    @functools.cached_property
+    def scrubber(self) -> Scrubber:
+        return Scrubber([self.api_key])
+
+    def url(self, request: ApiRequest) -> str:
+        return self.base_url + request.path
+
+    def headers(self) -> dict[str, str]:
+        return {**self.dialect.headers(self.api_key), "User-Agent": USER_AGENT, "Accept-Encoding": ACCEPTED_ENCODINGS}
 
 
 def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> ClientSettings:
@@ -42,21 +102,24 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
     extras = _extras(conn.extra, fail)
     try:
         dialect = dialect_class(extras)
+        options = dialect.extras
         return ClientSettings(
             conn_id=conn_id,
             dialect=dialect,
             base_url=_base_url(conn.host, dialect.default_base_url),
             api_key=_api_key(conn.password, dialect.display_name),
-            timeout=_extra(dialect.extras, "timeout", _validate.seconds, defaults.TIMEOUT),
+            timeout=_extra(options, "timeout", _validate.seconds, defaults.TIMEOUT),
             retry=RetryPolicy(
-                max_retries=_extra(dialect.extras, "max_retries", _retry_count, defaults.MAX_RETRIES),
-                backoff_base=_extra(dialect.extras, "backoff_base", _validate.seconds, defaults.BACKOFF_BASE),
-                retry_after_max=_extra(dialect.extras, "retry_after_max", _validate.seconds, defaults.RETRY_AFTER_MAX),
+                max_retries=_extra(options, "max_retries", _retry_count, defaults.MAX_RETRIES),
+                backoff_base=_extra(options, "backoff_base", _validate.seconds, defaults.BACKOFF_BASE),
+                retry_after_max=_extra(options, "retry_after_max", _validate.seconds, defaults.RETRY_AFTER_MAX),
             ),
-            max_response_bytes=_extra(dialect.extras, "max_response_bytes", _whole, defaults.MAX_RESPONSE_BYTES),
-            max_pages=_extra(dialect.extras, "max_pages", _whole, defaults.MAX_PAGES),
-            namespace=_namespace(dialect.extras.get("namespace")),
-            max_requests_per_second=_extra(dialect.extras, "max_requests_per_second", _rate, None),
+            max_response_bytes=_extra(
+                options, "max_response_bytes", _validate.whole_number, defaults.MAX_RESPONSE_BYTES
+            ),
+            max_pages=_extra(options, "max_pages", _validate.whole_number, defaults.MAX_PAGES),
+            namespace=_namespace(options.get("namespace")),
+            max_requests_per_second=_extra(options, "max_requests_per_second", _rate, None),
         )
     except FineTuningConfigError as error:
         raise fail(str(error)) from None
@@ -91,8 +154,7 @@ def _api_key(password: str | None, vendor: str) -> str:
 
 def _base_url(host: str | None, default: str) -> str:
     if not host or not host.strip():
-        if not default:
-            # An API without one base URL (each account has its own endpoint): the host is required.
+        if not default:  # an API without one base URL (each account has its own endpoint)
             raise FineTuningConfigError("it has no host: set it to the base URL of your account's endpoint")
         return default
     parts = urlsplit(host.strip())
@@ -114,7 +176,8 @@ def _base_url(host: str | None, default: str) -> str:
 
 
 def _extra(extras: Mapping[str, Any], name: str, check: Callable[[str, object], T], default: T) -> T:
-    """Extra ``name`` checked by ``check`` (which names it as ``extra 'name'``), or ``default`` when unset."""
+    """Extra ``name`` checked by ``check`` (which names it as ``extra 'name'``), or ``default`` when unset; a number
+    typed into a form field as text (``"30"``, ``"0.5"``) counts as that number."""
     value = extras.get(name)
     if value is None or value == "":
         return default
@@ -124,17 +187,13 @@ def _extra(extras: Mapping[str, Any], name: str, check: Callable[[str, object], 
 
 
 def _number(text: str) -> object:
-    """A number typed into a form field as text (``"30"``, ``"0.5"``), else the text itself (then refused)."""
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text.strip())
-        except ValueError:
-            continue
     return text
 
 
 def _namespace(value: object) -> str:
-    """The ``namespace`` extra: any short text (``""`` when unset)."""
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > 200:
@@ -142,15 +201,7 @@ def _namespace(value: object) -> str:
     return value
 
 
-def _retry_count(name: str, value: object) -> int:
-    return _validate.whole_number(name, value, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
-
-
 def _rate(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 10_000:
         raise FineTuningConfigError(f"{name} must be a number of requests per second above 0 (at most 10000)")
     return float(value)
-
-
-def _whole(name: str, value: object) -> int:
-    return _validate.whole_number(name, value)

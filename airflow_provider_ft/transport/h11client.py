@@ -1,17 +1,10 @@
 """A small HTTP/1.1 client for the triggers: h11 for the protocol, asyncio streams for the I/O, one connection.
 
-Why not httpx here (it is what the blocking side's peers use, and still serves a proxied account): a triggerer
-polls thousands of jobs in one event loop, and what a poll costs that loop is what every other trigger of the
-deployment waits. httpx (httpcore, anyio) spends ~0.6 ms of CPU per request and allocates objects enough to keep
-CPython's full garbage collections (which stall the loop for as long as they scan) coming; h11 with asyncio
-streams does the same request for a fraction of both (``make bench``, benchmarks 4 and 6). h11 is installed with
-httpx, so with Airflow.
-
-``H11Client`` keeps one keep-alive connection to one origin and sends one request at a time; ``ClientPool`` gives
-each request a client of its own. It follows no redirect (the answer is handed back as it is), sends no cookie,
-uses no proxy (``proxy_for`` says when httpx must be used instead), and leaves deadlines to its caller
-(``asyncio.timeout``) but for the ``timeout`` of each request: to connect, and between two reads, as httpx does.
-Errors are ``HTTPClientError`` (or ``OSError``/``ssl.SSLError`` from the socket).
+Why not httpx (it still serves a proxied account): a triggerer polls thousands of jobs in one event loop, and
+what a poll costs that loop every other trigger waits for. httpx spends ~0.6 ms of CPU per request and allocates
+enough to bring CPython's loop-stalling full collections sooner; h11 over asyncio streams costs a fraction of
+both (``make bench``, benchmarks 4 and 6). No redirect, cookie or proxy (``proxy_for`` says when httpx must serve);
+the request's deadline is its caller's, ``timeout`` bounds the connect and each read, as httpx's does.
 """
 
 from __future__ import annotations
@@ -57,18 +50,14 @@ def proxy_for(url: str) -> str | None:
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
+    return None if not proxy or urllib.request.proxy_bypass(parts.hostname or "") else proxy
 
 
 class Answer:
     """A response head, and its body as it arrives."""
 
     def __init__(self, client: H11Client, status_code: int, headers: dict[str, str]) -> None:
-        self._client = client
-        self.status_code = status_code
-        self.headers = headers
+        self._client, self.status_code, self.headers = client, status_code, headers
 
     async def aiter_raw(self, chunk_size: int = READ_SIZE) -> AsyncIterator[bytes]:
         """The body as sent (still compressed, if it is), in pieces of at most about ``chunk_size`` bytes."""
@@ -121,6 +110,8 @@ class H11Client:
     ) -> AsyncIterator[Answer]:
         """Send one request and hand back its answer; the connection is kept if the answer was read to its end.
 
+        A ``GET`` on a kept connection that the server has closed meanwhile is sent once more, on a new one.
+
         :param timeout: seconds to connect, and to wait for each piece of the answer (``None``: no limit)
         """
         self._timeout = timeout
@@ -131,7 +122,7 @@ class H11Client:
             self._close()
             if not (reused and method == "GET"):
                 raise
-            answer = await self._exchange(method, url, params, json)  # the server had closed the idle connection
+            answer = await self._exchange(method, url, params, json)
         try:
             yield answer
         finally:
@@ -147,9 +138,8 @@ class H11Client:
     async def _exchange(self, method: str, url: str, params: Iterable[tuple[str, str]], body: Any) -> Answer:
         reader, writer = await self._connection()
         headers = list(self._headers)
-        payload = b""
-        if body is not None:
-            payload = json.dumps(body).encode()
+        payload = b"" if body is None else json.dumps(body).encode()
+        if payload:
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
         elif method in ("POST", "PUT", "PATCH"):
             headers.append(("Content-Length", "0"))
@@ -164,8 +154,7 @@ class H11Client:
             if isinstance(event, h11.Response):
                 headers_read: dict[str, str] = {}
                 for name, value in event.headers:
-                    key = name.decode("latin-1").lower()
-                    text = value.decode("latin-1")
+                    key, text = name.decode("latin-1").lower(), value.decode("latin-1")
                     headers_read[key] = f"{headers_read[key]}, {text}" if key in headers_read else text
                 return Answer(self, event.status_code, headers_read)
             if not isinstance(event, h11.InformationalResponse):
@@ -173,29 +162,23 @@ class H11Client:
 
     async def _body(self) -> AsyncIterator[bytes]:
         assert self._reader is not None
-        while True:
-            event = await self._next_event(self._reader)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return
-            else:
+        while not isinstance(event := await self._next_event(self._reader), h11.EndOfMessage):
+            if not isinstance(event, h11.Data):
                 raise HTTPClientError(f"the server sent {type(event).__name__} inside a response body")
+            yield bytes(event.data)
 
     async def _next_event(self, reader: asyncio.StreamReader) -> Any:
         protocol = self._protocol
-        while True:
-            event = protocol.next_event()
-            if event is not h11.NEED_DATA:
-                if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
-                    raise HTTPClientError("the server closed the connection before the answer was complete")
-                return event
+        while (event := protocol.next_event()) is h11.NEED_DATA:
             try:
                 async with asyncio.timeout(self._timeout):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
                 raise ReadTimeout(f"no data for {self._timeout:g} s") from None
             protocol.receive_data(data)
+        if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+            raise HTTPClientError("the server closed the connection before the answer was complete")
+        return event
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._stale():
@@ -224,9 +207,8 @@ class H11Client:
 
     def _finish(self) -> None:
         """After an answer: ready the connection for the next request if both sides are done, else close it."""
-        protocol = self._protocol
-        if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
-            protocol.start_next_cycle()
+        if self._protocol.our_state is h11.DONE and self._protocol.their_state is h11.DONE:
+            self._protocol.start_next_cycle()
             self._idle_since = time.monotonic()
         else:
             self._close()

@@ -27,7 +27,7 @@ class MultipartBody:
     def __init__(self, upload: Upload) -> None:
         self.upload = upload
         self.boundary = f"ft-{secrets.token_hex(16)}"
-        self._head = self._fields() + self._file_head()
+        self._head = self._head_of(upload)
         self._tail = f"\r\n--{self.boundary}--\r\n".encode()
         self._parts: Iterator[bytes] | None = None
         self._pending = b""
@@ -49,32 +49,25 @@ class MultipartBody:
         """Up to ``size`` bytes of the body (all the rest for ``-1``: only used for small bodies)."""
         if self._parts is None:
             self._parts = iter(self)
-        while size < 0 or len(self._pending) < size:
-            piece = next(self._parts, None)
-            if piece is None:
-                break
+        while (size < 0 or len(self._pending) < size) and (piece := next(self._parts, None)) is not None:
             self._pending += piece
-        if size < 0:
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
+        cut = len(self._pending) if size < 0 else size
+        data, self._pending = self._pending[:cut], self._pending[cut:]
         return data
 
-    def _fields(self) -> bytes:
-        parts = []
-        for name, value in self.upload.fields:
-            parts.append(
-                f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n{value}\r\n'
-            )
-        return "".join(parts).encode()
-
-    def _file_head(self) -> bytes:
-        name, filename = _quoted(self.upload.file_field), _quoted(self.upload.filename)
-        return (
+    def _head_of(self, upload: Upload) -> bytes:
+        """The form fields, then the file part's head."""
+        parts = [
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n{value}\r\n'
+            for name, value in upload.fields
+        ]
+        name, filename = _quoted(upload.file_field), _quoted(upload.filename)
+        parts.append(
             f"--{self.boundary}\r\n"
             f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
             "Content-Type: application/jsonl\r\n\r\n"
-        ).encode()
+        )
+        return "".join(parts).encode()
 
 
 def _chunks(stream: IO[bytes], size: int, filename: str) -> Iterator[bytes]:

@@ -1,19 +1,9 @@
-"""What the asyncio transports of one vendor account share inside one event loop.
+"""What the asyncio transports of one vendor account share inside one event loop (and touch from it only).
 
-A triggerer runs thousands of waits in one loop. Each with its own HTTP client would hold its own connection
-(thousands of idle sockets to the same host) and each would ask the same question when several wait for the same
-job. So, per event loop and per account (``_ratelimit.account_key``):
-
-- ``ClientPool``: a few clients of one connection each (``_h11.H11Client``, or ``StreamClient`` behind a
-  proxy), every one serving one request at a time. One httpx client shared by all would pay for httpcore's pool,
-  which rescans every connection and queued request on each request (benchmarks/_httpx_study.py measures it); a
-  client per trigger would hold a connection per trigger.
-- ``ReadCoalescer``: identical reads (``GET`` of the same path and query) in flight at once are sent once, and an
-  answer younger than the reader's ``max_age`` is handed out again instead of asking anew; a write (any other
-  method) through the account forgets them all, so a read after it sees its effect.
-
-``SharedAccount`` holds both; ``acquire`` and ``release`` count its users and close it when the last one goes.
-Everything here belongs to one event loop and is touched from that loop only.
+A triggerer runs thousands of waits in one loop: each with a client of its own would hold a connection of its own,
+and each would ask the same question when several wait for the same job. So ``SharedAccount`` holds, per loop and
+account, a ``ClientPool`` (one httpx client shared by all would pay for httpcore's pool, which rescans every
+connection and queued request on each request: benchmarks/_httpx_study.py) and a ``ReadCoalescer``.
 """
 
 from __future__ import annotations
@@ -27,19 +17,22 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+#: The most requests one account has in flight from one event loop (and so the most connections it holds).
+POOL_SIZE = 32
+#: Every this many reads started, the entries that are past their age are swept out.
+SWEEP_EVERY = 512
+#: What the readers that joined a read are handed when its first reader was cancelled: one of them reads anew.
+_ABANDONED = object()
+
 
 class StreamClient(Protocol):
-    """What the pool lends: ``StreamClient`` and ``_h11.H11Client`` both are one."""
+    """What the pool lends: ``httpx.AsyncClient`` and ``h11client.H11Client`` both are one."""
 
     def stream(
         self, method: str, url: str, *, params: Any = ..., json: Any = ..., timeout: Any = ...
     ) -> AbstractAsyncContextManager[Any]: ...
 
     async def aclose(self) -> None: ...
-
-
-#: The most requests one account has in flight from one event loop (and so the most connections it holds).
-POOL_SIZE = 32
 
 
 class ClientPool:
@@ -61,16 +54,15 @@ class ClientPool:
     @asynccontextmanager
     async def client(self) -> AsyncIterator[StreamClient]:
         async with self._slots:
-            client = self._idle.pop() if self._idle else self._new_client()
+            if self._idle:
+                client = self._idle.pop()
+            else:
+                client = self._make_client()
+                self._every.append(client)
             try:
                 yield client
             finally:
                 self._idle.append(client)
-
-    def _new_client(self) -> StreamClient:
-        client = self._make_client()
-        self._every.append(client)
-        return client
 
     async def aclose(self) -> None:
         every, self._every, self._idle = self._every, [], []
@@ -78,17 +70,9 @@ class ClientPool:
             await client.aclose()
 
 
-#: Every this many reads started, the entries that are past their age are swept out.
-SWEEP_EVERY = 512
-
-
 @dataclass
 class _Read:
-    """One read: in flight, or done; its answer is kept only once a second reader has come for it.
-
-    ``joined`` is made only when a second reader comes while the read is in flight: the first reader sends the
-    request in its own task and hands the outcome on through it.
-    """
+    """One read, in flight or done; ``joined`` is made only when a second reader comes while it is in flight."""
 
     reader: int
     shared: bool = False
@@ -98,20 +82,15 @@ class _Read:
     expires_at: float = 0.0
 
 
-#: What the readers that joined a read are handed when its first reader was cancelled: one of them reads anew.
-_ABANDONED = object()
-
-
 @dataclass
 class ReadCoalescer:
-    """Reads of one account by key: the one in flight, or the last answer and until when it may be reused.
+    """Identical reads (``GET`` of the same path and query) of one account: one in flight is joined, and an answer
+    younger than the reader's ``max_age`` is handed out again; a write through the account forgets them all.
 
-    The reader that finds no read sends the request itself (no task of its own, nothing allocated for sharing
-    unless another reader comes). An answer is kept (for that reader's ``max_age``) only for a key that more than
-    one reader asks for: the triggers of a deployment mostly watch a job each, and every answer kept would outlive
-    the young generations of CPython's garbage collector and bring its full, loop-stalling collections sooner.
-    For other keys a small mark is kept, so that a second reader is noticed. There is no timer: entries past their
-    age are ignored when read and swept out every ``SWEEP_EVERY`` reads.
+    The reader that finds no read sends the request itself (no task, nothing allocated unless another reader
+    comes). Answers are kept only for keys that several readers ask for: triggers mostly watch a job each, and
+    every answer kept would outlive CPython's young generations and bring its loop-stalling full collections
+    sooner. No timer: entries past their age are ignored, and swept out every ``SWEEP_EVERY`` reads.
     """
 
     _reads: dict[Hashable, _Read] = field(default_factory=dict)
@@ -132,8 +111,8 @@ class ReadCoalescer:
         """The answer to the read ``key``: a recent one, the one in flight, or ``fetch()``'s.
 
         A reader that joined a read in flight and is cancelled (or stops waiting at ``bound``) leaves it to the
-        others; when the reader that sends it is cancelled, the request stops and one of those that joined sends
-        it again. Errors are handed to the readers waiting for them, never kept.
+        others; when the reader that sends it is cancelled, one of those that joined sends it again. Errors are
+        handed to the readers waiting for them, never kept.
 
         :param key: what identifies the read (equal keys: the same request to the same account)
         :param fetch: sends the request; called only when no usable answer exists or is coming
@@ -151,8 +130,7 @@ class ReadCoalescer:
                 return await self._fetch(key, fetch, who, shared, max_age)
             read.shared = read.shared or read.reader != who
             if not read.in_flight:
-                assert read.answer is not None
-                return read.answer
+                return cast(dict[str, Any], read.answer)
             if read.joined is None:
                 read.joined = asyncio.get_running_loop().create_future()
             outcome = await _wait(read.joined, bound)
@@ -164,7 +142,9 @@ class ReadCoalescer:
     ) -> dict[str, Any]:
         self._started += 1
         if self._started % SWEEP_EVERY == 0:
-            self._sweep()
+            now = time.monotonic()
+            for old in [old for old, read in self._reads.items() if not read.in_flight and now > read.expires_at]:
+                del self._reads[old]
         read = self._reads[key] = _Read(who, shared)
         try:
             answer = await fetch()
@@ -182,14 +162,8 @@ class ReadCoalescer:
         _hand_on(read.joined, answer)
         return answer
 
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        for key in [key for key, read in self._reads.items() if not read.in_flight and now > read.expires_at]:
-            del self._reads[key]
-
     def forget(self) -> None:
-        """Forget every answer and every read in flight (those still reach their readers): after a write, the
-        next read of anything asks the vendor again."""
+        """Forget every answer and read in flight (those still reach their readers): after a write, ask again."""
         self._reads.clear()
 
 
@@ -197,8 +171,7 @@ async def _wait(joined: asyncio.Future[Any], bound: float | None) -> Any:
     """The outcome of a read joined in flight; the wait is shielded, so a reader that goes does not cancel it."""
     if bound is None:
         return await asyncio.shield(joined)
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout_at(loop.time() + bound - time.monotonic()):
+    async with asyncio.timeout(bound - time.monotonic()):
         return await asyncio.shield(joined)
 
 
@@ -216,7 +189,7 @@ def _hand_on(joined: asyncio.Future[Any] | None, outcome: object) -> None:
 class SharedAccount:
     """The client pool and the reads of one account in one event loop, with how many transports use them.
 
-    :param key: the account (``_ratelimit.account_key``)
+    :param key: the account (``ClientSettings.account_key``)
     :param make_client: builds one client of the pool
     """
 

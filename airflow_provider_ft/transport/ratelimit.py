@@ -1,21 +1,15 @@
 """One rate-limit state per vendor account, shared by every transport in the process.
 
-A vendor limits an *account*, not a task: when one request of a triggerer (or of one cleanup thread) is told to
-wait, every other request on that account would be told the same. So the transports of one account share one
-``RateGate``: after a 429 (or an answer saying the request budget is spent) the account is paused; when the pause
-ends one request goes first (a probe) and the others follow only once it got through. A throttled account is
-probed, not stormed. An optional ceiling (connection extra ``max_requests_per_second``) spaces requests out the
-same way, shared by all of them.
-
-The gate knows time only as numbers its callers pass in (``time.monotonic()``) and never sleeps itself: the
-blocking transport sleeps with ``time.sleep``, the asyncio one with ``asyncio.sleep``, so one gate serves threads
-and event loops alike. Gates are found by ``account_key``: the dialect, the base URL and a digest of the request
-headers (the key among them), so the key itself is not stored again. A gate lives as long as a transport uses it.
+A vendor limits an *account*, not a task: when one request is told to wait, every other one on the account would
+be told the same. So the transports of an account share one ``RateGate``: after a 429 (or an answer saying the
+request budget is spent) the account is paused; when the pause ends one request goes first (a probe) and the
+others follow once it got through: a throttled account is probed, not stormed. An optional ceiling (extra
+``max_requests_per_second``) spaces requests out. The gate never sleeps and knows time only as the
+``time.monotonic()`` its callers pass, so one gate serves threads and event loops alike.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import weakref
@@ -23,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.hooks._transport import ClientSettings
+    from airflow_provider_ft.transport.settings import ClientSettings
 
-#: While a probe is out, the others look again after about this many seconds (spread, see ``SPREAD``).
+#: While a probe is out, the others look again after about this many seconds (spread, see ``SPREAD_SECONDS``).
 RECHECK_SECONDS = 0.5
 #: How long a probe may stay out before another request may probe instead (its answer may never come).
 PROBE_LEASE_SECONDS = 30.0
@@ -121,24 +115,16 @@ def _spread() -> float:
     return random.uniform(0.0, SPREAD_SECONDS)
 
 
-def account_key(settings: ClientSettings) -> str:
-    """Which account ``settings`` talk to: the dialect, the base URL and a digest of the headers (key included)."""
-    digest = hashlib.sha256()
-    for name, value in sorted(settings.headers().items()):
-        digest.update(f"{name.lower()}\0{value}\0".encode())
-    return f"{settings.dialect.name} {settings.base_url} {digest.hexdigest()}"
-
-
 _gates: weakref.WeakValueDictionary[str, RateGate] = weakref.WeakValueDictionary()
 _gates_lock = threading.Lock()
 
 
 def gate_for(settings: ClientSettings) -> RateGate:
-    """The account's gate, shared by every transport of the process that talks to that account."""
-    key = settings.account_key
+    """The gate of the account ``settings`` talk to, shared by every transport of the process on that account; it
+    lives as long as one of them holds it."""
     with _gates_lock:
-        gate = _gates.get(key)
+        gate = _gates.get(settings.account_key)
         if gate is None:
-            gate = _gates[key] = RateGate()
+            gate = _gates[settings.account_key] = RateGate()
     gate.limit(settings.max_requests_per_second)
     return gate

@@ -1,9 +1,9 @@
 """A whole-request deadline for the blocking transport.
 
-A socket timeout bounds each read, not a request: a server that drips a byte a second never trips it. One
-watchdog thread per process holds the deadlines of the requests in flight; when one passes, it shuts the socket
-of that request down, so the blocked read returns at once and the transport raises its deadline error.
-The sockets are found through a connection class mounted into the ``requests`` session's pools.
+A socket timeout bounds each read, not a request: a server that drips a byte a second never trips it. One watchdog
+thread per process holds the deadlines of the requests in flight; when one passes, it shuts the socket of that
+request down, so that the blocked read returns at once and the transport raises its deadline error. The sockets
+are found through a connection class mounted into the ``requests`` session's pools.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -51,7 +52,7 @@ class Deadline:
 
 
 def _shut_down(connection: HTTPConnection) -> None:
-    sock = connection.sock
+    sock = connection.sock  # read once: its owner may close it meanwhile
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed by its owner
             sock.shutdown(socket.SHUT_RDWR)
@@ -84,27 +85,22 @@ class _Watchdog:
             while True:
                 while self._heap and self._heap[0][0] <= time.monotonic():
                     heapq.heappop(self._heap)[2].expire()
-                timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                self._wake.wait(timeout)
+                self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
 
 
 _watchdog = _Watchdog()
 
 
-class request_deadline:
-    """Within this block, requests of this thread (through ``mount_deadlines`` sessions) end by ``deadline.at``."""
-
-    def __init__(self, at: float) -> None:
-        self.deadline = Deadline(at)
-
-    def __enter__(self) -> Deadline:
-        _current.deadline = self.deadline
-        _watchdog.watch(self.deadline)
-        return self.deadline
-
-    def __exit__(self, *exc: object) -> None:
+@contextlib.contextmanager
+def request_deadline(at: float) -> Iterator[Deadline]:
+    """Within this block, requests of this thread (through ``mount_deadlines`` sessions) end by ``at``."""
+    deadline = _current.deadline = Deadline(at)
+    _watchdog.watch(deadline)
+    try:
+        yield deadline
+    finally:
         _current.deadline = None
-        _watchdog.forget(self.deadline)
+        _watchdog.forget(deadline)
 
 
 class _DeadlineMixin:

@@ -9,7 +9,7 @@ import contextlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_ft.exceptions import BodyTooLarge, FineTuningApiError
@@ -20,16 +20,9 @@ ACCEPTED_ENCODINGS = "gzip, deflate"
 ERROR_BODY_LIMIT = 64 * 1024
 #: Most bytes one decompression step may produce, so that no single step takes long or takes much memory.
 _STEP = 256 * 1024
+#: zlib's window bits for ``deflate``: chosen from the first bytes, as servers send it zlib-wrapped or raw.
+_DEFLATE = 0
 REDACTED = "***"
-
-
-class _Decompressor(Protocol):
-    @property
-    def unconsumed_tail(self) -> bytes: ...
-
-    def decompress(self, data: bytes, max_length: int, /) -> bytes: ...
-
-    def flush(self) -> bytes: ...
 
 
 class BodyReader:
@@ -47,7 +40,8 @@ class BodyReader:
         self.status = status
         self.full = False
         self._body = bytearray()
-        self._decoder = _decoder(content_encoding, status)
+        self._window_bits = _window_bits(content_encoding, status)
+        self._decoder: zlib._Decompress | None = None
 
     def feed(self, raw: bytes) -> None:
         """Take the next raw bytes; ``full`` turns true when nothing more is wanted (``truncate`` only)."""
@@ -57,12 +51,18 @@ class BodyReader:
     def steps(self, raw: bytes) -> Iterator[None]:
         """``feed`` one decompression step (at most 256 KiB decoded) at a time, yielding after each step, so that
         an event loop can run between them: a few KiB of a compressed body can inflate to megabytes."""
-        if self._decoder is None:
+        if self._window_bits is None:
             self._keep(raw)
             return
         data = raw
         while data and not self.full:
-            self._keep(self._inflate(data))
+            if self._decoder is None:
+                self._decoder = zlib.decompressobj(self._window_bits or _deflate_bits(data))
+            try:
+                self._keep(self._decoder.decompress(data, _STEP))
+            except zlib.error as error:
+                message = f"the answer's compressed body is corrupt ({error})"
+                raise FineTuningApiError(message, http_status=self.status) from None
             data = self._decoder.unconsumed_tail
             yield
 
@@ -73,60 +73,38 @@ class BodyReader:
                 self._keep(self._decoder.flush())
         return bytes(self._body)
 
-    def _inflate(self, data: bytes) -> bytes:
-        assert self._decoder is not None
-        try:
-            return self._decoder.decompress(data, _STEP)
-        except zlib.error as error:
-            raise FineTuningApiError(
-                f"the answer's compressed body is corrupt ({error})", http_status=self.status
-            ) from None
-
     def _keep(self, chunk: bytes) -> None:
         room = self.limit - len(self._body)
         if len(chunk) <= room:
             self._body += chunk
-            return
-        if not self.truncate:
+        elif self.truncate:
+            self._body += chunk[:room]
+            self.full = True
+        else:
             raise BodyTooLarge(
                 f"the answer is larger than max_response_bytes={self.limit} bytes; refused without reading the rest",
                 http_status=self.status,
             )
-        self._body += chunk[:room]
-        self.full = True
 
 
-def _decoder(content_encoding: str | None, status: int) -> _Decompressor | None:
+def _window_bits(content_encoding: str | None, status: int) -> int | None:
+    """zlib's window bits for the encoding (``None``: identity, no decoding)."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return None
     if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return zlib.MAX_WBITS | 16
     if encoding == "deflate":
-        return _DeflateDecoder()
+        return _DEFLATE
     raise FineTuningApiError(
         f"the answer is encoded as {encoding[:40]!r}, not one of those asked for ({ACCEPTED_ENCODINGS})",
         http_status=status,
     )
 
 
-class _DeflateDecoder:
-    """``deflate`` as servers send it: zlib-wrapped as the RFC says, or raw deflate as some do."""
-
-    def __init__(self) -> None:
-        self._inner: zlib._Decompress | None = None
-        self.unconsumed_tail = b""
-
-    def decompress(self, data: bytes, max_length: int) -> bytes:
-        if self._inner is None:
-            wrapped = len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        out = self._inner.decompress(data, max_length)
-        self.unconsumed_tail = self._inner.unconsumed_tail
-        return out
-
-    def flush(self) -> bytes:
-        return self._inner.flush() if self._inner is not None else b""
+def _deflate_bits(data: bytes) -> int:
+    wrapped = len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] << 8 | data[1]) % 31 == 0
+    return zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
 
 
 class Scrubber:
@@ -156,22 +134,15 @@ class Scrubber:
             return body
         for spelling in self._byte_spellings:
             body = body.replace(spelling, REDACTED.encode())
-        if b"\\" in body:
-            body = self._json_body(body)
-        return body
+        return self._json_body(body) if b"\\" in body else body
 
     def _json_body(self, body: bytes) -> bytes:
         try:
             document = json.loads(body)
-        except (ValueError, RecursionError):
-            return body
-        try:
             cleaned = self._value(document)
-        except RecursionError:
-            return body  # nested too deep for any dialect to decode either: it becomes an error, never a value
-        if cleaned == document:
+        except (ValueError, RecursionError):  # not JSON, or too deep for a dialect too: an error, never a value
             return body
-        return json.dumps(cleaned).encode()
+        return body if cleaned == document else json.dumps(cleaned).encode()
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
