@@ -172,6 +172,10 @@ class RemoteFile:
     description: str | None = None
     status: str | None = None
 
+    def is_named_upload_of(self, source: LocalFile) -> bool:
+        """Whether it has the content-addressed name and the size an upload of ``source`` has."""
+        return self.filename == source.stored_name and self.size == source.size
+
 
 @dataclass(frozen=True)
 class FilePage:
