@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import FineTuningJob
 from airflow_provider_ft.vendors import checks, training, wire
-from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.openai import FILES_PATH, OpenAIDialect
 from airflow_provider_ft.vendors.training import RecordCheck
 
@@ -57,15 +57,9 @@ class AzureOpenAIDialect(OpenAIDialect):
     events_newest_first = False
     create_options = frozenset({"hyperparameters", "seed"})
     unusable_file_statuses = ("error", "deleted", "deleting")
-    status_words: ClassVar[Mapping[str, JobStatus]] = {
-        # The OpenAI job object's words (the v1 surface's), then Microsoft's FineTuningState beyond them: since
-        # 2025-04-01-preview "pausing" and "resuming" are active states; the 2023-10-01-preview FineTuning_Cancel
-        # example answers "canceled", a spelling its enum does not list.
-        **OpenAIDialect.status_words,
-        "pausing": JobStatus.RUNNING,
-        "resuming": JobStatus.RUNNING,
-        "canceled": JobStatus.CANCELLED,
-    }
+    #: The OpenAI words (the v1 surface's) and Microsoft's ``FineTuningState`` beyond them: the active ``pausing`` and
+    #: ``resuming`` of 2025-04-01-preview, and the ``canceled`` of the 2023-10-01-preview cancel example.
+    status_words = {**OpenAIDialect.status_words, **status_table(RUNNING="pausing resuming", CANCELLED="canceled")}
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         super().__init__(extras)

@@ -54,6 +54,11 @@ def is_file_id(value: object) -> bool:
     return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")
 
 
+def status_table(**words: str) -> dict[str, JobStatus]:
+    """A ``Dialect.status_words`` table from the vendor's words for each status: ``QUEUED="pending queued"``."""
+    return {word: JobStatus[status] for status, spaced in words.items() for word in spaced.split()}
+
+
 class UnknownStatusWarnings:
     """Warns once for each vendor status word this provider does not know, remembering at most ``limit`` words.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_ft import defaults
@@ -20,7 +20,7 @@ from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors import checks, training, wire
-from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.readers import code_and_message, optional_count, optional_str, shown
 from airflow_provider_ft.vendors.training import RecordCheck
 
@@ -48,17 +48,16 @@ class DashScopeDialect(Dialect):
     #: The reference's words (``PENDING``, ``QUEUING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``CANCELED``) and the
     #: SDK's ``TaskStatus`` (``SUSPENDED``, ``UNKNOWN``: a task the gateway does not know; not terminal, as the SDK's
     #: fine-tune plane reads it), with ``CANCELING``.
-    status_words: ClassVar[Mapping[str, JobStatus]] = {
-        "PENDING": JobStatus.QUEUED,
-        "QUEUING": JobStatus.QUEUED,
-        "RUNNING": JobStatus.RUNNING,
-        "SUSPENDED": JobStatus.PAUSED,
-        "CANCELING": JobStatus.CANCELLING,
-        "SUCCEEDED": JobStatus.SUCCEEDED,
-        "FAILED": JobStatus.FAILED,
-        "CANCELED": JobStatus.CANCELLED,
-        "UNKNOWN": JobStatus.UNKNOWN,
-    }
+    status_words = status_table(
+        QUEUED="PENDING QUEUING",
+        RUNNING="RUNNING",
+        PAUSED="SUSPENDED",
+        CANCELLING="CANCELING",
+        SUCCEEDED="SUCCEEDED",
+        FAILED="FAILED",
+        CANCELLED="CANCELED",
+        UNKNOWN="UNKNOWN",
+    )
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         super().__init__(extras)
@@ -150,7 +149,7 @@ class DashScopeDialect(Dialect):
         page_no = page_number(cursor)
         data = self.member_object(payload, "data", "the files page")
         entries = self.array_in(data, "files", "the files page", "files")
-        files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
+        files = [self._file(entry, what) for entry, what in self.each(entries, "the files page")]
         return wire.FilePage(files, self._next_page(data, page_no, page_size, files, "the files page", "files"))
 
     def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
@@ -163,7 +162,7 @@ class DashScopeDialect(Dialect):
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
         """The job in ``{"output": {...}}``. ``job_id`` and ``status`` are required; optional fields of the wrong
-        type read as absent; times follow ``parse_time`` (``end_time`` is read only once the job is terminal)."""
+        type read as absent; times follow ``_time`` (``end_time`` is read only once the job is terminal)."""
         return self._job(self.member_object(payload, "output", "the answer"), job_id)
 
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
@@ -171,10 +170,8 @@ class DashScopeDialect(Dialect):
         ``total`` optional, a whole number from 0 to ``MAX_TOTAL``. Without a total, a full page means more."""
         page_no = page_number(cursor)
         output = self.member_object(payload, "output", "the page")
-        jobs = [
-            self._job(self.job_object(entry, f"entry {index} of the page's 'jobs'"), None)
-            for index, entry in enumerate(self.array_in(output, "jobs", "the page", "jobs"))
-        ]
+        entries = self.array_in(output, "jobs", "the page", "jobs")
+        jobs = [self._job(job, None) for job, _ in self.each(entries, "the page's 'jobs'")]
         return wire.JobPage(jobs, self._next_page(output, page_no, page_size, jobs, "the page", "jobs"))
 
     def _next_page(
@@ -230,8 +227,8 @@ class DashScopeDialect(Dialect):
             vendor_status=vendor_status,
             model=optional_str(job.get("model")) or optional_str(job.get("base_model")),
             fine_tuned_model=optional_str(job.get("finetuned_output")),
-            created_at=self.parse_time(job.get("create_time"), "create_time", whose, decides=True),
-            finished_at=self.parse_time(job.get("end_time"), "end_time", whose) if status.is_terminal else None,
+            created_at=self._time(job, "create_time", whose, decides=True),
+            finished_at=self._time(job, "end_time", whose) if status.is_terminal else None,
             error=code_and_message(job) if status is JobStatus.FAILED else None,
             # The reference's field tables also spell it ``jobs_name``, read when ``job_name`` is absent.
             name=self.identity_text(job, "job_name", whose) or self.identity_text(job, "jobs_name", whose),
@@ -279,20 +276,9 @@ class DashScopeDialect(Dialect):
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
         return error.vendor_code == "UnsupportedOperation"
 
-    def parse_time(
-        self, value: object, field: str = "time", whose: str = "the job", *, decides: bool = False
-    ) -> datetime | None:
-        """A DashScope time (ISO 8601, or ``YYYY-MM-DD HH:MM:SS`` with optional fractions) as an aware datetime,
-        read in the connection's zone when it names none (``AnswerReader.text_time``)."""
-        return self.text_time(
-            value,
-            field,
-            whose,
-            zone=self.timezone,
-            formats=_TIME_FORMATS,
-            expected="a time this provider reads",
-            decides=decides,
-        )
+    def _time(self, job: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
+        """A time of the job: ISO 8601 or ``YYYY-MM-DD HH:MM:SS``, read in the connection's zone if it names none."""
+        return self.text_time(job, field, whose, zone=self.timezone, formats=_TIME_FORMATS, decides=decides)
 
 
 def parse_timezone(value: Any) -> tzinfo:

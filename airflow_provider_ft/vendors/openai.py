@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent
 from airflow_provider_ft.vendors import checks, training, wire
-from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.decoding import error_object
 from airflow_provider_ft.vendors.readers import (
     code_and_message,
@@ -62,19 +62,16 @@ class OpenAIDialect(Dialect):
     create_options = frozenset({"method", "hyperparameters", "suffix", "seed", "metadata", "integrations"})
     #: The file statuses of a file that cannot be trained on.
     unusable_file_statuses: ClassVar[tuple[str, ...]] = ("error", "deleted")
-    #: Every word of every version of the spec's ``FineTuningJob.status``, and the pause answer's ``paused``.
-    status_words: ClassVar[Mapping[str, JobStatus]] = {
-        "validating_files": JobStatus.QUEUED,
-        "queued": JobStatus.QUEUED,
-        "running": JobStatus.RUNNING,
-        "succeeded": JobStatus.SUCCEEDED,
-        "failed": JobStatus.FAILED,
-        "cancelled": JobStatus.CANCELLED,
-        # the first fine_tuning API (2023-08-31 to 2023-09-19): a new job was "pending"
-        "created": JobStatus.QUEUED,
-        "pending": JobStatus.QUEUED,
-        "paused": JobStatus.PAUSED,
-    }
+    #: Every word of every version of the spec's ``FineTuningJob.status`` (``created`` and ``pending``: the first
+    #: API's, 2023-08-31 to 2023-09-19), and the pause answer's ``paused``.
+    status_words = status_table(
+        QUEUED="validating_files queued created pending",
+        RUNNING="running",
+        PAUSED="paused",
+        SUCCEEDED="succeeded",
+        FAILED="failed",
+        CANCELLED="cancelled",
+    )
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         # Connections made for the official OpenAI provider keep client options under openai_client_kwargs;
@@ -153,7 +150,7 @@ class OpenAIDialect(Dialect):
         """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id. Without ``has_more``
         (OpenAI's listing before it paged, Azure's ``FileList``) the answer holds every file."""
         entries, has_more = self._list_envelope(payload, "the files page", "files", unpaged=True)
-        files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
+        files = [self._file(entry, what) for entry, what in self.each(entries, "the files page")]
         return wire.FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
 
     def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
@@ -196,10 +193,7 @@ class OpenAIDialect(Dialect):
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
         """``{"data": [job, ...], "has_more": bool}``: both required, every entry a job object."""
         entries, has_more = self._list_envelope(payload, "the page", "jobs")
-        jobs = [
-            self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
-            for index, entry in enumerate(entries)
-        ]
+        jobs = [self.parse_job(job) for job, _ in self.each(entries, "the page's 'data'")]
         return wire.JobPage(jobs, self.next_cursor(has_more, jobs, lambda: jobs[-1].id, "the page"))
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:

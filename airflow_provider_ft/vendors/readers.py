@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
@@ -69,6 +69,11 @@ class AnswerReader:
         """The object in ``field`` of the object ``value`` (an envelope: ``{"output": {...}}``)."""
         return self.job_object(self.job_object(value, what).get(field), f"{what}'s '{field}'")
 
+    def each(self, entries: list[Any], where: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+        """Every entry of a list, each a JSON object, with its name for a message (``entry 3 of {where}``)."""
+        for index, entry in enumerate(entries):
+            yield self.job_object(entry, f"entry {index} of {where}"), f"entry {index} of {where}"
+
     def array_in(self, value: object, field: str, what: str, items: str) -> list[Any]:
         """The array in ``field`` of the object ``value``; else ``MalformedAnswerError`` (not an array of ``items``)."""
         entries = self.job_object(value, what).get(field)
@@ -114,16 +119,11 @@ class AnswerReader:
         status: str | None = None,
         description: str | None = None,
     ) -> RemoteFile:
-        """A file object: its id (``entry[id_field]``, a safe id, else ``MalformedAnswerError``) and the
-        informational fields named (a value of the wrong type reads as absent).
+        """A file object: its id (``entry[id_field]``, a safe id, else ``MalformedAnswerError``) and the fields
+        named for its ``name``, ``size`` (bytes), ``status`` and ``description`` (of the wrong type: absent).
 
         :param entry: the file object
         :param what: the file, for a message (``the uploaded file``, ``entry 3 of the files page``)
-        :param id_field: the field of its id
-        :param name: the field of its name
-        :param size: the field of its size in bytes, if the API has one
-        :param status: the field read as its status, if any
-        :param description: the field of its description, if the API has one
         """
         file_id = self._safe_id(entry.get(id_field), id_field, what, "file", validate_file_id)
         return RemoteFile(
@@ -174,42 +174,30 @@ class AnswerReader:
         if value is None:
             return None
         # NaN fails both comparisons; a huge int compares without converting to float.
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not _EARLIEST_SECONDS <= value < _LATEST_SECONDS
-        ):
+        seconds = isinstance(value, int | float) and not isinstance(value, bool)
+        if not seconds or not _EARLIEST_SECONDS <= value < _LATEST_SECONDS:
             self.unusable(field, whose, value, TIME_RANGE, decides=decides)
             return None
         return datetime.fromtimestamp(value, tz=UTC)
 
     def text_time(
         self,
-        value: object,
+        record: Mapping[str, Any],
         field: str,
         whose: str,
         *,
         zone: tzinfo = UTC,
         formats: Sequence[str] = (),
-        expected: str = "an ISO 8601 time",
         decides: bool = False,
     ) -> datetime | None:
-        """A time sent as text: ``None`` if absent, ``null`` or blank; an ISO 8601 time (or one of ``formats``)
-        from 2000 to 2200, read in ``zone`` when it names none; else ``unusable``.
-
-        :param value: the value sent
-        :param field: the field's name on the wire
-        :param whose: what it belongs to, for the message
-        :param zone: the zone of a time that names none
-        :param formats: ``strptime`` formats tried after ISO 8601
-        :param expected: what the value should have been, for the message
-        :param decides: whether a decision reads the field
-        """
+        """``record[field]`` as a time: ``None`` if absent, ``null`` or blank; an ISO 8601 time (or one of the
+        ``strptime`` ``formats``) from 2000 to 2200, read in ``zone`` if it names none; else ``unusable``."""
+        value = record.get(field)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         moment = _time_from_text(value.strip(), formats) if isinstance(value, str) else None
         if moment is None:
-            self.unusable(field, whose, value, expected, decides=decides)
+            self.unusable(field, whose, value, "an ISO 8601 time", decides=decides)
             return None
         if not EARLIEST_TIME.year <= moment.year < LATEST_TIME.year:
             self.unusable(field, whose, value, TIME_RANGE, decides=decides)

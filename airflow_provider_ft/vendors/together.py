@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors import checks, training, wire
-from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.decoding import error_object
 from airflow_provider_ft.vendors.readers import in_time_order, optional_count, optional_str
 from airflow_provider_ft.vendors.training import RecordCheck
@@ -73,18 +73,14 @@ class TogetherDialect(Dialect):
     jobs_paged = False
     events_paged = False
     create_options = frozenset({"method", "hyperparameters", "training_type", "seed"})
-    status_words: ClassVar[Mapping[str, JobStatus]] = {
-        "pending": JobStatus.QUEUED,
-        "queued": JobStatus.QUEUED,
-        "running": JobStatus.RUNNING,
-        "compressing": JobStatus.RUNNING,
-        "uploading": JobStatus.RUNNING,
-        "cancel_requested": JobStatus.CANCELLING,
-        "cancelled": JobStatus.CANCELLED,
-        "error": JobStatus.FAILED,
-        "user_error": JobStatus.FAILED,
-        "completed": JobStatus.SUCCEEDED,
-    }
+    status_words = status_table(
+        QUEUED="pending queued",
+        RUNNING="running compressing uploading",
+        CANCELLING="cancel_requested",
+        CANCELLED="cancelled",
+        FAILED="error user_error",
+        SUCCEEDED="completed",
+    )
 
     def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest:
         """``GET /fine-tunes``: the whole listing in one answer (the API takes no paging parameters)."""
@@ -134,9 +130,7 @@ class TogetherDialect(Dialect):
     def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> wire.FilePage:
         """``{"data": [file, ...]}``: the one page there is."""
         entries = self.array_in(payload, "data", "the files page", "files")
-        return wire.FilePage(
-            [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
-        )
+        return wire.FilePage([self._file(entry, what) for entry, what in self.each(entries, "the files page")])
 
     def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
         """Same content-addressed name and size, and a fine-tuning file."""
@@ -154,7 +148,7 @@ class TogetherDialect(Dialect):
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
         status = self.job_status(vendor_status)
-        updated = self.text_time(job.get("updated_at"), "updated_at", f"job {found_id}")
+        updated = self.text_time(job, "updated_at", f"job {found_id}")
         return FineTuningJob(
             id=found_id,
             vendor=self.name,
@@ -162,7 +156,7 @@ class TogetherDialect(Dialect):
             vendor_status=vendor_status,
             model=optional_str(job.get("model")),
             fine_tuned_model=optional_str(job.get("model_output_name")) if status is JobStatus.SUCCEEDED else None,
-            created_at=self.text_time(job.get("created_at"), "created_at", f"job {found_id}", decides=True),
+            created_at=self.text_time(job, "created_at", f"job {found_id}", decides=True),
             finished_at=updated if status.is_terminal else None,
             error=_failure_message(job) if status is JobStatus.FAILED else None,
             name=self.identity_text(job, "suffix", f"job {found_id}"),
@@ -173,11 +167,7 @@ class TogetherDialect(Dialect):
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
         """``{"data": [job, ...]}``: ``data`` required, every entry a job object; the one page there is."""
         entries = self.array_in(payload, "data", "the page", "jobs")
-        jobs = [
-            self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
-            for index, entry in enumerate(entries)
-        ]
-        return wire.JobPage(jobs)
+        return wire.JobPage([self.parse_job(job) for job, _ in self.each(entries, "the page's 'data'")])
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
         """``{"data": [event, ...]}``, the whole log: the entries after the ``cursor``-th, oldest first. Each entry
@@ -198,7 +188,7 @@ class TogetherDialect(Dialect):
         return JobEvent(
             cursor=str(index + 1),
             message=self.message_in(event, where),
-            created_at=self.text_time(event.get("created_at"), "created_at", where),
+            created_at=self.text_time(event, "created_at", where),
             level=optional_str(event.get("level")),
             step=optional_count(event.get("step")),
             total_steps=optional_count(event.get("total_steps")),
