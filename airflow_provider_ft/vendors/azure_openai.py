@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob
 from airflow_provider_ft.vendors import checks, training, wire
 from airflow_provider_ft.vendors.base import Dialect, status_table
@@ -33,8 +33,6 @@ DEFAULT_API_VERSION = "2024-10-21"
 #: The ``api_version`` that selects the v1 surface (``/openai/v1``, no ``api-version`` query).
 V1 = "v1"
 _DATED_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
-#: Microsoft's ``ErrorCode`` words that say the job's state does not allow the call.
-_STATE_CODES = frozenset({"conflict", "unexpectedEntityState"})
 _RETRYABLE_CODES = frozenset({"serviceUnavailable", "internalFailure", "tooManyRequests"})
 #: Microsoft's ``ErrorCode`` for "Quota exceeded.": on a create, the resource is at its training-job limit.
 JOB_LIMIT_CODE = "quotaExceeded"
@@ -51,12 +49,15 @@ class AzureOpenAIDialect(OpenAIDialect):
     conn_types: ClassVar[tuple[str, ...]] = ("azure_openai_fine_tuning",)
     #: No default: every resource has its own endpoint, so the connection's host is required.
     default_base_url = ""
+    #: No OpenAI headers; lists take no metadata filter (only after and limit).
+    extra_header_fields = {}
     list_filters: ClassVar[tuple[str, ...]] = ()
     supports_delete = True
     supports_pause = False
     events_newest_first = False
     create_options = frozenset({"hyperparameters", "seed"})
     unusable_file_statuses = ("error", "deleted", "deleting")
+    state_error_codes = frozenset({"conflict", "unexpectedEntityState"})
     #: The OpenAI words (the v1 surface's) and Microsoft's ``FineTuningState`` beyond them: the active ``pausing`` and
     #: ``resuming`` of 2025-04-01-preview, and the ``canceled`` of the 2023-10-01-preview cancel example.
     status_words = {**OpenAIDialect.status_words, **status_table(RUNNING="pausing resuming", CANCELLED="canceled")}
@@ -72,10 +73,6 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"api-key": api_key, "Accept": "application/json"}
-
-    def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest:
-        # Azure lists take no metadata filter: only after and limit.
-        return super().list_page(cursor, page_size, {})
 
     def console_url(self, job_id: str) -> str:
         # The portal's job pages are addressed by subscription, resource group and resource, which neither the job
@@ -128,10 +125,6 @@ class AzureOpenAIDialect(OpenAIDialect):
         """Microsoft's ``quotaExceeded`` on a create (a resource runs 1 training job and queues 20, the defaults
         of its quotas page), or OpenAI's own answers, which the v1 API may send."""
         return (400 <= status < 500 and failure.code == JOB_LIMIT_CODE) or super().is_job_limit(status, failure)
-
-    def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        # Microsoft documents conflict and unexpectedEntityState; a bare 400 or 409 is confirmed by a retrieve.
-        return error.vendor_code in _STATE_CODES or error.http_status in (400, 409)
 
 
 def _api_version(value: object) -> str:

@@ -109,6 +109,8 @@ class Dialect(AnswerReader, ABC):
     default_base_url: ClassVar[str]
     #: The job collection's path: a job's own requests go to ``{jobs_path}/{id}`` and below it.
     jobs_path: ClassVar[str]
+    #: The connection's extra fields sent as headers, and the header each is sent as.
+    extra_header_fields: ClassVar[Mapping[str, str]] = {}
     list_filters: ClassVar[tuple[str, ...]] = ()
     #: Whether the job listing comes in pages of the hook's ``page_size``; ``False``: one answer holds every job.
     jobs_paged: ClassVar[bool] = True
@@ -127,6 +129,9 @@ class Dialect(AnswerReader, ABC):
     create_options: ClassVar[frozenset[str]] = frozenset()
     #: Files per page when looking through the vendor's files for one already uploaded.
     files_page_size: ClassVar[int] = 100
+    #: The error codes, and the HTTP statuses, that say a job's state does not allow a call.
+    state_error_codes: ClassVar[frozenset[str]] = frozenset()
+    state_error_statuses: ClassVar[tuple[int, ...]] = (400, 409)
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         self.extras: Mapping[str, Any] = extras or {}
@@ -141,7 +146,9 @@ class Dialect(AnswerReader, ABC):
         return {"Authorization": f"Bearer {api_key}", "Accept": "application/json", **self.extra_headers()}
 
     def extra_headers(self) -> dict[str, str]:
-        return {}
+        """The vendor's optional headers: those of ``extra_header_fields`` whose extra field is set."""
+        fields = self.extra_header_fields.items()
+        return {header: str(self.extras[field]) for field, header in fields if self.extras.get(field)}
 
     def request(
         self,
@@ -362,9 +369,11 @@ class Dialect(AnswerReader, ABC):
         """The id the vendor gave the request, for a message."""
         return response.headers.get("x-request-id")
 
-    @abstractmethod
     def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        """Whether ``error`` says the job's current state does not allow the call (e.g. cancel a finished job)."""
+        """Whether ``error`` says the job's current state does not allow the call (e.g. cancel a finished job): one of
+        ``state_error_codes``, or of ``state_error_statuses`` (which may mean more, so the hook confirms with a
+        retrieve before it reads the job as already over)."""
+        return error.vendor_code in self.state_error_codes or error.http_status in self.state_error_statuses
 
     def is_retryable_code(self, code: str | None) -> bool:
         """Whether an error code in a 2xx body means a passing condition (throttling, server error)."""

@@ -24,6 +24,13 @@ def mapping(value: object, name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def text(value: object, problem: str) -> str:
+    """``value`` if it is a string that is not blank; else ``FineTuningConfigError(problem)``."""
+    if not isinstance(value, str) or not value.strip():
+        raise FineTuningConfigError(problem)
+    return value
+
+
 def seed(value: object) -> int:
     """A seed: a whole number from 0 to ``MAX_SEED``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:

@@ -1,11 +1,9 @@
 """DashScope (Alibaba Cloud Model Studio) fine-tunes API.
 
 Wire notes (``docs/wire/dashscope.md`` gives the sources): success ``{"request_id", "output": {...}}``; error
-``{"request_id", "code", "message"}``, which can also arrive with HTTP 200. Pages are numbered from 1
-(``page_no``/``page_size``). Times carry no zone. A job's log is read by line, oldest first, with the ``total`` of
-lines: ``offset`` is how many lines to skip (from 0), ``line`` how many to read (at most 1000); ``logs`` is an array
-of lines or one string of them. A job is tagged with its task-instance identity in ``job_name``, a documented create
-parameter that every job object returns.
+``{"request_id", "code", "message"}``, also with HTTP 200. Pages are numbered from 1. Times carry no zone. A job's
+log is read by line, oldest first, with the ``total`` of lines. A job carries its task-instance identity in
+``job_name``, a documented create parameter that every job object returns.
 """
 
 from __future__ import annotations
@@ -41,13 +39,15 @@ class DashScopeDialect(Dialect):
     conn_types = ("dashscope",)
     default_base_url = defaults.DASHSCOPE_BASE_URL
     jobs_path = "/fine-tunes"
+    extra_header_fields = {"workspace": "X-DashScope-WorkSpace"}
     list_filters = ("model",)
     supports_delete = True
     events_page_size = 1000
     create_options = frozenset({"hyperparameters", "training_type", "suffix"})
-    #: The reference's words (``PENDING``, ``QUEUING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``CANCELED``) and the
-    #: SDK's ``TaskStatus`` (``SUSPENDED``, ``UNKNOWN``: a task the gateway does not know; not terminal, as the SDK's
-    #: fine-tune plane reads it), with ``CANCELING``.
+    state_error_codes = frozenset({"UnsupportedOperation"})
+    state_error_statuses = ()
+    #: The reference's words, the SDK's ``TaskStatus`` (``SUSPENDED``; ``UNKNOWN``, not terminal, as the SDK's
+    #: fine-tune plane reads it) and ``CANCELING``.
     status_words = status_table(
         QUEUED="PENDING QUEUING",
         RUNNING="RUNNING",
@@ -63,10 +63,6 @@ class DashScopeDialect(Dialect):
         super().__init__(extras)
         self.timezone = parse_timezone(self.extras.get("timezone") or defaults.DASHSCOPE_TIMEZONE)
 
-    def extra_headers(self) -> dict[str, str]:
-        workspace = self.extras.get("workspace")
-        return {"X-DashScope-WorkSpace": str(workspace)} if workspace else {}
-
     def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest:
         params = [("page_no", str(page_number(cursor))), ("page_size", str(page_size))]
         if filters.get("model"):
@@ -74,33 +70,27 @@ class DashScopeDialect(Dialect):
         return self.request("list", "GET", self.jobs_path, tuple(params))
 
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> wire.ApiRequest:
-        """The log lines after line ``cursor`` (``None``: from the first). ``offset`` is the number of lines to skip:
-        the reference ("Query fine-tuning logs") reads from line ``offset + 1``, and its default is 0."""
-        return self.job_request(
-            "logs", "GET", job_id, "/logs", (("offset", str(lines_read(cursor))), ("line", str(limit)))
-        )
+        """The log lines after line ``cursor`` (``None``: from the first): ``offset`` lines skipped, ``line`` read."""
+        params = (("offset", str(lines_read(cursor))), ("line", str(limit)))
+        return self.job_request("logs", "GET", job_id, "/logs", params)
 
     def console_url(self, job_id: str) -> str:
         return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
     def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
-        """``POST /fine-tunes``; the identity goes in ``job_name``, "the name of the fine-tuning job" (reference
-        "Create a fine-tuning job"), which every job object returns (the API has no metadata and no idempotency key).
-        ``suffix`` is sent as ``finetuned_output_suffix``, the fine-tuned model's name suffix."""
+        """``POST /fine-tunes``: the identity in ``job_name``, ``suffix`` sent as ``finetuned_output_suffix``."""
         model, training_file, validation_file = self.create_basics(spec)
         body: dict[str, Any] = {"model": model, "training_file_ids": [training_file], "job_name": identity.tag}
         if spec.suffix is not None:
-            if not isinstance(spec.suffix, str) or not spec.suffix.strip():
-                raise FineTuningConfigError("suffix must be a non-empty string (DashScope finetuned_output_suffix)")
-            body["finetuned_output_suffix"] = spec.suffix
+            problem = "suffix must be a non-empty string (DashScope finetuned_output_suffix)"
+            body["finetuned_output_suffix"] = checks.text(spec.suffix, problem)
         if validation_file is not None:
             body["validation_file_ids"] = [validation_file]
         if spec.hyperparameters is not None:
             body["hyper_parameters"] = checks.mapping(spec.hyperparameters, "hyperparameters")
         if spec.training_type is not None:
-            if not isinstance(spec.training_type, str) or not spec.training_type.strip():
-                raise FineTuningConfigError("training_type must be a DashScope training type such as 'sft'")
-            body["training_type"] = spec.training_type
+            problem = "training_type must be a DashScope training type such as 'sft'"
+            body["training_type"] = checks.text(spec.training_type, problem)
         return self.request("create", "POST", self.jobs_path, json_body=body)
 
     def identity_filters(self, spec: wire.JobSpec, identity: TaskIdentity) -> dict[str, Any]:
@@ -116,15 +106,13 @@ class DashScopeDialect(Dialect):
     def upload_file(self, source: wire.LocalFile) -> wire.ApiRequest:
         """``POST /files``, multipart: the file in ``files``, its content hash in ``descriptions``."""
         fields = (("purpose", "fine-tune"), ("descriptions", source.description))
-        return self.request(
-            "upload", "POST", FILES_PATH, upload=wire.Upload("files", source.stored_name, source, fields)
-        )
+        upload = wire.Upload("files", source.stored_name, source, fields)
+        return self.request("upload", "POST", FILES_PATH, upload=upload)
 
     def parse_upload(self, payload: object) -> wire.RemoteFile:
         """``{"data": {"uploaded_files": [{"file_id", "name"}], "failed_uploads": [{"name", "code", "message"}]}}``:
-        the one file sent is the one in ``uploaded_files`` (the reference's example answers a request of several
-        files, stored and refused side by side); a file refused comes back in ``failed_uploads`` with HTTP 200, and
-        is raised as ``FineTuningApiError`` when none was stored."""
+        the file sent is the one in ``uploaded_files``; one refused (in ``failed_uploads``, with HTTP 200) is
+        ``FineTuningApiError``."""
         data = self.member_object(payload, "data", "the upload answer")
         failed = data.get("failed_uploads")
         uploaded = data.get("uploaded_files")
@@ -161,13 +149,11 @@ class DashScopeDialect(Dialect):
         return self.file_in(file, what, id_field="file_id", name="name", size="size", description="description")
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
-        """The job in ``{"output": {...}}``. ``job_id`` and ``status`` are required; optional fields of the wrong
-        type read as absent; times follow ``_time`` (``end_time`` is read only once the job is terminal)."""
+        """The job in ``{"output": {...}}`` (``end_time`` is read only once the job is over)."""
         return self._job(self.member_object(payload, "output", "the answer"), job_id)
 
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
-        """``{"output": {"jobs": [job, ...], "total": n}}``: ``jobs`` required, every entry a job object;
-        ``total`` optional, a whole number from 0 to ``MAX_TOTAL``. Without a total, a full page means more."""
+        """``{"output": {"jobs": [job, ...], "total": n}}``: ``total`` optional; without one a full page means more."""
         page_no = page_number(cursor)
         output = self.member_object(payload, "output", "the page")
         entries = self.array_in(output, "jobs", "the page", "jobs")
@@ -183,10 +169,9 @@ class DashScopeDialect(Dialect):
         return self.next_cursor(has_more, entries, lambda: str(page_no + 1), what)
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
-        """``{"output": {"total": n, "logs": [line, ...]}}``: both required, ``total`` a whole number from 0 to
-        ``MAX_TOTAL``, every line a string; ``logs`` may also be one string of lines (the SDK: "the server may return
-        logs either as a single string or as an array of lines"), split at its newlines. Each line's cursor is its
-        line number; the next cursor is the last line's number while fewer than ``total`` lines are read."""
+        """``{"output": {"total": n, "logs": [line, ...]}}``, both required; ``logs`` may also be one string of lines
+        (the SDK's words). A line's cursor is its number; the next cursor is the last one while fewer than ``total``
+        lines are read."""
         before = lines_read(cursor)
         output = self.member_object(payload, "output", "the logs answer")
         logs = output.get("logs")
@@ -206,13 +191,12 @@ class DashScopeDialect(Dialect):
         return wire.EventPage(events, self.next_cursor(read < total, events, lambda: str(read), "the logs answer"))
 
     def parse_cancel(self, payload: object, *, job_id: str | None = None) -> FineTuningJob | None:
-        """``None`` (fetch the job then): the answer is ``{"output": {"status": "success"}}``, the call's result,
-        not the job's state; any other answer is ``MalformedAnswerError``."""
+        """``None`` (fetch the job then): the answer is the call's result, ``{"output": {"status": "success"}}``."""
         self._call_succeeded(payload, "cancel")
         return None
 
     def parse_delete(self, payload: object) -> None:
-        """Check the answer is ``{"output": {"status": "success"}}``; ``MalformedAnswerError`` otherwise."""
+        """Check the answer is ``{"output": {"status": "success"}}``."""
         self._call_succeeded(payload, "delete")
 
     def _job(self, job: Mapping[str, Any], expected_id: str | None) -> FineTuningJob:
@@ -272,9 +256,6 @@ class DashScopeDialect(Dialect):
 
     def is_rate_limit_code(self, code: str | None) -> bool:
         return code is not None and code.startswith("Throttling")
-
-    def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        return error.vendor_code == "UnsupportedOperation"
 
     def _time(self, job: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
         """A time of the job: ISO 8601 or ``YYYY-MM-DD HH:MM:SS``, read in the connection's zone if it names none."""

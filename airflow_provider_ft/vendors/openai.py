@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent
 from airflow_provider_ft.vendors import checks, training, wire
 from airflow_provider_ft.vendors.base import Dialect, status_table
@@ -56,6 +56,7 @@ class OpenAIDialect(Dialect):
     conn_types: ClassVar[tuple[str, ...]] = ("openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
     jobs_path = "/fine_tuning/jobs"
+    extra_header_fields = {"organization": "OpenAI-Organization", "project": "OpenAI-Project"}
     list_filters: ClassVar[tuple[str, ...]] = ("metadata",)
     supports_pause = True
     events_newest_first = True
@@ -82,17 +83,9 @@ class OpenAIDialect(Dialect):
             extras = {**client_kwargs, **{k: v for k, v in extras.items() if k != "openai_client_kwargs"}}
         super().__init__(extras)
 
-    def extra_headers(self) -> dict[str, str]:
-        headers = {}
-        if self.extras.get("organization"):
-            headers["OpenAI-Organization"] = str(self.extras["organization"])
-        if self.extras.get("project"):
-            headers["OpenAI-Project"] = str(self.extras["project"])
-        return headers
-
     def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest:
         params = [("limit", str(page_size)), *_after(cursor)]
-        metadata = filters.get("metadata") or {}
+        metadata = (filters.get("metadata") if "metadata" in self.list_filters else None) or {}
         params.extend((f"metadata[{key}]", str(value)) for key, value in sorted(metadata.items()))
         return self.request("list", "GET", self.jobs_path, tuple(params))
 
@@ -267,11 +260,6 @@ class OpenAIDialect(Dialect):
         if status != 429:
             return False
         return failure.code in JOB_LIMIT_CODES or (failure.message or "").startswith(JOB_LIMIT_WORDING)
-
-    def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        # OpenAI does not document what cancelling a finished job answers: any 400/409 may mean that,
-        # so the hook confirms with a retrieve before treating it as "already terminal".
-        return error.http_status in (400, 409)
 
 
 def identity_metadata(identity: TaskIdentity) -> dict[str, str]:

@@ -1,9 +1,8 @@
 """Reading the fields of a decoded answer: a strict core, a tolerant reader.
 
 The fields a decision depends on (``DECISION_FIELDS``) are checked hard: an unusable value there is
-``MalformedAnswerError``, never a guess. Every other field is informational: a value that cannot be used is "not
-reported" (``None``), with one debug line, and never costs the caller the job. ``AnswerReader`` holds the readers
-every dialect shares (``Dialect`` is one); any server text in a message is escaped with ``printable``.
+``MalformedAnswerError``, never a guess. Any other field is informational: a value that cannot be used is "not
+reported" (``None``), with one debug line, and never costs the job. Server text in a message is escaped.
 """
 
 from __future__ import annotations
@@ -31,9 +30,8 @@ from airflow_provider_ft.vendors.wire import RemoteFile
 #:   and Together AI ``suffix``), which exactly-once reads to find a job an earlier try made;
 #: - of a progress-log entry, its ``cursor`` (the event id, the line number): the next read starts after it.
 #:
-#: Absent (or ``null``) is not unusable: a job without ``created_at`` has no age to act on. Everything else (finish
-#: times, estimates, token counts, hyperparameters, integrations, error text, an entry's time and figures) is
-#: informational: see ``AnswerReader.unusable``.
+#: Absent (or ``null``) is not unusable: a job without ``created_at`` has no age to act on. Everything else is
+#: informational (``AnswerReader.unusable``).
 DECISION_FIELDS = ("id", "status", "created_at", "identity", "cursor")
 #: Times outside [EARLIEST_TIME, LATEST_TIME) are not believed: a job created in 1970 or in the year 55000 is a
 #: server's mistake (a zero, milliseconds read as seconds), never a job.
@@ -51,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 class AnswerReader:
-    """The readers of answer fields every dialect shares; messages name the vendor (``display_name``)."""
+    """The readers every dialect shares (``Dialect`` is one); messages name the vendor (``display_name``)."""
 
     display_name: ClassVar[str]
 

@@ -1,13 +1,10 @@
 """Together AI fine-tunes API (``https://api.together.ai/v1``, bearer key).
 
-Wire notes (``docs/wire/together.md`` gives the sources): the job object is the body itself, its times ISO 8601
-strings; errors are ``{"error": {"message", "type", "param", "code"}}``. The job listing (``GET /fine-tunes``) and
-a job's events (``GET /fine-tunes/{id}/events``) are not paginated: each answer is ``{"data": [...]}`` holding
-everything, bounded here by the transport's ``max_response_bytes``. Events carry no id and no documented order: they
-are read oldest first by their own ``created_at``, and an event's cursor is its place in that order (counted from
-1), which only grows at its end. Jobs are deleted with ``DELETE /fine-tunes/{id}``.
-The API has no metadata and no job name: a job's task-instance identity travels in its ``suffix`` (at most 40
-characters), which the listing answers.
+Wire notes (``docs/wire/together.md`` gives the sources): the job object is the body itself, its times ISO 8601;
+errors are ``{"error": {"message", "type", "param", "code"}}``. The job listing and a job's events are not paged:
+each answer is ``{"data": [...]}`` holding everything (bounded by the transport's ``max_response_bytes``). Events
+carry no id and no documented order. The API has no metadata and no job name: a job's task-instance identity
+travels in its ``suffix``.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors import checks, training, wire
 from airflow_provider_ft.vendors.base import Dialect, status_table
@@ -31,8 +28,6 @@ if TYPE_CHECKING:
 
 FILES_PATH = "/files"
 UPLOAD_PATH = "/files/upload"
-#: The longest ``suffix`` the API takes (the identity tag, ``af-`` and 29 hex digits, fits).
-MAX_SUFFIX_LENGTH = 40
 #: Together's own top-level hyper-parameter fields of ``POST /fine-tunes`` that ``hyperparameters`` may set.
 #: Secrets (``wandb_api_key``, ``hf_api_token``) are not among them: a create body is not a place for a key.
 HYPERPARAMETERS = frozenset(
@@ -141,9 +136,7 @@ class TogetherDialect(Dialect):
         return self.file_in(self.job_object(payload, what), what, size="bytes", status="purpose")
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
-        """The job object (the body itself). ``id`` and ``status`` are required; optional fields of the wrong type
-        read as absent; ``created_at`` and ``updated_at`` are ISO 8601 times from 2000 to 2200 when given
-        (``MalformedAnswerError`` otherwise, naming the field). ``finished_at`` is ``updated_at`` once terminal."""
+        """The job object (the body itself); ``finished_at`` is ``updated_at`` once the job is over."""
         job = self.job_object(payload)
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
@@ -170,12 +163,10 @@ class TogetherDialect(Dialect):
         return wire.JobPage([self.parse_job(job) for job, _ in self.each(entries, "the page's 'data'")])
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
-        """``{"data": [event, ...]}``, the whole log: the entries after the ``cursor``-th, oldest first. Each entry
-        is an object with a ``message`` string; ``created_at`` (ISO 8601), ``level``, ``step`` and
-        ``total_steps`` are optional. Neither the API reference nor the SDKs say in which order the log comes (the
-        SDKs' CLIs print it as sent), so the entries are put in the order of their own ``created_at``
-        (``in_time_order``: the order sent where a time is missing, and among entries of the same time); an
-        entry's cursor is its place in that order, from 1, which new (later) entries do not change."""
+        """``{"data": [event, ...]}``, the whole log: the entries after the ``cursor``-th. Each is an object with a
+        ``message``; ``created_at``, ``level``, ``step`` and ``total_steps`` are optional. No source says in which
+        order the log comes, so the entries are put in the order of their own times (``in_time_order``); an entry's
+        cursor is its place in that order, from 1, which new (later) entries do not change."""
         before = events_read(cursor)
         entries = self.array_in(payload, "data", "the events page", "events")
         ordered = in_time_order([self._event(entry, index) for index, entry in enumerate(entries)])
@@ -198,23 +189,16 @@ class TogetherDialect(Dialect):
         if response.status < 400:
             return None
         error = payload.get("error") if payload else None
-        if isinstance(error, str):
-            return wire.ErrorDetails(message=optional_str(error), request_id=self.request_id(response, payload))
-        if not isinstance(error, Mapping):
-            message = optional_str(payload.get("message")) if payload else None
-            return wire.ErrorDetails(message=message, request_id=self.request_id(response, payload))
-        return error_object(error, self.request_id(response, payload))
+        if isinstance(error, Mapping):
+            return error_object(error, self.request_id(response, payload))
+        message = error if isinstance(error, str) else payload.get("message") if payload else None
+        return wire.ErrorDetails(message=optional_str(message), request_id=self.request_id(response, payload))
 
     def is_rate_limit_code(self, code: str | None) -> bool:
         return code == RATE_LIMIT_CODE
 
     def is_retryable_code(self, code: str | None) -> bool:
         return code == RATE_LIMIT_CODE
-
-    def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        # Together does not document what cancelling or deleting a job in the wrong state answers: a 400 or 409
-        # may mean that, so the hook confirms with a retrieve before treating it as "already terminal".
-        return error.http_status in (400, 409)
 
 
 def together_record(record: object) -> str | None:
