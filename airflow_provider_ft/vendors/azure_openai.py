@@ -33,7 +33,6 @@ DEFAULT_API_VERSION = "2024-10-21"
 #: The ``api_version`` that selects the v1 surface (``/openai/v1``, no ``api-version`` query).
 V1 = "v1"
 _DATED_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
-_RETRYABLE_CODES = frozenset({"serviceUnavailable", "internalFailure", "tooManyRequests"})
 #: Microsoft's ``ErrorCode`` for "Quota exceeded.": on a create, the resource is at its training-job limit.
 JOB_LIMIT_CODE = "quotaExceeded"
 
@@ -57,6 +56,8 @@ class AzureOpenAIDialect(OpenAIDialect):
     events_newest_first = False
     create_options = frozenset({"hyperparameters", "seed"})
     unusable_file_statuses = ("error", "deleted", "deleting")
+    retryable_codes = frozenset({"serviceUnavailable", "internalFailure", "tooManyRequests"})
+    rate_limit_codes = frozenset({"tooManyRequests"})
     state_error_codes = frozenset({"conflict", "unexpectedEntityState"})
     #: The OpenAI words (the v1 surface's) and Microsoft's ``FineTuningState`` beyond them: the active ``pausing`` and
     #: ``resuming`` of 2025-04-01-preview, and the ``canceled`` of the 2023-10-01-preview cancel example.
@@ -114,12 +115,6 @@ class AzureOpenAIDialect(OpenAIDialect):
         job = super().parse_job(payload, job_id=job_id)
         suffix = self.identity_text(self.job_object(payload), "suffix", f"job {job.id}")
         return dataclasses.replace(job, name=suffix or job.name)
-
-    def is_retryable_code(self, code: str | None) -> bool:
-        return code in _RETRYABLE_CODES
-
-    def is_rate_limit_code(self, code: str | None) -> bool:
-        return code == "tooManyRequests"
 
     def is_job_limit(self, status: int, failure: wire.ErrorDetails) -> bool:
         """Microsoft's ``quotaExceeded`` on a create (a resource runs 1 training job and queues 20, the defaults

@@ -10,7 +10,6 @@ fields a decision reads, a tolerant reader for the rest).
 from __future__ import annotations
 
 import logging
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,22 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, UnsupportedOperationError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
-from airflow_provider_ft.vendors import decoding
-from airflow_provider_ft.vendors.ids import job_path, validate_file_id, validate_job_id
+from airflow_provider_ft.vendors import decoding, wire
+from airflow_provider_ft.vendors.ids import is_file_id, job_path, validate_file_id, validate_job_id
 from airflow_provider_ft.vendors.readers import AnswerReader
 from airflow_provider_ft.vendors.training import RecordCheck
-from airflow_provider_ft.vendors.wire import (
-    ApiRequest,
-    ApiResponse,
-    ErrorDetails,
-    EventPage,
-    FilePage,
-    JobPage,
-    JobSpec,
-    LocalFile,
-    RemoteFile,
-    Upload,
-)
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
@@ -43,15 +30,8 @@ MAX_WARNED_STATUSES = 64
 
 _STATUS_LENGTH = 64
 _MODEL_LENGTH = 256
-_FILE_ID = re.compile(r"file-[A-Za-z0-9][A-Za-z0-9_.\-]{0,122}")
 
 log = logging.getLogger(__name__)
-
-
-def is_file_id(value: object) -> bool:
-    """Whether a training or validation file argument names a file at the vendor (else it is a local path).
-    Every vendor's ids start ``file-`` and have no ``/`` or ``.jsonl``."""
-    return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")
 
 
 def status_table(**words: str) -> dict[str, JobStatus]:
@@ -129,6 +109,9 @@ class Dialect(AnswerReader, ABC):
     create_options: ClassVar[frozenset[str]] = frozenset()
     #: Files per page when looking through the vendor's files for one already uploaded.
     files_page_size: ClassVar[int] = 100
+    #: Error codes of a passing condition (worth trying again), and of a rate or quota limit.
+    retryable_codes: ClassVar[frozenset[str | None]] = frozenset()
+    rate_limit_codes: ClassVar[frozenset[str | None]] = frozenset()
     #: The error codes, and the HTTP statuses, that say a job's state does not allow a call.
     state_error_codes: ClassVar[frozenset[str]] = frozenset()
     state_error_statuses: ClassVar[tuple[int, ...]] = (400, 409)
@@ -158,12 +141,12 @@ class Dialect(AnswerReader, ABC):
         params: tuple[tuple[str, str], ...] = (),
         *,
         json_body: dict[str, Any] | None = None,
-        upload: Upload | None = None,
+        upload: wire.Upload | None = None,
         job_id: str | None = None,
-    ) -> ApiRequest:
+    ) -> wire.ApiRequest:
         """A request of this API (every dialect builds its requests here). One that makes something (a body or a
         file to send) is not retry-safe."""
-        return ApiRequest(
+        return wire.ApiRequest(
             operation,
             method,
             self.path_prefix + path,
@@ -176,22 +159,22 @@ class Dialect(AnswerReader, ABC):
 
     def job_request(
         self, operation: str, method: str, job_id: object, suffix: str = "", params: tuple[tuple[str, str], ...] = ()
-    ) -> ApiRequest:
+    ) -> wire.ApiRequest:
         """A request about one job, to ``{jobs_path}/{job_id}{suffix}``; ``InvalidJobIdError`` before any I/O."""
         return self.request(operation, method, job_path(self.jobs_path, job_id, suffix), params, job_id=str(job_id))
 
-    def get_job(self, job_id: object) -> ApiRequest:
+    def get_job(self, job_id: object) -> wire.ApiRequest:
         """The request for one job; ``InvalidJobIdError`` before any I/O."""
         return self.job_request("get", "GET", job_id)
 
     @abstractmethod
-    def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> ApiRequest: ...
+    def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest: ...
 
-    def cancel_job(self, job_id: object) -> ApiRequest:
+    def cancel_job(self, job_id: object) -> wire.ApiRequest:
         """The request that cancels a job; ``InvalidJobIdError`` before any I/O."""
         return self.job_request("cancel", "POST", job_id, "/cancel")
 
-    def delete_job(self, job_id: object) -> ApiRequest:
+    def delete_job(self, job_id: object) -> wire.ApiRequest:
         """The request that deletes a job; ``InvalidJobIdError`` or ``UnsupportedOperationError`` before any I/O."""
         return self._optional(job_id, "delete", "DELETE", "", self.ensure_can_delete)
 
@@ -200,11 +183,11 @@ class Dialect(AnswerReader, ABC):
         if not self.supports_delete:
             raise self._unsupported("delete a fine-tuning job", "cancel it instead")
 
-    def pause_job(self, job_id: object) -> ApiRequest:
+    def pause_job(self, job_id: object) -> wire.ApiRequest:
         """The request that pauses a job; ``InvalidJobIdError`` or ``UnsupportedOperationError`` before any I/O."""
         return self._optional(job_id, "pause", "POST", "/pause", self.ensure_can_pause)
 
-    def resume_job(self, job_id: object) -> ApiRequest:
+    def resume_job(self, job_id: object) -> wire.ApiRequest:
         """The request that resumes a paused job; the same checks as ``pause_job``."""
         return self._optional(job_id, "resume", "POST", "/resume", self.ensure_can_pause)
 
@@ -215,7 +198,7 @@ class Dialect(AnswerReader, ABC):
 
     def _optional(
         self, job_id: object, operation: str, method: str, suffix: str, ensure_supported: Callable[[], None]
-    ) -> ApiRequest:
+    ) -> wire.ApiRequest:
         validate_job_id(job_id)
         ensure_supported()
         return self.job_request(operation, method, job_id, suffix)
@@ -227,7 +210,7 @@ class Dialect(AnswerReader, ABC):
         )
 
     @abstractmethod
-    def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
+    def events_page(self, job_id: object, cursor: str | None, limit: int) -> wire.ApiRequest:
         """The request for a page of the job's progress log: the entries after ``cursor`` in the vendor's paging
         order (``None``: the first page). ``InvalidJobIdError`` or ``FineTuningConfigError`` before any I/O."""
 
@@ -238,11 +221,11 @@ class Dialect(AnswerReader, ABC):
     # -- making a job: the create request, the identity it carries, the files it trains on ---------------
 
     @abstractmethod
-    def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
+    def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """The request that creates a job as ``spec`` says, tagged with ``identity``; not retry-safe.
         ``FineTuningConfigError`` (naming the field) before any I/O for anything this API would refuse."""
 
-    def create_basics(self, spec: JobSpec) -> tuple[str, str, str | None]:
+    def create_basics(self, spec: wire.JobSpec) -> tuple[str, str, str | None]:
         """The model, training file id and validation file id of ``spec``, checked before any I/O, after refusing
         the options of ``spec`` this API does not take (``create_options``)."""
         refused = [name for name in spec.given_options() if name not in self.create_options]
@@ -260,7 +243,7 @@ class Dialect(AnswerReader, ABC):
             validation = validate_file_id(spec.validation_file, "validation file id")
         return spec.model, training, validation
 
-    def create_body(self, spec: JobSpec, **tags: str) -> dict[str, Any]:
+    def create_body(self, spec: wire.JobSpec, **tags: str) -> dict[str, Any]:
         """The checked model and files of ``spec`` in the fields most APIs give them (``model``,
         ``training_file``, ``validation_file``), and ``tags`` (the field that carries the identity)."""
         model, training_file, validation_file = self.create_basics(spec)
@@ -269,7 +252,7 @@ class Dialect(AnswerReader, ABC):
             body["validation_file"] = validation_file
         return body
 
-    def identity_filters(self, spec: JobSpec, identity: TaskIdentity) -> dict[str, Any]:
+    def identity_filters(self, spec: wire.JobSpec, identity: TaskIdentity) -> dict[str, Any]:
         """The ``list_page`` filters that narrow a listing to the jobs that may carry ``identity`` (here none:
         every listed job is compared)."""
         return {}
@@ -280,27 +263,27 @@ class Dialect(AnswerReader, ABC):
         return job.name == identity.tag
 
     @abstractmethod
-    def record_check(self, spec: JobSpec) -> RecordCheck:
+    def record_check(self, spec: wire.JobSpec) -> RecordCheck:
         """The check each record of the training file must pass for ``spec``'s method or training type."""
 
     @abstractmethod
-    def upload_file(self, source: LocalFile) -> ApiRequest:
+    def upload_file(self, source: wire.LocalFile) -> wire.ApiRequest:
         """The request that uploads ``source`` for fine-tuning, named so that ``is_upload_of`` finds it again."""
 
     @abstractmethod
-    def parse_upload(self, payload: object) -> RemoteFile:
+    def parse_upload(self, payload: object) -> wire.RemoteFile:
         """The stored file an upload answer describes; ``FineTuningApiError`` for a refused upload."""
 
     @abstractmethod
-    def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
+    def files_page(self, cursor: str | None, page_size: int) -> wire.ApiRequest:
         """The request for a page of the account's fine-tuning files (``None``: the first page)."""
 
     @abstractmethod
-    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> wire.FilePage:
         """One page of the file listing; ``MalformedAnswerError`` if it is not one."""
 
     @abstractmethod
-    def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
+    def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
         """Whether ``remote`` is an earlier upload of ``source`` (same content), so it can be used again."""
 
     def is_file_id(self, value: object) -> bool:
@@ -318,7 +301,7 @@ class Dialect(AnswerReader, ABC):
         """
 
     @abstractmethod
-    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
+    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
         """One page of a listing; ``MalformedAnswerError`` if it is not a page of job objects.
 
         :param payload: the decoded answer
@@ -327,7 +310,7 @@ class Dialect(AnswerReader, ABC):
         """
 
     @abstractmethod
-    def parse_events(self, payload: object, cursor: str | None) -> EventPage:
+    def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
         """One page of a job's progress log, entries oldest first; ``MalformedAnswerError`` if it is not one.
 
         :param payload: the decoded answer
@@ -357,15 +340,15 @@ class Dialect(AnswerReader, ABC):
             _unknown_statuses.warn(self.name, vendor_status)
         return status
 
-    def decode(self, request: ApiRequest, response: ApiResponse) -> dict[str, Any]:
+    def decode(self, request: wire.ApiRequest, response: wire.ApiResponse) -> dict[str, Any]:
         """The JSON object a successful (2xx) answer carries; a typed error for anything else (``decoding``)."""
         return decoding.decode(self, request, response)
 
     @abstractmethod
-    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
+    def vendor_error(self, response: wire.ApiResponse, payload: Mapping[str, Any] | None) -> wire.ErrorDetails | None:
         """The error a body reports, or ``None`` when the answer is a success."""
 
-    def request_id(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> str | None:
+    def request_id(self, response: wire.ApiResponse, payload: Mapping[str, Any] | None) -> str | None:
         """The id the vendor gave the request, for a message."""
         return response.headers.get("x-request-id")
 
@@ -376,14 +359,14 @@ class Dialect(AnswerReader, ABC):
         return error.vendor_code in self.state_error_codes or error.http_status in self.state_error_statuses
 
     def is_retryable_code(self, code: str | None) -> bool:
-        """Whether an error code in a 2xx body means a passing condition (throttling, server error)."""
-        return False
+        """Whether an error code means a passing condition (throttling, a server error): ``retryable_codes``."""
+        return code in self.retryable_codes
 
     def is_rate_limit_code(self, code: str | None) -> bool:
-        """Whether an error code means a rate or quota limit, whatever the HTTP status."""
-        return False
+        """Whether an error code means a rate or quota limit, whatever the HTTP status: ``rate_limit_codes``."""
+        return code in self.rate_limit_codes
 
-    def is_job_limit(self, status: int, failure: ErrorDetails) -> bool:
+    def is_job_limit(self, status: int, failure: wire.ErrorDetails) -> bool:
         """Whether a refused create says the account is at its job limit (too many jobs at once, or created
         today) in an answer the vendor documents for that: it passes when the account's jobs end (or age out),
         not when requests slow down. None here; a vendor that documents such an answer recognises it.

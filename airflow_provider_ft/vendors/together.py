@@ -68,6 +68,7 @@ class TogetherDialect(Dialect):
     jobs_paged = False
     events_paged = False
     create_options = frozenset({"method", "hyperparameters", "training_type", "seed"})
+    retryable_codes = rate_limit_codes = frozenset({RATE_LIMIT_CODE})
     status_words = status_table(
         QUEUED="pending queued",
         RUNNING="running compressing uploading",
@@ -193,12 +194,6 @@ class TogetherDialect(Dialect):
             return error_object(error, self.request_id(response, payload))
         message = error if isinstance(error, str) else payload.get("message") if payload else None
         return wire.ErrorDetails(message=optional_str(message), request_id=self.request_id(response, payload))
-
-    def is_rate_limit_code(self, code: str | None) -> bool:
-        return code == RATE_LIMIT_CODE
-
-    def is_retryable_code(self, code: str | None) -> bool:
-        return code == RATE_LIMIT_CODE
 
 
 def together_record(record: object) -> str | None:
