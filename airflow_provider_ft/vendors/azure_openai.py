@@ -1,12 +1,9 @@
 """Azure OpenAI fine-tuning jobs: the OpenAI ``fine_tuning/jobs`` wire under an Azure resource's endpoint.
 
 Wire notes (``docs/wire/azure_openai.md`` gives the sources; every documented answer is a case of
-``tests/conformance/azure/``): the connection's host is the resource endpoint. With a dated ``api_version``
-(default ``2024-10-21``) every path is below ``/openai`` and carries ``?api-version=...``; with ``v1`` the paths are
-below ``/openai/v1`` and carry no version. The key goes in the ``api-key`` header. Jobs are deleted (``204``, no
-body); pause and resume are not sent, though their states are read. Jobs have no ``metadata``: the task identity
-rides in the job's ``suffix``. A job's events come oldest first; the dated API's file listing takes ``purpose``
-alone and answers every file at once.
+``tests/conformance/azure/``): paths below ``/openai`` with ``?api-version=...`` (a dated version, default
+``2024-10-21``), or below ``/openai/v1``; the key in the ``api-key`` header. Jobs are deleted (``204``); pause and
+resume are not sent. Jobs have no ``metadata``: the identity rides in the ``suffix``. Events come oldest first.
 """
 
 from __future__ import annotations

@@ -34,9 +34,11 @@ _MODEL_LENGTH = 256
 log = logging.getLogger(__name__)
 
 
-def status_table(**words: str) -> dict[str, JobStatus]:
-    """A ``Dialect.status_words`` table from the vendor's words for each status: ``QUEUED="pending queued"``."""
-    return {word: JobStatus[status] for status, spaced in words.items() for word in spaced.split()}
+def status_table(named: str = "", **words: str) -> dict[str, JobStatus]:
+    """A ``Dialect.status_words`` table: the vendor's words that are a status's own name (in any case), and each
+    status's other words: ``status_table("queued running", QUEUED="pending")``."""
+    table = {word: JobStatus(word.upper()) for word in named.split()}
+    return table | {word: JobStatus[status] for status, spaced in words.items() for word in spaced.split()}
 
 
 class UnknownStatusWarnings:

@@ -8,9 +8,9 @@ log is read by line, oldest first, with the ``total`` of lines. A job carries it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_ft import defaults
@@ -25,6 +25,9 @@ from airflow_provider_ft.vendors.training import RecordCheck
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
 
+T = TypeVar("T")
+#: Reads one entry of a list (a JSON object), given its name for a message.
+Reader = Callable[[Mapping[str, Any], str], T]
 FILES_PATH = "/files"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
 _RETRYABLE_CODES = ("Throttling", "InternalError", "ServiceUnavailable", "RequestTimeOut")
@@ -49,14 +52,11 @@ class DashScopeDialect(Dialect):
     #: The reference's words, the SDK's ``TaskStatus`` (``SUSPENDED``; ``UNKNOWN``, not terminal, as the SDK's
     #: fine-tune plane reads it) and ``CANCELING``.
     status_words = status_table(
+        "RUNNING SUCCEEDED FAILED UNKNOWN",
         QUEUED="PENDING QUEUING",
-        RUNNING="RUNNING",
         PAUSED="SUSPENDED",
         CANCELLING="CANCELING",
-        SUCCEEDED="SUCCEEDED",
-        FAILED="FAILED",
         CANCELLED="CANCELED",
-        UNKNOWN="UNKNOWN",
     )
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -133,40 +133,39 @@ class DashScopeDialect(Dialect):
         return self.request("list files", "GET", FILES_PATH, params)
 
     def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> wire.FilePage:
-        """``{"data": {"files": [file, ...], "total": n}}``: ``files`` required; a full page means more without one."""
-        page_no = page_number(cursor)
-        data = self.member_object(payload, "data", "the files page")
-        entries = self.array_in(data, "files", "the files page", "files")
-        files = [self._file(entry, what) for entry, what in self.each(entries, "the files page")]
-        return wire.FilePage(files, self._next_page(data, page_no, page_size, files, "the files page", "files"))
+        """``{"data": {"files": [file, ...], "total": n}}``."""
+        page = ("data", "files", "the files page")
+        return wire.FilePage(*self._numbered_page(payload, cursor, page_size, page, self._file))
 
     def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
         """The content hash in the description, and the size where the listing gives it."""
         return remote.description == source.description and remote.size in (None, source.size)
 
-    def _file(self, entry: object, what: str) -> wire.RemoteFile:
-        file = self.job_object(entry, what)
-        return self.file_in(file, what, id_field="file_id", name="name", size="size", description="description")
+    def _file(self, entry: Mapping[str, Any], what: str) -> wire.RemoteFile:
+        return self.file_in(entry, what, id_field="file_id", name="name", size="size", description="description")
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
         """The job in ``{"output": {...}}`` (``end_time`` is read only once the job is over)."""
         return self._job(self.member_object(payload, "output", "the answer"), job_id)
 
     def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
-        """``{"output": {"jobs": [job, ...], "total": n}}``: ``total`` optional; without one a full page means more."""
-        page_no = page_number(cursor)
-        output = self.member_object(payload, "output", "the page")
-        entries = self.array_in(output, "jobs", "the page", "jobs")
-        jobs = [self._job(job, None) for job, _ in self.each(entries, "the page's 'jobs'")]
-        return wire.JobPage(jobs, self._next_page(output, page_no, page_size, jobs, "the page", "jobs"))
+        """``{"output": {"jobs": [job, ...], "total": n}}``."""
+        page = ("output", "jobs", "the page")
+        return wire.JobPage(*self._numbered_page(payload, cursor, page_size, page, lambda job, _: self._job(job, None)))
 
-    def _next_page(
-        self, envelope: Mapping[str, Any], page_no: int, page_size: int, entries: list[Any], what: str, unit: str
-    ) -> str | None:
-        """The next page's number while ``total`` says more follow (without one: while pages are full)."""
-        total = self._total(envelope.get("total"), f"{what}'s", unit)
-        has_more = page_no * page_size < total if total is not None else len(entries) >= page_size
-        return self.next_cursor(has_more, entries, lambda: str(page_no + 1), what)
+    def _numbered_page(
+        self, payload: object, cursor: str | None, page_size: int, path: tuple[str, str, str], read: Reader[T]
+    ) -> tuple[list[T], str | None]:
+        """The entries of a numbered page and the next page's number: while its ``total`` says more follow, or,
+        without one, while pages are full. ``path``: the envelope's field, the entries' field, the page's name."""
+        page_no = page_number(cursor)
+        envelope, field, what = path
+        body = self.member_object(payload, envelope, what)
+        entries = self.array_in(body, field, what, field)
+        items = [read(entry, where) for entry, where in self.each(entries, f"{what}'s '{field}'")]
+        total = self._total(body.get("total"), f"{what}'s", field)
+        has_more = page_no * page_size < total if total is not None else len(items) >= page_size
+        return items, self.next_cursor(has_more, items, lambda: str(page_no + 1), what)
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
         """``{"output": {"total": n, "logs": [line, ...]}}``, both required; ``logs`` may also be one string of lines

@@ -66,12 +66,7 @@ class OpenAIDialect(Dialect):
     #: Every word of every version of the spec's ``FineTuningJob.status`` (``created`` and ``pending``: the first
     #: API's, 2023-08-31 to 2023-09-19), and the pause answer's ``paused``.
     status_words = status_table(
-        QUEUED="validating_files queued created pending",
-        RUNNING="running",
-        PAUSED="paused",
-        SUCCEEDED="succeeded",
-        FAILED="failed",
-        CANCELLED="cancelled",
+        "queued running paused succeeded failed cancelled", QUEUED="validating_files created pending"
     )
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
@@ -127,8 +122,7 @@ class OpenAIDialect(Dialect):
         return self.request("upload", "POST", FILES_PATH, upload=upload)
 
     def parse_upload(self, payload: object) -> wire.RemoteFile:
-        """The ``file`` object an upload answers: one that says it is another object (an ``upload`` of the Uploads
-        API, a job) or a deleted file is ``MalformedAnswerError``, never a file to train on."""
+        """The ``file`` object an upload answers; another object, or a deleted file, is ``MalformedAnswerError``."""
         what = "the uploaded file"
         remote = self._file(payload, what)
         if self.job_object(payload, what).get("deleted") is True:
@@ -140,8 +134,7 @@ class OpenAIDialect(Dialect):
         return self.request("list files", "GET", FILES_PATH, params)
 
     def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> wire.FilePage:
-        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id. Without ``has_more``
-        (OpenAI's listing before it paged, Azure's ``FileList``) the answer holds every file."""
+        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
         entries, has_more = self._list_envelope(payload, "the files page", "files", unpaged=True)
         files = [self._file(entry, what) for entry, what in self.each(entries, "the files page")]
         return wire.FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
@@ -159,9 +152,7 @@ class OpenAIDialect(Dialect):
         return self.file_in(entry, what, size="bytes", status="status")
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
-        """The job object (the body itself). ``id`` and ``status`` are required; optional fields of the wrong
-        type read as absent; a number in a time field must be Unix seconds from 2000 to 2200 (``MalformedAnswerError``
-        otherwise, naming the field); ``metadata`` values that are not strings are kept as their JSON text."""
+        """The job object (the body itself); its times are Unix seconds."""
         job = self.job_object(payload)
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
@@ -191,10 +182,7 @@ class OpenAIDialect(Dialect):
 
     def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
         """``{"data": [event, ...], "has_more": bool}``, newest first where ``events_newest_first`` (OpenAI), oldest
-        first otherwise (Azure): ``data`` required, every entry an event with an ``id`` (the cursor),
-        ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level`` and the ``data``
-        figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the id of the page's
-        last entry (``after``: "the last event from the previous pagination request")."""
+        first otherwise (Azure). An event's ``id`` is its cursor; the next cursor is the id of the page's last one."""
         entries, has_more = self._list_envelope(payload, "the events page", "events")
         events = [self._event(entry, index) for index, entry in enumerate(entries)]
         next_cursor = self.next_cursor(has_more, events, lambda: events[-1].cursor, "the events page")
@@ -203,13 +191,9 @@ class OpenAIDialect(Dialect):
     def _list_envelope(
         self, payload: object, what: str, items: str, *, unpaged: bool = False
     ) -> tuple[list[Any], bool]:
-        """The ``data`` array of a list answer (required) and whether more follow.
-
-        ``has_more`` is ``true`` or ``false``, or absent (``null``): some API versions send none (Azure's
-        2023-10-01-preview job list, Azure's and older OpenAI file lists). A listing that pages by ``after`` then
-        goes on while a page brings entries, as openai-python's ``CursorPage.has_next_page`` does; an ``unpaged``
-        one ends with this answer. Any other value is ``MalformedAnswerError``.
-        """
+        """The ``data`` array of a list answer and whether more follow. Without ``has_more`` (some API versions send
+        none) a listing that pages by ``after`` goes on while a page brings entries, as openai-python's
+        ``CursorPage.has_next_page`` does; an ``unpaged`` one ends with this answer."""
         page = self.job_object(payload, what)
         entries = self.array_in(page, "data", what, items)
         has_more = page.get("has_more")
@@ -238,8 +222,8 @@ class OpenAIDialect(Dialect):
         )
 
     def _metadata(self, value: object, job_id: str) -> dict[str, str]:
-        """The job's ``metadata`` (it carries the create's identity): ``{}`` if absent or ``null``, and
-        ``MalformedAnswerError`` if it is not an object. Values that are not strings are kept as their JSON text."""
+        """The job's ``metadata`` (it carries the identity): ``{}`` if absent, strict about its type; values that are
+        not strings are kept as their JSON text."""
         if value is None:
             return {}
         if not isinstance(value, Mapping):

@@ -70,10 +70,10 @@ class TogetherDialect(Dialect):
     create_options = frozenset({"method", "hyperparameters", "training_type", "seed"})
     retryable_codes = rate_limit_codes = frozenset({RATE_LIMIT_CODE})
     status_words = status_table(
-        QUEUED="pending queued",
-        RUNNING="running compressing uploading",
+        "queued running cancelled",
+        QUEUED="pending",
+        RUNNING="compressing uploading",
         CANCELLING="cancel_requested",
-        CANCELLED="cancelled",
         FAILED="error user_error",
         SUCCEEDED="completed",
     )
