@@ -275,15 +275,9 @@ def optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def optional_int(value: Any) -> int | None:
-    """An ``int`` (not a ``bool``), or ``None`` for anything else."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def optional_count(value: Any) -> int | None:
-    """A count from 0 to ``MAX_COUNT``, or ``None`` for anything else (read as absent, as a wrong type is)."""
-    number = optional_int(value)
-    return number if number is not None and 0 <= number <= MAX_COUNT else None
+    """A count from 0 to ``MAX_COUNT`` (an ``int``, not a ``bool``), or ``None`` for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT else None
 
 
 def optional_number(value: object) -> float | None:
