@@ -1,21 +1,25 @@
 """Waiting for room on an account at its job limit: how long before the next create, and when to stop.
 
-Pure: no I/O and no clock of its own (callers pass the time, Unix seconds, so that a wait carried through a
-deferral keeps its end). ``CreateFineTuningJobOperator`` waits as ``CapacityWait`` says, in the worker
-(``time.sleep``) or, deferrable, in the triggerer (``CapacityWaitTrigger`` sleeps until the moment it is given);
-either way the next create is sent from the worker, after the look for the task's job.
+``CapacityWait`` is pure: no I/O and no clock of its own (callers pass the time, Unix seconds, so that a wait
+carried through a deferral keeps its end). ``submit_when_there_is_room`` is the create operator's loop over it: it
+waits in the worker (``time.sleep``) or, deferrable, hands the wait to the triggerer (``CapacityWaitTrigger`` sleeps
+until the moment it is given); either way the next create is sent from the worker, after the look for the job.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningCapacityError, FineTuningError
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.core.submit import Submission
 
 #: The longest pause between two creates refused for the job limit, whatever ``poll_interval`` says: a slot that
 #: opens is taken within this many seconds (or after the vendor's ``Retry-After``, when that asks for longer).
@@ -136,3 +140,41 @@ def event_payload(conn_id: str, wait: CapacityWait, message: str) -> dict[str, A
     :param message: what happened, in words
     """
     return {"status": EVENT_STATUS, "conn_id": conn_id, "wait": wait.to_dict(), "message": message}
+
+
+def submit_when_there_is_room(
+    submit: Callable[[], Submission],
+    *,
+    allowed: float | None,
+    waiting: CapacityWait | None,
+    poll_interval: float,
+    vendor: str,
+    log: Any,
+    defer: Callable[[CapacityWait, float, FineTuningCapacityError], None] | None = None,
+) -> Submission:
+    """``submit()`` (which looks for the task's job before it creates one), again after each wait for room while the
+    account is at its job limit, for ``allowed`` seconds from the first refusal (``None``: a refusal is raised).
+
+    :param submit: the submission (``FineTuningHook.submit_job`` with ``final=(FineTuningCapacityError,)``)
+    :param allowed: ``wait_for_capacity``, seconds
+    :param waiting: the wait so far (after a deferral), or ``None``
+    :param poll_interval: the operator's, the pause between two creates (at most ``MAX_RECHECK_SECONDS``)
+    :param vendor: the vendor's name, for messages
+    :param log: where to say why the task waits
+    :param defer: hands the wait to the triggerer (raises ``TaskDeferred``); ``None``: sleep in the worker
+    """
+    while True:
+        try:
+            return submit()
+        except FineTuningCapacityError as refusal:
+            if allowed is None:
+                raise
+            now = time.time()
+            waiting = waiting or CapacityWait.starting(now, allowed, poll_interval)
+            pause = waiting.pause(refusal, now)
+            if pause is None:
+                raise waiting.gave_up(refusal, now, vendor) from refusal
+            log.warning("%s", waiting.waiting_line(refusal, pause, vendor, "in the triggerer" if defer else ""))
+            if defer is not None:
+                defer(waiting, now + pause, refusal)
+            time.sleep(pause)

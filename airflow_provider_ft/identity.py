@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 #: Bumped only if the key's recipe changes (jobs tagged by an older recipe are then not found again).
 _RECIPE = "v1"
@@ -44,6 +45,18 @@ class TaskIdentity:
     def tag(self) -> str:
         """A short form of the key for vendors that can only carry a name: ``af-`` and 29 hex digits."""
         return f"af-{self.key[:_TAG_DIGITS]}"
+
+    @classmethod
+    def of(cls, ti: Any, namespace: str) -> TaskIdentity:
+        """The identity of a running task instance (``context["ti"]``) in ``namespace`` (the connection extra)."""
+        map_index = getattr(ti, "map_index", -1)
+        return cls(
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=-1 if map_index is None else int(map_index),
+            namespace=namespace,
+        )
 
     def describe(self) -> str:
         mapped = f"[{self.map_index}]" if self.map_index >= 0 else ""

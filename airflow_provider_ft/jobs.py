@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -96,7 +97,8 @@ class FineTuningJob:
         return self.status.is_terminal
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (for XCom): datetimes as ISO 8601 strings, the status as its name."""
+        """A JSON-serializable dict (for XCom and trigger events): datetimes as ISO 8601 strings, the status as its
+        name. The vendor's object (``raw``) is left out: it is kilobytes a job, and the hook reads it when wanted."""
         return {
             "id": self.id,
             "vendor": self.vendor,
@@ -112,7 +114,6 @@ class FineTuningJob:
             "trained_tokens": self.trained_tokens,
             "estimated_finish": _isoformat(self.estimated_finish),
             "metadata": dict(self.metadata),
-            "raw": self.raw,
         }
 
     def log_progress(self, log: ProgressLog) -> None:
@@ -188,6 +189,8 @@ class JobEvent:
             parts.append(f"[{printable(self.level, _WORD_LENGTH)}]")
         parts.append(printable(self.message, _EVENT_LENGTH))
         figures = []
+        if self.step is not None and re.search(rf"\bstep\W*{self.step}\b", self.message, re.IGNORECASE):
+            return " ".join(parts)  # the vendor's text already says it (OpenAI: "Step 10/100: training loss=0.92")
         if self.step is not None:
             figures.append(f"step {self.step}" + (f" of {self.total_steps}" if self.total_steps is not None else ""))
         if self.train_loss is not None:

@@ -94,7 +94,7 @@ def test_dag_authoring_path_imports_nothing_heavy() -> None:
         "import airflow_provider_ft.hooks.fine_tuning\n"
         "heavy = ['airflow_provider_ft_emulator', 'fastapi', 'uvicorn', 'requests',\n"
         "         'airflow_provider_ft.triggers.fine_tuning', 'airflow_provider_ft.triggers.capacity',\n"
-        "         'airflow_provider_ft.hooks._submit',\n"
+        "         'airflow_provider_ft.core.submit',\n"
         "         'airflow_provider_ft.training_files', 'airflow_provider_ft.operators._task_state',\n"
         "         'airflow_provider_ft.lineage', 'openlineage', 'airflow.providers.openlineage']\n"
         "print([name for name in heavy if name in set(sys.modules) - before])\n"

@@ -19,14 +19,15 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     FineTuningTimeout,
 )
-from airflow_provider_ft.get_provider_info import connection_type_info, get_provider_info
+from airflow_provider_ft.get_provider_info import connection_type_info
+from airflow_provider_ft.jobs import JobBudget
 
 if TYPE_CHECKING:
-    from airflow_provider_ft.hooks import _operations as operations
-    from airflow_provider_ft.hooks._submit import Submission
+    from airflow_provider_ft.core import operations
+    from airflow_provider_ft.core.submit import Listing, Submission
     from airflow_provider_ft.hooks._transport import AsyncTransport, ClientSettings, SyncTransport
     from airflow_provider_ft.identity import TaskIdentity
-    from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobEvent, ProgressLog
+    from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
     from airflow_provider_ft.vendors.base import Dialect
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
@@ -132,22 +133,28 @@ class FineTuningHook(BaseHook):
         :param filters: filters the vendor applies server-side: DashScope ``model``; OpenAI ``metadata`` (a dict)
         """
         self._check_filters(filters)
-        trail = _operations().PageTrail(self.dialect.display_name, self.settings.max_pages)
+        trail = _operations().Pages(f"{self.dialect.display_name} jobs", self.settings.max_pages)
         cursor: str | None = None
         while True:
             page = self._run(_operations().list_page(self.dialect, cursor, self.page_size, filters))
-            yield from trail.new_jobs(page)
+            yield from trail.take(page.jobs, _job_id, page.next_cursor)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
-    def cancel_job(self, job_id: str) -> FineTuningJob:
+    def cancel_job(self, job_id: str, *, seen_unfinished: bool = False) -> FineTuningJob:
         """Cancel the job unless it has already finished; the job as it stands after the call.
 
         A job that is already terminal is returned as it is, and no cancel request is sent (cancelling is
         idempotent: safe for retries and teardown tasks).
+
+        :param job_id: the vendor's job id
+        :param seen_unfinished: the caller has just seen the job unfinished (a listing): cancel without reading it
+            first (a cancel refused because it ended since is still confirmed by a read)
         """
-        job: FineTuningJob = self._run(_operations().cancel_job(self.dialect, job_id))
+        operations = _operations()
+        operation = operations.cancel_unfinished_job if seen_unfinished else operations.cancel_job
+        job: FineTuningJob = self._run(operation(self.dialect, job_id))
         return job
 
     def pause_job(self, job_id: str) -> FineTuningJob:
@@ -203,15 +210,33 @@ class FineTuningHook(BaseHook):
         :param final: refusals of the create raised at once, for the caller to handle, instead of being looked for
             and tried again (``FineTuningCapacityError`` when the task waits for room)
         """
-        from airflow_provider_ft.hooks import _submit
+        from airflow_provider_ft.core import submit
 
-        return _submit.submit_job(self, spec, identity, settle_delays, prepare, remembered, on_created, final)
+        operation = submit.submit_job(
+            self.dialect,
+            spec,
+            identity,
+            self._listing(),
+            settle_delays,
+            prepare=prepare,
+            remembered=remembered,
+            on_created=on_created,
+            final=final,
+        )
+        submission: Submission = self._run(operation)
+        return submission
 
     def find_jobs(self, spec: JobSpec, identity: TaskIdentity) -> list[FineTuningJob]:
         """Every job made for ``identity``, oldest first (how ``submit_job`` finds one again)."""
-        from airflow_provider_ft.hooks import _submit
+        from airflow_provider_ft.core.submit import jobs_of
 
-        return _submit.jobs_of(self, spec, identity)
+        jobs: list[FineTuningJob] = self._run(jobs_of(self.dialect, spec, identity, self._listing()))
+        return jobs
+
+    def _listing(self) -> Listing:
+        from airflow_provider_ft.core.submit import Listing
+
+        return Listing(self.page_size, self.settings.max_pages, self.settings.retry.max_retries + 1, self.log)
 
     def check_training_file(self, source: Any, spec: JobSpec, *, what: str = "training_file") -> LocalFile:
         """Check a local file (path or ``ObjectStoragePath``) record by record for ``spec``'s data format, without
@@ -237,9 +262,10 @@ class FineTuningHook(BaseHook):
         :param source: the checked local file
         :param settle_delays: seconds to wait before each look after a lost answer
         """
-        from airflow_provider_ft.hooks import _submit
+        from airflow_provider_ft.core.submit import upload_file
 
-        return _submit.upload_file(self, source, settle_delays)
+        uploaded: tuple[RemoteFile, bool] = self._run(upload_file(self.dialect, source, self._listing(), settle_delays))
+        return uploaded
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""
@@ -373,20 +399,24 @@ class FineTuningHook(BaseHook):
         :param budget: cost guards checked after each poll that read the job: past one, the job is cancelled
             and ``FineTuningBudgetExceeded`` names the limit
         """
+        from airflow_provider_ft.core.watch import Verdict, Watch
+
         poll_interval = _validate.seconds("poll_interval", poll_interval)
         timeout = _validate.optional_seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = Watch(job_id, budget or JobBudget())
         cursor: str | None = None
         while True:
-            job = self.poll_job(job_id, deadline=deadline)
-            if not isinstance(job, FineTuningApiError):
-                job.log_progress(self.log)
+            polled = self.poll_job(job_id, deadline=deadline)
+            if not isinstance(polled, FineTuningApiError):
                 if log_events:
                     cursor = self.log_new_events(job_id, cursor, deadline=deadline)
-                if budget is not None:
-                    self.enforce_budget(job, budget)
-                if job.is_terminal:
-                    return job
+                polled.log_progress(self.log)
+            look = watch.conclude(polled)
+            if look.verdict is Verdict.OVER_BUDGET:
+                self._cancel_over_budget(polled, look.reason or "")
+            if look.verdict is Verdict.ENDED and look.job is not None:
+                return look.job
             if deadline is not None and time.monotonic() + poll_interval > deadline:
                 raise FineTuningTimeout(f"Job {job_id} did not reach a terminal state within {timeout:g} s")
             time.sleep(poll_interval)
@@ -395,14 +425,17 @@ class FineTuningHook(BaseHook):
         """If ``job`` has passed a limit of ``budget``, cancel it (unless it has finished) and raise
         ``FineTuningBudgetExceeded`` naming the limit."""
         reason = budget.exceeded(job, datetime.now(UTC))
-        if reason is None:
-            return
+        if reason is not None:
+            self._cancel_over_budget(job, reason)
+
+    def _cancel_over_budget(self, job: Any, reason: str) -> None:
+        from airflow_provider_ft.core.watch import budget_message, was_cancelled
+
         if not job.is_terminal:
             self.log.warning("Job %s passed %s; cancelling it", printable(job.id, 140), reason)
             job = self.cancel_job(job.id)
-        raise FineTuningBudgetExceeded(
-            f"Fine-tuning job {job.id} passed {reason}; it is {job.status.value}", job.to_dict()
-        )
+        message = budget_message(job.id, reason, job, was_cancelled(job))
+        raise FineTuningBudgetExceeded(message, job.to_dict())
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one job). The message never contains the API key.
@@ -496,9 +529,9 @@ class FineTuningHook(BaseHook):
 
 # The HTTP and connection machinery is imported on first use: a DAG file that only builds operators never pays for it.
 def _operations() -> ModuleType:
-    from airflow_provider_ft.hooks import _operations
+    from airflow_provider_ft.core import operations
 
-    return _operations
+    return operations
 
 
 def _transports() -> ModuleType:
@@ -525,58 +558,11 @@ def _field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 # The connection form of each type is declared once, in get_provider_info(). Airflow 3.2+ reads it from there;
-# Airflow 2.11 and 3.0 call the two class methods below instead, and only those defined on the very class that
-# registers the connection type (not inherited ones), so each hook class of a connection type defines them.
+# Airflow 2.11 and 3.0 call the two class methods instead, and only those in the ``__dict__`` of the very class that
+# registers the connection type (not inherited ones): ``_with_connection_form`` puts them there.
 
 
-class DashScopeFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``dashscope`` (the connection form of DashScope)."""
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
-        return _form_widgets(cls.conn_type)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
-        return _field_behaviour(cls.conn_type)
-
-
-class OpenAIFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``openai_fine_tuning`` (the connection form of OpenAI)."""
-
-    default_conn_name = defaults.OPENAI_CONN_ID
-    conn_type = "openai_fine_tuning"
-    hook_name = "OpenAI fine-tuning"
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
-        return _form_widgets(cls.conn_type)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
-        return _field_behaviour(cls.conn_type)
-
-
-def __getattr__(name: str) -> type[FineTuningHook]:
-    """The hook class of a connection type that ``get_provider_info()`` names but this module does not define.
-
-    Airflow wants a hook class per connection type, registering that type and its form. For every connection type
-    but the first two it is made here on first use, from the provider info, so that adding an API touches no hook
-    code: one dialect module, one registry line, one ``connection-types`` entry.
-    """
-    for entry in get_provider_info()["connection-types"]:
-        if entry["hook-class-name"] == f"{__name__}.{name}":
-            hook_class = _connection_type_hook(name, entry["connection-type"], entry["hook-name"])
-            globals()[name] = hook_class
-            return hook_class
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _connection_type_hook(name: str, conn_type: str, hook_name: str) -> type[FineTuningHook]:
+def _with_connection_form(hook_class: type[FineTuningHook]) -> type[FineTuningHook]:
     def get_connection_form_widgets(cls: type[FineTuningHook]) -> dict[str, Any]:
         """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
         return _form_widgets(cls.conn_type)
@@ -585,13 +571,42 @@ def _connection_type_hook(name: str, conn_type: str, hook_name: str) -> type[Fin
         """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
         return _field_behaviour(cls.conn_type)
 
-    namespace = {
-        "__module__": __name__,
-        "__doc__": f"``FineTuningHook`` for connections of type ``{conn_type}`` (the connection form of {hook_name}).",
-        "conn_type": conn_type,
-        "hook_name": hook_name,
-        "default_conn_name": f"{conn_type.removesuffix('_fine_tuning')}_default",
-        "get_connection_form_widgets": classmethod(get_connection_form_widgets),
-        "get_ui_field_behaviour": classmethod(get_ui_field_behaviour),
-    }
-    return type(name, (FineTuningHook,), namespace)
+    hook_class.get_connection_form_widgets = classmethod(get_connection_form_widgets)  # type: ignore[method-assign,assignment]
+    hook_class.get_ui_field_behaviour = classmethod(get_ui_field_behaviour)  # type: ignore[method-assign,assignment]
+    return hook_class
+
+
+@_with_connection_form
+class DashScopeFineTuningHook(FineTuningHook):
+    """``FineTuningHook`` for connections of type ``dashscope`` (the connection form of DashScope)."""
+
+
+@_with_connection_form
+class OpenAIFineTuningHook(FineTuningHook):
+    """``FineTuningHook`` for connections of type ``openai_fine_tuning`` (the connection form of OpenAI)."""
+
+    default_conn_name = defaults.OPENAI_CONN_ID
+    conn_type = "openai_fine_tuning"
+    hook_name = "OpenAI fine-tuning"
+
+
+@_with_connection_form
+class AzureOpenAIFineTuningHook(FineTuningHook):
+    """``FineTuningHook`` for connections of type ``azure_openai_fine_tuning`` (the connection form of Azure OpenAI)."""
+
+    default_conn_name = "azure_openai_default"
+    conn_type = "azure_openai_fine_tuning"
+    hook_name = "Azure OpenAI fine-tuning"
+
+
+@_with_connection_form
+class TogetherFineTuningHook(FineTuningHook):
+    """``FineTuningHook`` for connections of type ``together_fine_tuning`` (the connection form of Together AI)."""
+
+    default_conn_name = "together_default"
+    conn_type = "together_fine_tuning"
+    hook_name = "Together AI fine-tuning"
+
+
+def _job_id(job: FineTuningJob) -> str:
+    return job.id

@@ -286,11 +286,9 @@ class CleanupFineTuningJobsOperator(BaseOperator):
 
 
 def _cancel(hook: FineTuningHook, job_id: str) -> JobOutcome:
-    from airflow_provider_ft.hooks import _operations
     from airflow_provider_ft.operators._cleanup import JobOutcome
 
-    # The listing has just shown the job unfinished: hook.cancel_job's read first would only repeat it.
-    job = _operations.run(_operations.cancel_unfinished_job(hook.dialect, job_id), hook.transport.send)
+    job = hook.cancel_job(job_id, seen_unfinished=True)  # the listing has just shown it unfinished
     if job.is_terminal and job.status is not JobStatus.CANCELLED:
         return JobOutcome("skipped", f"already {job.status.value}")
     return JobOutcome("acted", f"cancelled ({job.status.value})")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from airflow_provider_ft.links import FineTuningJobLink
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.capacity import CapacityWait
-    from airflow_provider_ft.hooks._submit import Submission
+    from airflow_provider_ft.core.submit import Submission
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.lineage import CreateLineage
@@ -43,38 +42,27 @@ _ENDED_BADLY = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 class CreateFineTuningJobOperator(BaseOperator):
     """Start a fine-tuning job on the connection's vendor, exactly once per task instance, and (by default) wait
-    until it ends; the final job (``FineTuningJob.to_dict()``) goes to XCom, and its ``fine_tuned_model`` under
-    the key ``fine_tuned_model``. The job's id is pushed under ``job_id`` as soon as it exists, for teardown tasks.
+    until it ends; the final job (``FineTuningJob.to_dict()``) goes to XCom, its ``fine_tuned_model`` under the key
+    ``fine_tuned_model``, and the job's id under ``job_id`` as soon as it exists, for teardown tasks. Every rule
+    below is told in full, with each vendor's limits, in docs/operators/create.md.
 
-    **Files.** ``training_file`` and ``validation_file`` are each a vendor file id (``file-...``) or a local path,
-    ``os.PathLike``, ``ObjectStoragePath`` or object-storage URL (``s3://...``) to upload first. A file to upload
-    is checked on the worker before anything is sent: every line must be one JSON record in the vendor's format
-    for the job's method (chat ``messages``; preference pairs for DPO; DashScope ``text`` for ``cpt``), and the
-    first bad line is named. It is streamed, never read whole, and an identical file uploaded before (same
-    content hash) is used again instead of uploading it twice.
+    **Files.** A training or validation file is a vendor file id (``file-...``) or a local path, ``os.PathLike``,
+    ``ObjectStoragePath`` or object-storage URL to check record by record on the worker (the first bad line is named,
+    nothing is sent) and upload, streamed; an identical upload (same content hash) is used again.
 
-    **Exactly once.** The job is tagged with an identity derived from the task instance (DAG, task, run, map index,
-    and the connection extra ``namespace``; not the try number): OpenAI ``metadata["airflow_ti"]``, DashScope
-    ``job_name``. Each try first looks for a job with that identity and re-attaches to it, so a retry, a cleared
-    task or a create whose answer was lost never starts a second job; a create is never retried blindly. On
-    Airflow 3.3+ the job's id is also written to the task state store once the create is answered, and a later
-    try reads it there first (one request, no listing). A job
-    found in a terminal state is re-attached to as well (clear the task and change the DAG run, or the
-    ``namespace``, to train again). docs/operators/create.md says where each vendor cannot guarantee this.
+    **Exactly once.** The job carries an identity of the task instance (DAG, task, run, map index and the connection
+    extra ``namespace``; not the try number). On Airflow 3.3+ its id is also written to the task state store as soon
+    as the create is answered. Each try reads the store first, then looks for a job with the identity, and
+    re-attaches (a job found terminal too); a create is never retried blindly.
 
-    **An account at its job limit.** A create the vendor refuses because the account runs (or made today) as many
-    jobs as it may, in the answer the vendor documents for that (OpenAI, Azure OpenAI; docs/operators/create.md),
-    fails the task by default. With ``wait_for_capacity`` the task waits for room instead, in the worker or, when
-    deferrable, in the triggerer (which sends nothing), and creates the job once the account takes it, looking for
-    the task's job before each create; a line is logged per wait. ``FineTuningCapacityError`` when the time is up.
+    **An account at its job limit** (the answers OpenAI and Azure OpenAI document) fails the task, or with
+    ``wait_for_capacity`` is waited out, in the worker or in the triggerer, looking for the job before each create.
 
     **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, or its
-    ``execution_timeout`` passes): in the worker through ``on_kill``; while deferred through the trigger's
-    ``on_kill`` (Airflow 3.3+). Both first read the task instance's state from Airflow and cancel only if it has
-    ended: a retry or a clear re-attaches to the job, so they leave it running, as does a frozen triggerer or
-    worker that recovers after its work went elsewhere (see ``airflow_provider_ft.kill``). ``cancel_on_timeout``
-    cancels it when ``timeout`` ends the wait. The cost guards ``max_trained_tokens`` and ``max_runtime`` cancel
-    it and fail the task (``FineTuningBudgetExceeded``) naming the limit passed.
+    ``execution_timeout`` passes), once the task instance's state confirms it has ended (``airflow_provider_ft.kill``:
+    a retry, a clear, or a frozen worker or triggerer that recovers leave the job to the live try).
+    ``cancel_on_timeout`` cancels it when ``timeout`` ends the wait; the cost guards ``max_trained_tokens`` and
+    ``max_runtime`` cancel it and fail the task with ``FineTuningBudgetExceeded``.
 
     :param model: the base model to fine-tune (templated)
     :param training_file: a vendor file id, or a local path / ``ObjectStoragePath`` / URL to check and upload
@@ -82,29 +70,24 @@ class CreateFineTuningJobOperator(BaseOperator):
     :param validation_file: the same for validation data, optional (templated)
     :param conn_id: the fine-tuning connection; its type selects the vendor (templated)
     :param method: OpenAI: ``supervised``, ``dpo`` or ``reinforcement``, or the whole ``method`` object (templated)
-    :param hyperparameters: OpenAI: the method's hyperparameters; DashScope: ``hyper_parameters`` (templated)
+    :param hyperparameters: the vendor's hyperparameters (DashScope ``hyper_parameters``) (templated)
     :param training_type: DashScope ``training_type``, e.g. ``sft``, ``efficient_sft``, ``dpo_full`` (templated)
-    :param suffix: OpenAI: up to 64 characters in the fine-tuned model's name; DashScope: ``finetuned_output_suffix``,
-        in the fine-tuned model's name (templated)
-    :param seed: OpenAI ``seed`` for reproducible training
-    :param metadata: OpenAI ``metadata``, at most 11 string pairs (keys starting ``airflow_`` are this provider's)
+    :param suffix: in the fine-tuned model's name (OpenAI ``suffix``, DashScope ``finetuned_output_suffix``)
         (templated)
+    :param seed: OpenAI ``seed``
+    :param metadata: OpenAI ``metadata``, at most 11 string pairs (``airflow_*`` keys are this provider's) (templated)
     :param integrations: OpenAI ``integrations`` (e.g. Weights and Biases)
     :param wait_for_completion: wait until the job ends (default); ``False`` returns the job once it exists
-    :param wait_for_capacity: how long to wait for room when the account is at its job limit (seconds or a
-        ``timedelta``), counted from the first refusal; the create is sent again every ``poll_interval`` (at most
-        every 5 minutes, or after the vendor's ``Retry-After``). ``None`` (default): such a refusal fails the task
+    :param wait_for_capacity: seconds (or a ``timedelta``) to wait for room on an account at its job limit, from the
+        first refusal; ``None`` (default): such a refusal fails the task
     :param deferrable: wait in the triggerer instead of the worker (default ``[operators] default_deferrable``)
     :param poll_interval: seconds between checks while waiting
     :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
     :param cancel_on_kill: cancel the job when the task is killed (see above)
     :param cancel_on_timeout: cancel the job when ``timeout`` ends the wait
-    :param max_trained_tokens: cancel and fail once the vendor reports more trained tokens (OpenAI and DashScope
-        report them when the job has finished, so this mostly fails a job that ended over budget)
-    :param max_runtime: cancel and fail once the job has run longer than this, counted from its creation
-        (seconds or a ``timedelta``)
-    :param log_events: log the vendor's own progress entries (OpenAI events, DashScope log lines) as they
-        appear, each once, in the worker and in the triggerer
+    :param max_trained_tokens: cancel and fail once the vendor reports more trained tokens (mostly once it ended)
+    :param max_runtime: cancel and fail once the job has run longer than this (seconds or a ``timedelta``)
+    :param log_events: log the vendor's own progress entries as they appear, each once (worker and triggerer)
     :param fail_on_failure: a job that ends ``FAILED`` or ``CANCELLED`` fails the task with ``FineTuningJobFailed``
     :param settle_delays: seconds to wait before each look for a job whose create answer was lost
     """
@@ -216,9 +199,12 @@ class CreateFineTuningJobOperator(BaseOperator):
 
     def _submit(self, context: Context, waiting: CapacityWait | None = None) -> FineTuningJob:
         """The task instance's job: re-attached to, or created once with its files checked and uploaded."""
-        identity = self._identity(context)
+        from airflow_provider_ft.identity import TaskIdentity
+        from airflow_provider_ft.training_files import local_files
+
+        identity = TaskIdentity.of(context["ti"], self.hook.settings.namespace)
         spec = self._spec()
-        checked = self._checked_files(spec)  # before any request: a bad file sends nothing
+        checked = local_files(self.hook, spec, self._file_arguments())  # a bad file sends nothing
         self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
         memory = self._job_memory(context, identity)
         submission = self._submit_when_there_is_room(spec, identity, checked, waiting, memory)
@@ -248,53 +234,38 @@ class CreateFineTuningJobOperator(BaseOperator):
         waiting: CapacityWait | None,
         memory: JobMemory,
     ) -> Submission:
-        """``submit_job``, again after each wait for room while the account is at its job limit and
-        ``wait_for_capacity`` allows; each ``submit_job`` looks for the task's job before it creates one."""
+        """``submit_job``, again after each wait for room (``capacity.submit_when_there_is_room``)."""
+        from airflow_provider_ft import training_files
+        from airflow_provider_ft.capacity import submit_when_there_is_room
+
         uploaded: list[JobSpec] = []
 
         def prepare(ready: JobSpec) -> JobSpec:  # uploads once, however many creates the account refuses
             if not uploaded:
-                uploaded.append(self._uploaded(ready, checked))
+                files = self._file_arguments()
+                uploaded.append(training_files.uploaded(self.hook, ready, files, checked, self.settle_delays, self.log))
             return uploaded[0]
 
-        final = () if self.wait_for_capacity is None else (FineTuningCapacityError,)
-        while True:
-            try:
-                return self.hook.submit_job(
-                    spec,
-                    identity,
-                    settle_delays=self.settle_delays,
-                    prepare=prepare,
-                    remembered=memory.recall(),
-                    on_created=lambda created: memory.remember(created.id),
-                    final=final,
-                )
-            except FineTuningCapacityError as error:
-                if self.wait_for_capacity is None:
-                    raise
-                refusal, allowed = error, self.wait_for_capacity
-            waiting = self._wait_for_room(waiting, refusal, allowed)
+        def submit() -> Submission:
+            return self.hook.submit_job(
+                spec,
+                identity,
+                settle_delays=self.settle_delays,
+                prepare=prepare,
+                remembered=memory.recall(),
+                on_created=lambda created: memory.remember(created.id),
+                final=() if self.wait_for_capacity is None else (FineTuningCapacityError,),
+            )
 
-    def _wait_for_room(
-        self, waiting: CapacityWait | None, refusal: FineTuningCapacityError, allowed: float
-    ) -> CapacityWait:
-        """Wait before the next create, in the worker or deferred to ``CapacityWaitTrigger`` (``TaskDeferred``);
-        ``FineTuningCapacityError`` once ``allowed`` seconds from the first refusal are over."""
-        from airflow_provider_ft.capacity import CapacityWait
-
-        now = time.time()
-        waiting = waiting or CapacityWait.starting(now, allowed, self.poll_interval)
-        vendor = self.hook.dialect.display_name
-        pause = waiting.pause(refusal, now)
-        if pause is None:
-            raise waiting.gave_up(refusal, now, vendor) from refusal
-        self.log.warning(
-            "%s", waiting.waiting_line(refusal, pause, vendor, "in the triggerer" if self.deferrable else "")
+        return submit_when_there_is_room(
+            submit,
+            allowed=self.wait_for_capacity,
+            waiting=waiting,
+            poll_interval=self.poll_interval,
+            vendor=self.hook.dialect.display_name,
+            log=self.log,
+            defer=self._defer_for_room if self.deferrable else None,
         )
-        if self.deferrable:
-            self._defer_for_room(waiting, now + pause, refusal)
-        time.sleep(pause)
-        return waiting
 
     def _defer_for_room(self, waiting: CapacityWait, wake_at: float, refusal: FineTuningCapacityError) -> None:
         from airflow_provider_ft.triggers.capacity import CapacityWaitTrigger
@@ -306,19 +277,6 @@ class CreateFineTuningJobOperator(BaseOperator):
             ),
             method_name="execute_after_capacity_wait",
             timeout=deferral_timeout(wake_at),
-        )
-
-    def _identity(self, context: Context) -> TaskIdentity:
-        from airflow_provider_ft.identity import TaskIdentity
-
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        return TaskIdentity(
-            dag_id=ti.dag_id,
-            task_id=ti.task_id,
-            run_id=ti.run_id,
-            map_index=-1 if map_index is None else int(map_index),
-            namespace=self.hook.settings.namespace,
         )
 
     def _spec(self) -> JobSpec:
@@ -341,32 +299,6 @@ class CreateFineTuningJobOperator(BaseOperator):
 
     def _file_arguments(self) -> dict[str, Any]:
         return {"training_file": self.training_file, "validation_file": self.validation_file}
-
-    def _checked_files(self, spec: JobSpec) -> dict[str, LocalFile]:
-        """The local files to upload, each checked record by record (``TrainingFileError`` names a bad line)."""
-        dialect = self.hook.dialect
-        return {
-            name: self.hook.check_training_file(_local(source), spec, what=name)
-            for name, source in self._file_arguments().items()
-            if source is not None and not dialect.is_file_id(source)
-        }
-
-    def _uploaded(self, spec: JobSpec, checked: Mapping[str, LocalFile]) -> JobSpec:
-        """``spec`` with both files as vendor ids, uploading the checked ones (or reusing identical uploads)."""
-        ids = {name: value for name, value in self._file_arguments().items() if name not in checked}
-        for name, local in checked.items():
-            remote, uploaded = self.hook.upload_file(local, settle_delays=self.settle_delays)
-            self.log.info(
-                "%s %s (%d records, %d bytes): %s file %s",
-                "Uploaded" if uploaded else "Found an identical upload of",
-                printable(local.name, 200),
-                local.lines,
-                local.size,
-                self.hook.dialect.display_name,
-                remote.id,
-            )
-            ids[name] = remote.id
-        return replace(spec, training_file=ids["training_file"], validation_file=ids["validation_file"])
 
     # -- watch ----------------------------------------------------------------------------------------------
 
@@ -449,16 +381,9 @@ class CreateFineTuningJobOperator(BaseOperator):
         return job.to_dict()
 
     def on_kill(self) -> None:
-        """Cancel the job when the task is killed in the worker (``cancel_on_kill``), on a hook of its own (the
-        task's may be mid-request); a kill during the create finds the job by its identity. Never raises.
-
-        The kill is confirmed first (``airflow_provider_ft.kill``): the task instance's state is read from Airflow,
-        and the job is cancelled only if the task instance has ended (a user marked it failed or success), or if
-        this try's own ``execution_timeout`` called ``on_kill``. A worker frozen past the heartbeat timeout and then
-        resumed is SIGTERMed by its supervisor while the retry waits on the job: the state is then the retry's
-        (``up_for_retry``, ``queued``, ``running``, ...) and the job is left to it, as after a clear, and when the
-        state cannot be read.
-        """
+        """Cancel the job when the task is killed in the worker (``cancel_on_kill``) and the kill is confirmed
+        (``airflow_provider_ft.kill``), on a hook of its own; a kill during the create finds the job by its identity.
+        Never raises."""
         if not self.cancel_on_kill or (self._job_id is None and self._submitting is None):
             return
         from airflow_provider_ft.kill import confirm_kill
@@ -502,8 +427,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         return create_operator_lineage(self._lineage())
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
-        """OpenLineage when the task ends (also when it fails): the data read, the fine-tuned model as output,
-        and the job (id, base model, hyperparameters, trained tokens, status) as run facets.
+        """OpenLineage when the task ends (also when it fails): the data, the fine-tuned model and the job.
 
         :param task_instance: the finished task instance (unused: the operator holds what it saw)
         """
@@ -524,15 +448,6 @@ class CreateFineTuningJobOperator(BaseOperator):
             job_id=self._job_id,
             job=self._job,
         )
-
-
-def _local(source: Any) -> Any:
-    """A file argument as something to read: object-storage URLs become ``ObjectStoragePath``."""
-    if isinstance(source, str) and "://" in source:
-        from airflow_provider_ft._compat import object_storage_path
-
-        return object_storage_path(source)
-    return source
 
 
 def _budget(max_trained_tokens: int | None, max_runtime: timedelta | float | None) -> JobBudget:

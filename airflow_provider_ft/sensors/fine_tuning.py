@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +31,9 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.jobs import JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.triggers.events import (
-    budget_message,
     deferral_timeout,
-    log_cancel_outcome,
     not_found_message,
     terminal_job_from_event,
-    was_cancelled,
 )
 
 if TYPE_CHECKING:
@@ -196,32 +193,18 @@ class FineTuningJobSensor(BaseSensorOperator):
             self._cancel("the task was killed")
 
     def _cancel(self, why: str) -> FineTuningJob | None:
-        """Cancel the job: the job as it stands after, or ``None`` if that failed (logged, never raised).
+        """Cancel the job: the job as it stands after, or ``None`` if that failed (logged, never raised). Uses a hook
+        of its own (the connection as already read): ``on_kill`` may interrupt a check in progress."""
+        from airflow_provider_ft.core.watch import guard_cancel
 
-        Uses a hook of its own (the connection as already read): ``on_kill`` may interrupt a check in progress.
-        """
-        job_id = printable(self.job_id, 140)
-        try:
+        def cancel() -> FineTuningJob:
             hook = self.hook.fork()
             try:
-                job = hook.cancel_job(self.job_id)
+                return hook.cancel_job(self.job_id)
             finally:
                 hook.close()
-        except Exception as error:  # a cancel that fails is reported; the task's own outcome stands
-            self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
-            return None
-        log_cancel_outcome(self.log, job_id, why, job)
-        return job
 
-    def _enforce_budget(self, job: FineTuningJob) -> None:
-        """Cancel a job over a cost guard (unless it has ended) and fail with ``FineTuningBudgetExceeded``."""
-        reason = self.budget.exceeded(job, datetime.now(UTC))
-        if reason is None:
-            return
-        after = None if job.is_terminal else self._cancel(f"it passed its budget, {reason}")
-        cancelled = was_cancelled(after)
-        job = after or job
-        raise FineTuningBudgetExceeded(budget_message(self.job_id, reason, job, cancelled), job=job.to_dict())
+        return guard_cancel(cancel, self.log, self.job_id, why)
 
     def _persist_link(self, context: Context) -> None:
         """Store the job's console URL for the extra link (again on each run: a reschedule clears XComs)."""
@@ -235,19 +218,19 @@ class FineTuningJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the job once: done (with the final job as XCom value) when it is terminal."""
-        job = self._check()
-        if job is not None and self.log_events and self.mode == "poke":
-            self._events_cursor = self.hook.log_new_events(
-                self.job_id, self._events_cursor, self.log, deadline=self._deadline
-            )
+        job = self._check(log_events=self.log_events and self.mode == "poke")
         if job is None or not job.is_terminal:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(job.to_dict()))
 
-    def _check(self) -> FineTuningJob | None:
-        """The job as it stands, or ``None`` if it could not be read this time (a transient error)."""
+    def _check(self, *, log_events: bool) -> FineTuningJob | None:
+        """The job as it stands, or ``None`` if it could not be read this time (a transient error); the vendor's new
+        progress entries (``log_events``), then the progress line, are logged; a passed cost guard cancels the job
+        (unless it has ended) and fails with ``FineTuningBudgetExceeded``."""
+        from airflow_provider_ft.core.watch import Verdict, Watch, budget_message, was_cancelled
+
         try:
-            job = self.hook.poll_job(self.job_id, deadline=self._deadline)
+            polled = self.hook.poll_job(self.job_id, deadline=self._deadline)
         except JobNotFoundError as error:
             raise JobNotFoundError(
                 not_found_message(self.job_id, self.conn_id, error.message),
@@ -255,11 +238,21 @@ class FineTuningJobSensor(BaseSensorOperator):
                 vendor_code=error.vendor_code,
                 request_id=error.request_id,
             ) from error
-        if isinstance(job, FineTuningApiError):
+        if isinstance(polled, FineTuningApiError):
             return None
-        job.log_progress(self.log)
-        self._enforce_budget(job)
-        return job
+        if log_events:
+            self._events_cursor = self.hook.log_new_events(
+                self.job_id, self._events_cursor, self.log, deadline=self._deadline
+            )
+        polled.log_progress(self.log)
+        look = Watch(self.job_id, self.budget).conclude(polled)
+        if look.verdict is Verdict.OVER_BUDGET:
+            reason = look.reason or ""
+            after = None if polled.is_terminal else self._cancel(f"it passed its budget, {reason}")
+            job = after or polled
+            message = budget_message(self.job_id, reason, job, was_cancelled(after))
+            raise FineTuningBudgetExceeded(message, job=job.to_dict())
+        return polled
 
     def _finish(self, job: dict[str, Any]) -> dict[str, Any]:
         """Apply ``fail_on_failure`` to a terminal job and return it (the task's XCom value)."""
@@ -281,11 +274,7 @@ class FineTuningJobSensor(BaseSensorOperator):
 
     def _execute_deferrable(self, context: Context) -> Any:
         deadline = time.time() + self.timeout
-        job = self._check()
-        if job is not None and self.log_events:
-            self._events_cursor = self.hook.log_new_events(
-                self.job_id, self._events_cursor, self.log, deadline=self._deadline
-            )
+        job = self._check(log_events=self.log_events)
         if job is not None and job.is_terminal:
             return self._finish(job.to_dict())
         from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger

@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_ft._text import printable
 from airflow_provider_ft.defaults import EVENT_BUDGET, EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
@@ -18,7 +17,7 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     JobNotFoundError,
 )
-from airflow_provider_ft.jobs import FineTuningJob, JobStatus
+from airflow_provider_ft.jobs import JobStatus
 
 #: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
 #: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
@@ -93,30 +92,6 @@ def error_from_event(event: Mapping[str, Any]) -> FineTuningError:
 def cancel_note(cancelled: bool) -> str:
     """What a timeout message adds about the job: cancelled, or possibly still running (and costing)."""
     return "the job was cancelled" if cancelled else "the job was not cancelled and may still be running"
-
-
-def was_cancelled(job: FineTuningJob | None) -> bool:
-    """Whether a cancel left ``job`` stopped or stopping (not a job that had finished some other way first)."""
-    return job is not None and job.status in (JobStatus.CANCELLED, JobStatus.CANCELLING)
-
-
-def log_cancel_outcome(log: Any, job_id: str, why: str, job: FineTuningJob) -> None:
-    """Say what a guard's cancel did: cancelled, or left a job that had already ended."""
-    if was_cancelled(job):
-        log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
-    else:
-        log.info("Fine-tuning job %s was not cancelled (%s): it had already ended %s", job_id, why, job.status.value)
-
-
-def budget_message(job_id: str, reason: str, job: FineTuningJob | None, cancelled: bool) -> str:
-    """The message of a passed cost guard: which limit (``reason``) and what became of the job."""
-    if cancelled:
-        outcome = "it was cancelled"
-    elif job is not None and job.is_terminal:
-        outcome = f"it had already ended {job.status.value}"
-    else:
-        outcome = "it could not be cancelled and may still be running"
-    return f"Fine-tuning job {printable(job_id, 140)} passed its budget, {reason}; {outcome}"
 
 
 def is_terminal_status(status: object) -> bool:

@@ -14,16 +14,16 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Coroutine
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
+from airflow_provider_ft.core.watch import Verdict, Watch, aguard_cancel, budget_message, was_cancelled
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
 from airflow_provider_ft.jobs import JobBudget
 from airflow_provider_ft.kill import aconfirm_kill
-from airflow_provider_ft.triggers.events import budget_message, describe_error, log_cancel_outcome, was_cancelled
+from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks._transport import AsyncTransport
@@ -192,29 +192,27 @@ class FineTuningJobTrigger(BaseTrigger):
 
     async def _wait(self, hook: FineTuningHook, client: AsyncTransport) -> dict[str, Any]:
         deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
-        last_job: FineTuningJob | None = None
-        failures = 0
+        watch = Watch(self.job_id, self.budget, self.max_consecutive_errors)
         cursor = self.events_after
         progress = _ProgressLine(self.log)
         while True:
             polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
-            if isinstance(polled, FineTuningApiError):
-                failures += 1
-                if self.max_consecutive_errors is not None and failures >= self.max_consecutive_errors:
-                    message = f"Gave up waiting for fine-tuning job {self.job_id}: {failures} polls in a row failed"
-                    return self._event(ERROR, last_job, f"{message}, the last with: {polled}", polled)
-            else:
-                failures, last_job = 0, polled
-                progress.log(polled)
+            if not isinstance(polled, FineTuningApiError):
                 if self.log_events:
                     cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
-                reason = self.budget.exceeded(polled, datetime.now(UTC))
-                if reason is not None:
-                    return await self._over_budget(hook, client, polled, reason)
-                if polled.is_terminal:
-                    return self._event(SUCCESS, polled, f"Job {polled.id} reached {polled.status.value}")
+                progress.log(polled)
+            look = watch.conclude(polled)
+            if look.verdict is Verdict.GAVE_UP and look.error is not None:
+                return self._event(ERROR, look.job, watch.gave_up_message(look.error), look.error)
+            if look.verdict is Verdict.OVER_BUDGET and look.job is not None:
+                return await self._over_budget(hook, client, look.job, look.reason or "")
+            if look.verdict is Verdict.ENDED and look.job is not None:
+                return self._event(SUCCESS, look.job, f"Job {look.job.id} reached {look.job.status.value}")
             if deadline is not None and deadline - time.monotonic() <= 0:
-                return await self._timed_out(hook, client, last_job)
+                after = await self._cancel(hook, client, "the deadline passed") if self.cancel_on_timeout else None
+                return self._event(
+                    TIMEOUT, after or watch.last_seen, watch.timeout_message(), cancelled=was_cancelled(after)
+                )
             await asyncio.sleep(self._pause(deadline))
 
     def _first_pause(self) -> float:
@@ -232,14 +230,6 @@ class FineTuningJobTrigger(BaseTrigger):
             pause = min(pause, deadline - time.monotonic())
         return max(pause, 0.0)
 
-    async def _timed_out(
-        self, hook: FineTuningHook, client: AsyncTransport, last_job: FineTuningJob | None
-    ) -> dict[str, Any]:
-        """The ``timeout`` event, after cancelling the job if ``cancel_on_timeout``."""
-        after = await self._cancel(hook, client, "the deadline passed") if self.cancel_on_timeout else None
-        message = self._timeout_message(last_job)
-        return self._event(TIMEOUT, after or last_job, message, cancelled=was_cancelled(after))
-
     async def _over_budget(
         self, hook: FineTuningHook, client: AsyncTransport, job: FineTuningJob, reason: str
     ) -> dict[str, Any]:
@@ -250,19 +240,14 @@ class FineTuningJobTrigger(BaseTrigger):
         return self._event(BUDGET, job, budget_message(self.job_id, reason, job, cancelled), cancelled=cancelled)
 
     async def _cancel(self, hook: FineTuningHook, client: AsyncTransport, why: str) -> FineTuningJob | None:
-        """Cancel the job within ``CANCEL_SECONDS``: the job as it stands after, or ``None`` if that failed (logged).
+        """Cancel the job within ``CANCEL_SECONDS`` (a job that has ended meanwhile is left as it is): the job as it
+        stands after, or ``None`` if that failed (logged)."""
 
-        A job that has ended meanwhile is left as it is (``acancel_job`` reads it first).
-        """
-        job_id = printable(self.job_id, 140)
-        try:
+        async def cancel() -> FineTuningJob:
             async with asyncio.timeout(CANCEL_SECONDS):
-                job = await hook.acancel_job(client, self.job_id, deadline=time.monotonic() + CANCEL_SECONDS)
-        except Exception as error:  # any failure is logged: none may end the wait
-            self.log.warning("Could not cancel fine-tuning job %s (%s): %s", job_id, why, error or type(error).__name__)
-            return None
-        log_cancel_outcome(self.log, job_id, why, job)
-        return job
+                return await hook.acancel_job(client, self.job_id, deadline=time.monotonic() + CANCEL_SECONDS)
+
+        return await aguard_cancel(cancel, self.log, self.job_id, why)
 
     async def on_kill(self) -> None:
         """Cancel the job if ``cancel_on_kill`` and the task instance has really ended: Airflow calls this when a user
@@ -312,10 +297,6 @@ class FineTuningJobTrigger(BaseTrigger):
                 job_id,
                 error or type(error).__name__,
             )
-
-    def _timeout_message(self, last_job: FineTuningJob | None) -> str:
-        seen = f"; last seen: {last_job.describe_progress()}" if last_job is not None else ""
-        return f"Fine-tuning job {self.job_id} did not reach a terminal state before the deadline{seen}"
 
     def _event(
         self,

@@ -452,3 +452,9 @@ def test_entries_of_one_time_keep_the_documented_order() -> None:
     same_time = [openai_event(index, created_at=1_700_000_000) for index in (9, 8, 7)]
     page = OpenAIDialect().parse_events({"data": same_time, "has_more": False}, None)
     assert [event.cursor for event in page.events] == ["ftevent-7", "ftevent-8", "ftevent-9"]
+
+
+def test_a_line_whose_text_already_gives_the_figures_does_not_repeat_them() -> None:
+    said = openai_event(1, message="Step 10/100: training loss=0.92", data={"step": 10, "total_steps": 100})
+    (event,) = OpenAIDialect().parse_events({"data": [said], "has_more": False}, None).events
+    assert event.describe("ftjob-1").endswith("Step 10/100: training loss=0.92")

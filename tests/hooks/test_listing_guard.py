@@ -1,11 +1,11 @@
-"""``PageTrail`` ends a listing a broken server would make endless, and passes an honest one through."""
+"""``Pages`` ends a listing a broken server would make endless, and passes an honest one through."""
 
 from __future__ import annotations
 
 import pytest
 
+from airflow_provider_ft.core.operations import Pages
 from airflow_provider_ft.exceptions import FineTuningApiError
-from airflow_provider_ft.hooks._operations import PageTrail
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors.wire import JobPage
 
@@ -17,39 +17,44 @@ def _page(ids: list[str], cursor: str | None) -> JobPage:
     return JobPage(jobs, cursor)
 
 
+def new_jobs(trail: Pages, ids: list[str], cursor: str | None) -> list[FineTuningJob]:
+    page = _page(ids, cursor)
+    return trail.take(page.jobs, lambda job: job.id, page.next_cursor)
+
+
 def test_an_honest_listing_yields_each_job_once_even_when_pages_shift() -> None:
-    trail = PageTrail("OpenAI", max_pages=10)
-    seen = [job.id for job in trail.new_jobs(_page(["a", "b"], "2"))]
-    seen += [job.id for job in trail.new_jobs(_page(["b", "c"], "3"))]  # a new job pushed "b" onto page 2
-    seen += [job.id for job in trail.new_jobs(_page(["d"], None))]
+    trail = Pages("OpenAI jobs", max_pages=10)
+    seen = [job.id for job in new_jobs(trail, ["a", "b"], "2")]
+    seen += [job.id for job in new_jobs(trail, ["b", "c"], "3")]  # a new job pushed "b" onto page 2
+    seen += [job.id for job in new_jobs(trail, ["d"], None)]
     assert seen == ["a", "b", "c", "d"]
 
 
 def test_a_cursor_seen_before_ends_the_listing() -> None:
-    trail = PageTrail("OpenAI", max_pages=10)
-    trail.new_jobs(_page(["a"], "x"))
-    trail.new_jobs(_page(["b"], "y"))
+    trail = Pages("OpenAI jobs", max_pages=10)
+    new_jobs(trail, ["a"], "x")
+    new_jobs(trail, ["b"], "y")
     with pytest.raises(FineTuningApiError, match="cursor 'x' a second time"):
-        trail.new_jobs(_page(["c"], "x"))
+        new_jobs(trail, ["c"], "x")
 
 
 def test_a_page_of_old_jobs_that_promises_more_ends_the_listing() -> None:
-    trail = PageTrail("DashScope", max_pages=10)
-    trail.new_jobs(_page(["a", "b"], "2"))
+    trail = Pages("DashScope jobs", max_pages=10)
+    new_jobs(trail, ["a", "b"], "2")
     with pytest.raises(FineTuningApiError, match="no job not seen before"):
-        trail.new_jobs(_page(["a", "b"], "3"))
+        new_jobs(trail, ["a", "b"], "3")
 
 
 def test_fresh_pages_forever_end_at_max_pages() -> None:
-    trail = PageTrail("OpenAI", max_pages=5)
+    trail = Pages("OpenAI jobs", max_pages=5)
     for number in range(1, 5):
-        trail.new_jobs(_page([f"job-{number}"], f"cursor-{number}"))
+        new_jobs(trail, [f"job-{number}"], f"cursor-{number}")
     with pytest.raises(FineTuningApiError, match="max_pages=5") as raised:
-        trail.new_jobs(_page(["job-5"], "cursor-5"))
+        new_jobs(trail, ["job-5"], "cursor-5")
     assert trail.pages == 5
     assert "after 5 pages" in str(raised.value)
 
 
 def test_an_empty_last_page_ends_quietly() -> None:
-    trail = PageTrail("OpenAI", max_pages=2)
-    assert trail.new_jobs(_page([], None)) == []
+    trail = Pages("OpenAI jobs", max_pages=2)
+    assert new_jobs(trail, [], None) == []

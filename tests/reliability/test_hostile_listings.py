@@ -365,7 +365,7 @@ def impossible_total(vendor: str) -> bytes:
     return lifecycle.files_page(vendor, [lifecycle.file_entry(vendor, "file-one")], more=True, total=10**12)
 
 
-AT_MAX_PAGES_FILES = Ending(FineTuningApiError, "after max_pages pages", MAX_PAGES, "max_pages")
+AT_MAX_PAGES_FILES = Ending(FineTuningApiError, f"more after max_pages={MAX_PAGES} pages", MAX_PAGES, "max_pages")
 
 
 @dataclass(frozen=True)
@@ -388,9 +388,10 @@ FILES_CASES = [
         "files: the same page again and again (OpenAI: the same cursor)",
         same_page,
         {
-            "dashscope": AT_MAX_PAGES_FILES,  # page numbers are the client's own: they advance, up to max_pages
-            "openai": Ending(FineTuningApiError, "the listing does not end", 2, "repeated cursor"),
-            "azure": Ending(FineTuningApiError, "the listing does not end", 2, "repeated cursor"),
+            # page numbers are the client's own and advance, but the page brings no file not seen before
+            "dashscope": Ending(FineTuningApiError, "brought no file not seen before", 2, "no new file"),
+            "openai": Ending(FineTuningApiError, "a second time", 2, "repeated cursor"),
+            "azure": Ending(FineTuningApiError, "a second time", 2, "repeated cursor"),
         },
     ),
     FilesCase(

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_ft.core import operations
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError
-from airflow_provider_ft.hooks import _submit
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
@@ -654,7 +654,7 @@ def test_after_an_unreadable_create_answer_the_job_is_looked_for_not_made_again(
         if not made:
             made.append(seed_job_of(emulator, vendor, lifecycle.IDENTITY, model=lifecycle.MODELS[vendor]))
 
-    monkeypatch.setattr(_submit, "time", SimpleNamespace(sleep=settle))
+    monkeypatch.setattr(operations, "time", SimpleNamespace(sleep=settle))
     with closing(hook_for(vendor)) as hook:
         submission = hook.submit_job(lifecycle.spec_for(vendor, file_id), lifecycle.IDENTITY, settle_delays=(0.0,))
     assert (submission.job.id, submission.created) == (made[0], False)

@@ -1,13 +1,16 @@
-"""The hook's multi-step operations, written once for the blocking and the asyncio transport.
+"""Every multi-step call, written once for the blocking and the asyncio transport (h11-style: data in, requests out).
 
-An operation is a generator: it yields each ``ApiRequest`` it needs, receives the decoded JSON object (or has the
-transport's typed error thrown into it) and returns its result. ``run`` and ``arun`` drive one to its end over a
-transport's ``send``; they are the only two loops, one per kind of I/O. Nothing here does I/O itself.
+An operation is a generator: it yields each ``ApiRequest`` it needs (or a ``Pause`` to wait), receives the decoded
+JSON object (or has the transport's typed error thrown into it) and returns its result. ``run`` and ``arun`` drive
+one to its end; they are the only two loops, one per kind of I/O. Nothing here does I/O itself. ``Pages`` is the one
+guard of every listing (jobs, a job's log, files).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -17,36 +20,55 @@ from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, JobPage
 
 T = TypeVar("T")
-Operation = Generator[ApiRequest, dict[str, Any], T]
-Outcome = dict[str, Any] | FineTuningError
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A step that sends nothing: wait ``seconds`` before going on (a driver sleeps, blocking or not)."""
+
+    seconds: float
+
+
+Step = ApiRequest | Pause
+Operation = Generator[Step, Any, T]
+Outcome = dict[str, Any] | FineTuningError | None
 
 
 def run(operation: Operation[T], send: Callable[[ApiRequest], dict[str, Any]]) -> T:
     """Drive ``operation`` to its result, sending each request it yields with ``send``."""
-    request = next(operation)
+    step = next(operation)
     while True:
+        outcome: Outcome = None
         try:
-            outcome: Outcome = send(request)
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+            else:
+                outcome = send(step)
         except FineTuningError as error:
             outcome = error
-        step = _resume(operation, outcome)
-        if isinstance(step, _Done):
-            return step.value
-        request = step
+        resumed = _resume(operation, outcome)
+        if isinstance(resumed, _Done):
+            return resumed.value
+        step = resumed
 
 
 async def arun(operation: Operation[T], send: Callable[[ApiRequest], Awaitable[dict[str, Any]]]) -> T:
     """``run`` for an asyncio transport."""
-    request = next(operation)
+    step = next(operation)
     while True:
+        outcome: Outcome = None
         try:
-            outcome: Outcome = await send(request)
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+            else:
+                outcome = await send(step)
         except FineTuningError as error:
             outcome = error
-        step = _resume(operation, outcome)
-        if isinstance(step, _Done):
-            return step.value
-        request = step
+        resumed = _resume(operation, outcome)
+        if isinstance(resumed, _Done):
+            return resumed.value
+        step = resumed
 
 
 @dataclass(frozen=True)
@@ -54,8 +76,8 @@ class _Done(Generic[T]):
     value: T
 
 
-def _resume(operation: Operation[T], outcome: Outcome) -> ApiRequest | _Done[T]:
-    """Hand the operation the answer to its last request (or throw the error in): its next request, or its result."""
+def _resume(operation: Operation[T], outcome: Outcome) -> Step | _Done[T]:
+    """Hand the operation the answer to its last step (or throw the error in): its next step, or its result."""
     try:
         if isinstance(outcome, FineTuningError):
             return operation.throw(outcome)
@@ -203,35 +225,27 @@ def new_events(dialect: Dialect, job_id: str, after: str | None, limit: int, max
 
     A log that pages forward is read from right after ``after`` until its last page, or ``max_pages`` pages (the
     next call reads on). A log that pages from the newest back is read from its newest page until a page holds
-    ``after``, or to its oldest page, or ``max_pages`` pages (then ``skipped``). A cursor sent twice, or a page
-    that promises more but brings nothing, fails with ``FineTuningApiError``. Requests are built first, so a bad
-    job id or cursor fails before any I/O.
+    ``after``, or to its oldest page, or ``max_pages`` pages (then ``skipped``). ``Pages`` guards the walk. Requests
+    are built first, so a bad job id or cursor fails before any I/O.
     """
     newest_first = dialect.events_newest_first
     dialect.events_page(job_id, after, limit)  # checks the id and the cursor
     cursor = None if newest_first else after
+    trail = Pages(f"the {dialect.display_name} log of job {job_id}", max_pages, item="entry")
     pages: list[list[JobEvent]] = []
-    seen: set[str | None] = {cursor}
     met = after is None or not newest_first
-    for _ in range(max_pages):
+    while not trail.full:
         payload = yield dialect.events_page(job_id, cursor, limit)
         page = dialect.parse_events(payload, cursor)
-        entries = page.events
-        marks = [entry.cursor for entry in entries]
+        marks = [entry.cursor for entry in page.events]
         if newest_first and after is not None and after in marks:
-            pages.append(entries[len(marks) - marks[::-1].index(after) :])
+            pages.append(page.events[len(marks) - marks[::-1].index(after) :])
             met = True
             break
-        pages.append(entries)
+        pages.append(trail.fresh(page.events, _cursor_of, page.next_cursor))
         if page.next_cursor is None:
             met = True
             break
-        if page.next_cursor in seen or not entries:
-            reason = "sent a cursor a second time" if entries else "promised more but sent no entry"
-            raise FineTuningApiError(
-                f"Stopped reading the {dialect.display_name} log of job {job_id}: the server {reason}"
-            )
-        seen.add(page.next_cursor)
         cursor = page.next_cursor
     ordered = [entry for entries in (reversed(pages) if newest_first else pages) for entry in entries]
     events: list[JobEvent] = []
@@ -243,38 +257,80 @@ def new_events(dialect: Dialect, job_id: str, after: str | None, limit: int, max
     return NewEvents(events, events[-1].cursor if events else after, skipped=not met)
 
 
-class PageTrail:
-    """The pages a listing has taken so far; ends a listing a broken server would make endless.
+def _cursor_of(event: JobEvent) -> str:
+    return event.cursor
 
-    A listing fails with ``FineTuningApiError`` when a cursor comes back that was seen before (a cycle), when a
-    page that promises more brings no job not seen before, or after ``max_pages`` pages.
 
-    :param vendor: the vendor's name, for messages
+class Pages:
+    """The pages a listing has taken so far; ends a listing a broken server would make endless (jobs, a job's log,
+    files: every listing goes through one).
+
+    A listing fails with ``FineTuningApiError`` when a cursor comes back that was seen before (a cycle), or when a page
+    that promises more brings nothing not seen before; ``full`` says it has taken ``max_pages`` pages.
+
+    :param what: what is listed, for messages (``DashScope jobs``)
     :param max_pages: most pages a listing may take
+    :param item: one of what is listed, for messages (``job``)
     """
 
-    def __init__(self, vendor: str, max_pages: int) -> None:
-        self.vendor = vendor
+    def __init__(self, what: str, max_pages: int, *, item: str = "job") -> None:
+        self.what = what
+        self.item = item
         self.max_pages = max_pages
         self.pages = 0
         self._cursors: set[str | None] = {None}
-        self._job_ids: set[str] = set()
+        self._keys: set[str] = set()
 
-    def new_jobs(self, page: JobPage) -> list[FineTuningJob]:
-        """The jobs of ``page`` not seen on an earlier page; raises when the listing cannot be trusted to end."""
+    @property
+    def full(self) -> bool:
+        return self.pages >= self.max_pages
+
+    def fresh(self, items: Iterable[Item], key: Callable[[Item], str], next_cursor: str | None) -> list[Item]:
+        """The items of a page not seen on an earlier page; raises when the listing cannot be trusted to end."""
         self.pages += 1
-        fresh = [job for job in page.jobs if job.id not in self._job_ids]
-        self._job_ids.update(job.id for job in fresh)
-        if page.next_cursor is None:
+        fresh = [item for item in items if key(item) not in self._keys]
+        self._keys.update(key(item) for item in fresh)
+        if next_cursor is None:
             return fresh
-        if page.next_cursor in self._cursors:
-            raise self._broken(f"it sent cursor {page.next_cursor[:60]!r} a second time")
+        if next_cursor in self._cursors:
+            raise self.broken(f"it sent cursor {next_cursor[:60]!r} a second time")
         if not fresh:
-            raise self._broken("a page that promised more jobs brought no job not seen before")
-        if self.pages >= self.max_pages:
-            raise self._broken(f"it still had more after max_pages={self.max_pages} pages (connection extra)")
-        self._cursors.add(page.next_cursor)
+            raise self.broken(f"a page that promised more brought no {self.item} not seen before")
+        self._cursors.add(next_cursor)
         return fresh
 
-    def _broken(self, reason: str) -> FineTuningApiError:
-        return FineTuningApiError(f"Stopped listing {self.vendor} jobs after {self.pages} pages: {reason}")
+    def take(self, items: Iterable[Item], key: Callable[[Item], str], next_cursor: str | None) -> list[Item]:
+        """``fresh``, and an error when a listing that must end whole still promises more after ``max_pages``."""
+        fresh = self.fresh(items, key, next_cursor)
+        if next_cursor is not None and self.full:
+            raise self.broken(f"it still had more after max_pages={self.max_pages} pages (connection extra)")
+        return fresh
+
+    def broken(self, reason: str) -> FineTuningApiError:
+        return FineTuningApiError(f"Stopped listing {self.what} after {self.pages} pages: {reason}")
+
+
+def find_in_listing(
+    trail: Pages,
+    page: Callable[[str | None], Operation[tuple[list[Item], str | None]]],
+    key: Callable[[Item], str],
+    wanted: Callable[[Item], bool],
+    *,
+    first: bool = False,
+) -> Operation[list[Item]]:
+    """The items of a whole listing that are ``wanted``, page by page under ``trail`` (with ``first``: up to the first
+    one, and the pages after it are not read).
+
+    :param trail: the listing's guard
+    :param page: the operation that reads the page of a cursor: its items and the next cursor
+    :param key: an item's identity, to tell items seen before
+    :param wanted: which items to keep
+    :param first: stop at the first item kept
+    """
+    found: list[Item] = []
+    cursor: str | None = None
+    while True:
+        items, cursor = yield from page(cursor)
+        found.extend(item for item in trail.take(items, key, cursor) if wanted(item))
+        if cursor is None or (first and found):
+            return found[:1] if first else found
