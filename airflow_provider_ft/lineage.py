@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_ft.vendors.base import is_file_id
+from airflow_provider_ft.vendors.ids import is_file_id
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import OperatorLineage

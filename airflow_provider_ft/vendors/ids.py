@@ -1,4 +1,4 @@
-"""Job ids: what a safe one looks like, and the URL path of a job."""
+"""Job and file ids: what a safe one looks like, the URL path of a job, and what names a file at the vendor."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from airflow_provider_ft.exceptions import FineTuningConfigError, InvalidJobIdEr
 
 MAX_JOB_ID_LENGTH = 128
 _JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+_FILE_ID = re.compile(r"file-[A-Za-z0-9][A-Za-z0-9_.\-]{0,122}")
 
 
 def validate_job_id(job_id: object) -> str:
@@ -47,3 +48,9 @@ def validate_file_id(file_id: object, what: str = "file id") -> str:
         return validate_job_id(file_id)
     except InvalidJobIdError as refused:
         raise FineTuningConfigError(str(refused).replace("job id", what)) from None
+
+
+def is_file_id(value: object) -> bool:
+    """Whether a training or validation file argument names a file at the vendor (else it is a local path).
+    Every vendor's ids start ``file-`` and have no ``/`` or ``.jsonl``."""
+    return isinstance(value, str) and _FILE_ID.fullmatch(value) is not None and not value.endswith(".jsonl")

@@ -1,55 +1,37 @@
 """OpenAI fine_tuning jobs API (also OpenAI-compatible gateways).
 
-Wire notes: the job object is the body itself; errors are ``{"error": {"message", "type", "param", "code"}}``;
-listing pages by cursor (``after`` = id of the last job seen, ``has_more``). Job events page the same way, newest
-first (``after`` = id of the oldest event of the previous page). There is no job deletion. Pause and
-resume answer the job (``paused``, which the spec's status enum does not list, then ``queued``).
-
-Every answer OpenAI documents is kept, with its source, in ``tests/conformance/openai/``.
+Wire notes (``docs/wire/openai.md`` gives the sources; every documented answer is a case of
+``tests/conformance/openai/``): the job object is the body itself; errors are ``{"error": {"message", "type",
+"param", "code"}}``; listings page by ``after`` (the last id seen) and ``has_more``; job events page the same way,
+newest first. There is no job deletion. Pause and resume answer the job (``paused``, then ``queued``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_ft import defaults
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
-from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
-from airflow_provider_ft.vendors import training
-from airflow_provider_ft.vendors.base import (
-    EARLIEST_TIME,
-    LATEST_TIME,
-    TIME_RANGE,
-    Dialect,
-    RecordCheck,
+from airflow_provider_ft.exceptions import FineTuningConfigError
+from airflow_provider_ft.jobs import FineTuningJob, JobEvent
+from airflow_provider_ft.vendors import checks, training, wire
+from airflow_provider_ft.vendors.base import Dialect, status_table
+from airflow_provider_ft.vendors.decoding import error_object
+from airflow_provider_ft.vendors.readers import (
+    code_and_message,
     in_time_order,
     optional_count,
+    optional_number,
     optional_str,
     shown,
 )
-from airflow_provider_ft.vendors.ids import job_path
-from airflow_provider_ft.vendors.wire import (
-    ApiRequest,
-    ApiResponse,
-    ErrorDetails,
-    EventPage,
-    FilePage,
-    JobPage,
-    JobSpec,
-    LocalFile,
-    RemoteFile,
-    Upload,
-)
+from airflow_provider_ft.vendors.training import RecordCheck
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
 
-JOBS_PATH = "/fine_tuning/jobs"
 FILES_PATH = "/files"
 #: The metadata key that carries a job's task-instance identity (filtered on server-side when looking it up).
 IDENTITY_KEY = "airflow_ti"
@@ -60,13 +42,10 @@ MAX_METADATA_VALUE = 512
 _OWN_PREFIX = "airflow_"
 METHODS = ("supervised", "dpo", "reinforcement")
 MAX_SUFFIX_LENGTH = 64
-_EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
-_LATEST_SECONDS = LATEST_TIME.timestamp()
 #: The longest event id believed (real ones are ``ftevent-`` and 24 characters).
 MAX_EVENT_ID_LENGTH = 200
 #: How OpenAI answers (HTTP 429) a create past the organization's fine-tuning job limit: the daily limit's code, and
-#: the words its message starts with (``... Your organization has reached the maximum of N fine-tuning requests per
-#: day for the model ...``). docs/operators/create.md gives the sources.
+#: the words its message starts with. docs/operators/create.md gives the sources.
 JOB_LIMIT_CODES = frozenset({"daily_rate_limit_exceeded"})
 JOB_LIMIT_WORDING = "This fine-tune request has been rate-limited"
 
@@ -76,25 +55,19 @@ class OpenAIDialect(Dialect):
     display_name = "OpenAI"
     conn_types: ClassVar[tuple[str, ...]] = ("openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
+    jobs_path = "/fine_tuning/jobs"
+    extra_header_fields = {"organization": "OpenAI-Organization", "project": "OpenAI-Project"}
     list_filters: ClassVar[tuple[str, ...]] = ("metadata",)
     supports_pause = True
     events_newest_first = True
     create_options = frozenset({"method", "hyperparameters", "suffix", "seed", "metadata", "integrations"})
-    #: Every word of every version of the spec's ``FineTuningJob.status``, and the pause answer's ``paused``.
-    status_words: ClassVar[Mapping[str, JobStatus]] = {
-        # openai-openapi since 2023-09-20 (e3efc59), an enum since 2023-11-06 (802d487)
-        "validating_files": JobStatus.QUEUED,
-        "queued": JobStatus.QUEUED,
-        "running": JobStatus.RUNNING,
-        "succeeded": JobStatus.SUCCEEDED,
-        "failed": JobStatus.FAILED,
-        "cancelled": JobStatus.CANCELLED,
-        # the first fine_tuning API, 2023-08-31 (6654037) to 2023-09-19 (02152fd): a new job was "pending"
-        "created": JobStatus.QUEUED,
-        "pending": JobStatus.QUEUED,
-        # the pauseFineTuningJob example's answer
-        "paused": JobStatus.PAUSED,
-    }
+    #: The file statuses of a file that cannot be trained on.
+    unusable_file_statuses: ClassVar[tuple[str, ...]] = ("error", "deleted")
+    #: Every word of every version of the spec's ``FineTuningJob.status`` (``created`` and ``pending``: the first
+    #: API's, 2023-08-31 to 2023-09-19), and the pause answer's ``paused``.
+    status_words = status_table(
+        "queued running paused succeeded failed cancelled", QUEUED="validating_files created pending"
+    )
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         # Connections made for the official OpenAI provider keep client options under openai_client_kwargs;
@@ -105,123 +78,81 @@ class OpenAIDialect(Dialect):
             extras = {**client_kwargs, **{k: v for k, v in extras.items() if k != "openai_client_kwargs"}}
         super().__init__(extras)
 
-    def extra_headers(self) -> dict[str, str]:
-        headers = {}
-        if self.extras.get("organization"):
-            headers["OpenAI-Organization"] = str(self.extras["organization"])
-        if self.extras.get("project"):
-            headers["OpenAI-Project"] = str(self.extras["project"])
-        return headers
-
-    def get_job(self, job_id: object) -> ApiRequest:
-        return ApiRequest("get", "GET", job_path(JOBS_PATH, job_id), job_id=str(job_id))
-
-    def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> ApiRequest:
-        params = [("limit", str(page_size))]
-        if cursor:
-            params.append(("after", cursor))
-        metadata = filters.get("metadata") or {}
+    def list_page(self, cursor: str | None, page_size: int, filters: Mapping[str, Any]) -> wire.ApiRequest:
+        params = [("limit", str(page_size)), *_after(cursor)]
+        metadata = (filters.get("metadata") if "metadata" in self.list_filters else None) or {}
         params.extend((f"metadata[{key}]", str(value)) for key, value in sorted(metadata.items()))
-        return ApiRequest("list", "GET", JOBS_PATH, params=tuple(params))
+        return self.request("list", "GET", self.jobs_path, tuple(params))
 
-    def cancel_job(self, job_id: object) -> ApiRequest:
-        return ApiRequest("cancel", "POST", job_path(JOBS_PATH, job_id, "/cancel"), job_id=str(job_id))
-
-    def pause_job(self, job_id: object) -> ApiRequest:
-        return ApiRequest("pause", "POST", job_path(JOBS_PATH, job_id, "/pause"), job_id=str(job_id))
-
-    def resume_job(self, job_id: object) -> ApiRequest:
-        return ApiRequest("resume", "POST", job_path(JOBS_PATH, job_id, "/resume"), job_id=str(job_id))
-
-    def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
-        params = [("limit", str(limit))]
-        if cursor is not None:
-            params.append(("after", event_id(cursor)))
-        return ApiRequest(
-            "events", "GET", job_path(JOBS_PATH, job_id, "/events"), params=tuple(params), job_id=str(job_id)
-        )
+    def events_page(self, job_id: object, cursor: str | None, limit: int) -> wire.ApiRequest:
+        after = () if cursor is None else (("after", event_id(cursor)),)
+        return self.job_request("events", "GET", job_id, "/events", (("limit", str(limit)), *after))
 
     def console_url(self, job_id: str) -> str:
         return f"https://platform.openai.com/finetune/{job_id}"
 
-    def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
+    def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """``POST /fine_tuning/jobs``; the identity goes in ``metadata`` (``airflow_ti`` and readable ids)."""
-        self.refuse_other_options(spec)
-        model, training_file, validation_file = self.create_basics(spec)
-        body: dict[str, Any] = {"model": model, "training_file": training_file}
-        if validation_file is not None:
-            body["validation_file"] = validation_file
+        body = self.create_body(spec)
         method = _method(spec.method, spec.hyperparameters)
         if method is not None:
             body["method"] = method
         if spec.suffix is not None:
             body["suffix"] = _suffix(spec.suffix)
         if spec.seed is not None:
-            body["seed"] = _seed(spec.seed)
+            body["seed"] = checks.seed(spec.seed)
         if spec.integrations is not None:
             body["integrations"] = _integrations(spec.integrations)
         body["metadata"] = {**_user_metadata(spec.metadata), **identity_metadata(identity)}
-        return ApiRequest("create", "POST", JOBS_PATH, json_body=body, retry_safe=False)
+        return self.request("create", "POST", self.jobs_path, json_body=body)
 
-    def identity_filters(self, spec: JobSpec, identity: TaskIdentity) -> dict[str, Any]:
+    def identity_filters(self, spec: wire.JobSpec, identity: TaskIdentity) -> dict[str, Any]:
         return {"metadata": {IDENTITY_KEY: identity.key}}
 
     def carries_identity(self, job: FineTuningJob, identity: TaskIdentity) -> bool:
         return job.metadata.get(IDENTITY_KEY) == identity.key
 
-    def record_check(self, spec: JobSpec) -> RecordCheck:
+    def record_check(self, spec: wire.JobSpec) -> RecordCheck:
         kind = spec.method.get("type") if isinstance(spec.method, Mapping) else spec.method
         return training.openai_preference_record if kind == "dpo" else training.chat_record
 
-    def upload_file(self, source: LocalFile) -> ApiRequest:
+    def upload_file(self, source: wire.LocalFile) -> wire.ApiRequest:
         """``POST /files``, multipart: ``purpose=fine-tune`` and the file, named with its content hash."""
-        upload = Upload("file", source.stored_name, source, (("purpose", "fine-tune"),))
-        return ApiRequest("upload", "POST", FILES_PATH, upload=upload, retry_safe=False)
+        upload = wire.Upload("file", source.stored_name, source, (("purpose", "fine-tune"),))
+        return self.request("upload", "POST", FILES_PATH, upload=upload)
 
-    def parse_upload(self, payload: object) -> RemoteFile:
-        """The ``file`` object an upload answers: one that says it is another object (an ``upload`` of the Uploads
-        API, a job) or a deleted file is ``MalformedAnswerError``, never a file to train on."""
+    def parse_upload(self, payload: object) -> wire.RemoteFile:
+        """The ``file`` object an upload answers; another object, or a deleted file, is ``MalformedAnswerError``."""
         what = "the uploaded file"
         remote = self._file(payload, what)
         if self.job_object(payload, what).get("deleted") is True:
             raise self.malformed(f"{what} {remote.id} is marked deleted")
         return remote
 
-    def files_page(self, cursor: str | None, page_size: int) -> ApiRequest:
-        params = [("purpose", "fine-tune"), ("limit", str(page_size)), ("order", "desc")]
-        if cursor:
-            params.append(("after", cursor))
-        return ApiRequest("list files", "GET", FILES_PATH, params=tuple(params))
+    def files_page(self, cursor: str | None, page_size: int) -> wire.ApiRequest:
+        params = (("purpose", "fine-tune"), ("limit", str(page_size)), ("order", "desc"), *_after(cursor))
+        return self.request("list files", "GET", FILES_PATH, params)
 
-    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> FilePage:
-        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id. Without ``has_more``
-        (OpenAI's listing before it paged, Azure's ``FileList``) the answer holds every file."""
+    def parse_files_page(self, payload: object, cursor: str | None, page_size: int) -> wire.FilePage:
+        """``{"data": [file, ...], "has_more": bool}``; the next cursor is the last file's id."""
         entries, has_more = self._list_envelope(payload, "the files page", "files", unpaged=True)
-        files = [self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)]
-        return FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
+        files = [self._file(entry, what) for entry, what in self.each(entries, "the files page")]
+        return wire.FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
 
-    def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
+    def is_upload_of(self, remote: wire.RemoteFile, source: wire.LocalFile) -> bool:
         """Same content-addressed name and size, and not refused by the vendor."""
-        usable = remote.status not in ("error", "deleted")
-        return usable and remote.filename == source.stored_name and remote.size == source.size
+        return remote.status not in self.unusable_file_statuses and remote.is_named_upload_of(source)
 
-    def _file(self, payload: object, what: str) -> RemoteFile:
+    def _file(self, payload: object, what: str) -> wire.RemoteFile:
         """A ``file`` object: an ``id`` that is a file id, and an ``object`` that is ``file`` where there is one."""
         entry = self.job_object(payload, what)
         kind = entry.get("object")
         if kind is not None and kind != "file":
             raise self.malformed(f"{what} is {shown(kind)} ('object'), not a file")
-        return RemoteFile(
-            id=self.file_id_in(entry, "id", what),
-            filename=optional_str(entry.get("filename")),
-            size=optional_count(entry.get("bytes")),
-            status=optional_str(entry.get("status")),
-        )
+        return self.file_in(entry, what, size="bytes", status="status")
 
     def parse_job(self, payload: object, *, job_id: str | None = None) -> FineTuningJob:
-        """The job object (the body itself). ``id`` and ``status`` are required; optional fields of the wrong
-        type read as absent; a number in a time field must be Unix seconds from 2000 to 2200 (``MalformedAnswerError``
-        otherwise, naming the field); ``metadata`` values that are not strings are kept as their JSON text."""
+        """The job object (the body itself); its times are Unix seconds."""
         job = self.job_object(payload)
         found_id = self.job_id_in(job, "id", job_id)
         vendor_status = self.status_word_in(job, "status", found_id)
@@ -235,7 +166,7 @@ class OpenAIDialect(Dialect):
             fine_tuned_model=optional_str(job.get("fine_tuned_model")),
             created_at=self.unix_time(job, "created_at", f"job {found_id}", decides=True),
             finished_at=self.unix_time(job, "finished_at", f"job {found_id}"),
-            error=_error_message(job.get("error")),
+            error=code_and_message(job.get("error")),
             name=optional_str(job.get("user_provided_suffix")) or metadata.get("name"),
             trained_tokens=optional_count(job.get("trained_tokens")),
             estimated_finish=self.unix_time(job, "estimated_finish", f"job {found_id}"),
@@ -243,40 +174,28 @@ class OpenAIDialect(Dialect):
             raw=dict(job),
         )
 
-    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> JobPage:
+    def parse_page(self, payload: object, cursor: str | None, page_size: int) -> wire.JobPage:
         """``{"data": [job, ...], "has_more": bool}``: both required, every entry a job object."""
         entries, has_more = self._list_envelope(payload, "the page", "jobs")
-        jobs = [
-            self.parse_job(self.job_object(entry, f"entry {index} of the page's 'data'"))
-            for index, entry in enumerate(entries)
-        ]
-        return JobPage(jobs, self.next_cursor(has_more, jobs, lambda: jobs[-1].id, "the page"))
+        jobs = [self.parse_job(job) for job, _ in self.each(entries, "the page's 'data'")]
+        return wire.JobPage(jobs, self.next_cursor(has_more, jobs, lambda: jobs[-1].id, "the page"))
 
-    def parse_events(self, payload: object, cursor: str | None) -> EventPage:
+    def parse_events(self, payload: object, cursor: str | None) -> wire.EventPage:
         """``{"data": [event, ...], "has_more": bool}``, newest first where ``events_newest_first`` (OpenAI), oldest
-        first otherwise (Azure): ``data`` required, every entry an event with an ``id`` (the cursor),
-        ``created_at`` (Unix seconds from 2000 to 2200) and a ``message`` string; ``level`` and the ``data``
-        figures (``step``, ``total_steps``, ``train_loss``) are optional. The next cursor is the id of the page's
-        last entry (``after``: "the last event from the previous pagination request")."""
+        first otherwise (Azure). An event's ``id`` is its cursor; the next cursor is the id of the page's last one."""
         entries, has_more = self._list_envelope(payload, "the events page", "events")
         events = [self._event(entry, index) for index, entry in enumerate(entries)]
         next_cursor = self.next_cursor(has_more, events, lambda: events[-1].cursor, "the events page")
-        return EventPage(in_time_order(events[::-1] if self.events_newest_first else events), next_cursor)
+        return wire.EventPage(in_time_order(events[::-1] if self.events_newest_first else events), next_cursor)
 
     def _list_envelope(
         self, payload: object, what: str, items: str, *, unpaged: bool = False
     ) -> tuple[list[Any], bool]:
-        """The ``data`` array of a list answer (required) and whether more follow.
-
-        ``has_more`` is ``true`` or ``false``, or absent (``null``): some API versions send none (Azure's
-        2023-10-01-preview job list, Azure's and older OpenAI file lists). A listing that pages by ``after`` then
-        goes on while a page brings entries, as openai-python's ``CursorPage.has_next_page`` does; an ``unpaged``
-        one ends with this answer. Any other value is ``MalformedAnswerError``.
-        """
+        """The ``data`` array of a list answer and whether more follow. Without ``has_more`` (some API versions send
+        none) a listing that pages by ``after`` goes on while a page brings entries, as openai-python's
+        ``CursorPage.has_next_page`` does; an ``unpaged`` one ends with this answer."""
         page = self.job_object(payload, what)
-        entries = page.get("data")
-        if not isinstance(entries, list):
-            raise self.malformed(f"{what}'s 'data' is {shown(entries)}, not an array of {items}")
+        entries = self.array_in(page, "data", what, items)
         has_more = page.get("has_more")
         if has_more is None:
             return entries, bool(entries) and not unpaged
@@ -290,70 +209,41 @@ class OpenAIDialect(Dialect):
         if not isinstance(found, str) or not found.strip() or len(found) > MAX_EVENT_ID_LENGTH:
             raise self.malformed(f"entry {index} of the events page has 'id' {shown(found)}, not an event id")
         where = f"event {printable(found, 60)}"
-        message = event.get("message")
-        if not isinstance(message, str):
-            self.unusable("message", where, message, "a string")
-            message = ""
         data = event.get("data")
         figures: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
-        loss = figures.get("train_loss")
         return JobEvent(
             cursor=found,
-            message=message,
+            message=self.message_in(event, where),
             created_at=self.unix_time(event, "created_at", where),
             level=optional_str(event.get("level")),
             step=optional_count(figures.get("step")),
             total_steps=optional_count(figures.get("total_steps")),
-            train_loss=_finite_number(loss),
+            train_loss=optional_number(figures.get("train_loss")),
         )
 
     def _metadata(self, value: object, job_id: str) -> dict[str, str]:
-        """The job's ``metadata`` (it carries the create's identity): ``{}`` if absent or ``null``, and
-        ``MalformedAnswerError`` if it is not an object."""
+        """The job's ``metadata`` (it carries the identity): ``{}`` if absent, strict about its type; values that are
+        not strings are kept as their JSON text."""
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             raise self.malformed(f"the 'metadata' of job {job_id} is {shown(value)}, not an object")
-        return _metadata_pairs(value)
+        return {str(key): item if isinstance(item, str) else _json_text(item) for key, item in value.items()}
 
-    def unix_time(self, record: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
-        """``record[field]`` as a time: ``None`` if absent; Unix seconds from 2000 to 2200, else ``unusable``."""
-        value = record.get(field)
-        if value is None:
-            return None
-        # NaN fails both comparisons; a huge int compares without converting to float.
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not _EARLIEST_SECONDS <= value < _LATEST_SECONDS
-        ):
-            self.unusable(field, whose, value, TIME_RANGE, decides=decides)
-            return None
-        return datetime.fromtimestamp(value, tz=UTC)
-
-    def vendor_error(self, response: ApiResponse, payload: Mapping[str, Any] | None) -> ErrorDetails | None:
+    def vendor_error(self, response: wire.ApiResponse, payload: Mapping[str, Any] | None) -> wire.ErrorDetails | None:
         if response.status < 400:
             return None
         error = payload.get("error") if payload else None
         if not isinstance(error, Mapping):
-            return ErrorDetails(request_id=self.request_id(response, payload))
-        return ErrorDetails(
-            code=optional_str(error.get("code")) or optional_str(error.get("type")),
-            message=optional_str(error.get("message")),
-            request_id=self.request_id(response, payload),
-        )
+            return wire.ErrorDetails(request_id=self.request_id(response, payload))
+        return error_object(error, self.request_id(response, payload))
 
-    def is_job_limit(self, status: int, failure: ErrorDetails) -> bool:
+    def is_job_limit(self, status: int, failure: wire.ErrorDetails) -> bool:
         """A 429 with the daily job limit's code, or worded as OpenAI words its fine-tuning job limits (sources in
         docs/operators/create.md)."""
         if status != 429:
             return False
         return failure.code in JOB_LIMIT_CODES or (failure.message or "").startswith(JOB_LIMIT_WORDING)
-
-    def refuses_in_current_state(self, error: FineTuningApiError) -> bool:
-        # OpenAI does not document what cancelling a finished job answers: any 400/409 may mean that,
-        # so the hook confirms with a retrieve before treating it as "already terminal".
-        return error.http_status in (400, 409)
 
 
 def identity_metadata(identity: TaskIdentity) -> dict[str, str]:
@@ -389,24 +279,22 @@ def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 def _method(method: object, hyperparameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The ``method`` object: a method name (with ``hyperparameters``) or the whole object as given."""
-    if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
-        raise FineTuningConfigError(f"hyperparameters must be a mapping, got {type(hyperparameters).__name__}")
+    chosen = None if hyperparameters is None else checks.mapping(hyperparameters, "hyperparameters")
     if method is None:
-        method = "supervised" if hyperparameters is not None else None
+        method = "supervised" if chosen is not None else None
     if method is None:
         return None
     if isinstance(method, Mapping):
         if method.get("type") not in METHODS:
             raise FineTuningConfigError(f"method's 'type' must be one of {', '.join(METHODS)}")
-        if hyperparameters is not None:
+        if chosen is not None:
             raise FineTuningConfigError("give the hyperparameters inside the method object, not beside it")
         return dict(method)
     if method not in METHODS:
         raise FineTuningConfigError(f"method must be one of {', '.join(METHODS)}, or a method object")
     if method == "reinforcement":
         raise FineTuningConfigError("a reinforcement method needs its grader: give the whole method object")
-    chosen: dict[str, Any] = {"hyperparameters": dict(hyperparameters)} if hyperparameters else {}
-    return {"type": method, method: chosen}
+    return {"type": method, method: {"hyperparameters": chosen} if chosen else {}}
 
 
 def _suffix(suffix: object) -> str:
@@ -415,16 +303,14 @@ def _suffix(suffix: object) -> str:
     return suffix
 
 
-def _seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2_147_483_647:
-        raise FineTuningConfigError(f"seed must be a whole number from 0 to 2147483647, got {seed!r:.40}")
-    return seed
-
-
 def _integrations(integrations: object) -> list[dict[str, Any]]:
     if not isinstance(integrations, list | tuple) or not all(isinstance(item, Mapping) for item in integrations):
         raise FineTuningConfigError("integrations must be a list of integration objects")
     return [dict(item) for item in integrations]
+
+
+def _after(cursor: str | None) -> tuple[tuple[str, str], ...]:
+    return (("after", cursor),) if cursor else ()
 
 
 def event_id(cursor: object) -> str:
@@ -434,34 +320,8 @@ def event_id(cursor: object) -> str:
     return cursor
 
 
-def _finite_number(value: object) -> float | None:
-    """A finite number as a float, or ``None`` for anything else (an optional figure of the wrong type)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _metadata_pairs(value: Mapping[str, Any]) -> dict[str, str]:
-    """Key-value metadata; values that are not strings (against the API's rule) are kept as their JSON text."""
-    return {str(key): item if isinstance(item, str) else _json_text(item) for key, item in value.items()}
-
-
 def _json_text(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         return str(value)
-
-
-def _error_message(error: Any) -> str | None:
-    if not isinstance(error, Mapping):
-        return None
-    message = optional_str(error.get("message"))
-    code = optional_str(error.get("code"))
-    if message and code:
-        return f"{code}: {message}"
-    return message or code

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_provider_ft.vendors.base import json_type
+from airflow_provider_ft.vendors.readers import json_type
 
 RecordCheck = Callable[[object], "str | None"]
 

@@ -1,5 +1,4 @@
-"""The values a dialect and a transport hand each other: a request to send, an answer received, a page of jobs,
-and the error a success answer of the wrong shape becomes."""
+"""The values a dialect, a transport and the hook hand each other: requests, answers, pages, jobs to make, files."""
 
 from __future__ import annotations
 
@@ -58,8 +57,7 @@ class JobPage:
 
 @dataclass(frozen=True)
 class EventPage:
-    """One page of a job's progress log: its entries oldest first, and the cursor of the next page (``None``: no
-    more pages in the direction the vendor pages in)."""
+    """One page of a job's progress log, oldest first, and the cursor of the next page in the vendor's paging order."""
 
     events: list[JobEvent]
     next_cursor: str | None = None
@@ -72,14 +70,12 @@ class ErrorDetails:
     code: str | None = None
     message: str | None = None
     request_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a new fine-tuning job is to be: the base model, the files (vendor file ids) and the vendor's options.
-
-    The options a vendor does not take are refused by its dialect before any request.
+    """What a new fine-tuning job is to be: the base model, the files (vendor file ids) and the vendor's options
+    (those a vendor does not take are refused by its dialect before any request).
 
     :param model: the base model
     :param training_file: the training file's vendor id
@@ -171,6 +167,10 @@ class RemoteFile:
     size: int | None = None
     description: str | None = None
     status: str | None = None
+
+    def is_named_upload_of(self, source: LocalFile) -> bool:
+        """Whether it has the content-addressed name and the size an upload of ``source`` has."""
+        return self.filename == source.stored_name and self.size == source.size
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from airflow_provider_ft._text import ELLIPSIS, printable
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import AzureOpenAIDialect, DashScopeDialect, OpenAIDialect, TogetherDialect, base
-from airflow_provider_ft.vendors.base import EARLIEST_TIME, LATEST_TIME, Dialect, UnknownStatusWarnings
+from airflow_provider_ft.vendors.base import Dialect, UnknownStatusWarnings
 from airflow_provider_ft.vendors.ids import validate_job_id
+from airflow_provider_ft.vendors.readers import EARLIEST_TIME, LATEST_TIME
 from airflow_provider_ft.vendors.wire import ApiRequest, ApiResponse, FilePage, JobPage, RemoteFile
 from tests.reliability.conftest import ExampleCounter
 

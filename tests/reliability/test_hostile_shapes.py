@@ -149,7 +149,7 @@ JOB_SHAPES = [
     Shape("another-jobs-id", "another job's id", another_jobs_id, "the answer is job"),
 ]
 
-#: Informational fields (see ``vendors.base.DECISION_FIELDS``) a server fills with something unusable: the job is
+#: Informational fields (see ``vendors.readers.DECISION_FIELDS``) a server fills with something unusable: the job is
 #: read all the same, that field "not reported". ``says`` names the field, which must read as ``None``.
 INFORMATIONAL_SHAPES = [
     Shape(

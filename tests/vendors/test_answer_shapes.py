@@ -13,7 +13,8 @@ import pytest
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, MalformedAnswerError
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect
-from airflow_provider_ft.vendors.base import MAX_JSON_DEPTH, Dialect
+from airflow_provider_ft.vendors.base import Dialect
+from airflow_provider_ft.vendors.decoding import MAX_JSON_DEPTH
 from airflow_provider_ft.vendors.wire import ApiResponse
 
 DIALECTS = [pytest.param(DashScopeDialect(), id="dashscope"), pytest.param(OpenAIDialect(), id="openai")]
@@ -64,7 +65,7 @@ def test_openai_unusable_created_at_is_a_typed_error_naming_the_field(value: obj
 def test_openai_unusable_informational_time_is_not_reported(
     field: str, value: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="airflow_provider_ft.vendors.base"):
+    with caplog.at_level(logging.DEBUG, logger="airflow_provider_ft.vendors.readers"):
         job = OpenAIDialect().parse_job(openai_job(status="succeeded", **{field: value}))
     assert getattr(job, "finished_at" if field == "finished_at" else "estimated_finish") is None
     assert job.status is JobStatus.SUCCEEDED

@@ -11,7 +11,8 @@ from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError
 from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.vendors import DashScopeDialect, OpenAIDialect, base
-from airflow_provider_ft.vendors.base import UnknownStatusWarnings, body_snippet
+from airflow_provider_ft.vendors.base import UnknownStatusWarnings
+from airflow_provider_ft.vendors.decoding import body_snippet
 from airflow_provider_ft.vendors.wire import ApiResponse
 
 FORGED = "x\n2026-01-01 00:00:00 INFO job finished \x1b[32mOK\x1b[0m"
