@@ -319,27 +319,21 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _defer(self, job: FineTuningJob) -> None:
         """Hand the wait to ``FineTuningJobTrigger``, after logging the progress entries so far (the trigger logs
         on from there); the task resumes in ``execute_complete``."""
-        from airflow_provider_ft.triggers.events import deferral_timeout
-        from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+        from airflow_provider_ft.triggers.events import defer_until_ended
 
         cursor = self.hook.log_new_events(job.id, None, self.log) if self.log_events else None
-        deadline = None if self.timeout is None else time.time() + self.timeout
         self.log.info("Deferring until job %s ends; now %s", job.id, job.describe_progress())
-        self.defer(
-            trigger=FineTuningJobTrigger(
-                conn_id=self.conn_id,
-                job_id=job.id,
-                poll_interval=self.poll_interval,
-                deadline=deadline,
-                log_events=self.log_events,
-                events_after=cursor,
-                cancel_on_kill=self.cancel_on_kill,
-                cancel_on_timeout=self.cancel_on_timeout,
-                max_trained_tokens=self.budget.max_trained_tokens,
-                max_runtime=self.budget.max_runtime,
-            ),
-            method_name="execute_complete",
-            timeout=deferral_timeout(deadline),
+        defer_until_ended(
+            self,
+            job_id=job.id,
+            poll_interval=self.poll_interval,
+            deadline=None if self.timeout is None else time.time() + self.timeout,
+            log_events=self.log_events,
+            events_after=cursor,
+            cancel_on_kill=self.cancel_on_kill,
+            cancel_on_timeout=self.cancel_on_timeout,
+            max_trained_tokens=self.budget.max_trained_tokens,
+            max_runtime=self.budget.max_runtime,
         )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:

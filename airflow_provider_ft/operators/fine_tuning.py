@@ -148,18 +148,11 @@ class CancelFineTuningJobOperator(_JobOperator):
         """Wait in the worker, or defer to ``FineTuningJobTrigger`` (the task resumes in ``execute_complete``)."""
         if not self.deferrable:
             return self._wait(job.id, self.poll_interval, self.timeout)
-        from airflow_provider_ft.triggers.events import deferral_timeout
-        from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+        from airflow_provider_ft.triggers.events import defer_until_ended
 
-        deadline = None if self.timeout is None else time.time() + self.timeout
         self.log.info("Deferring until the job is terminal; now %s", job.describe_progress())
-        self.defer(
-            trigger=FineTuningJobTrigger(
-                conn_id=self.conn_id, job_id=job.id, poll_interval=self.poll_interval, deadline=deadline
-            ),
-            method_name="execute_complete",
-            timeout=deferral_timeout(deadline),
-        )
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        defer_until_ended(self, job_id=job.id, poll_interval=self.poll_interval, deadline=deadline)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish after the trigger fired: the terminal job, or the trigger's timeout or error raised.
@@ -176,7 +169,19 @@ class CancelFineTuningJobOperator(_JobOperator):
 
 
 class _PauseOrResume(_JobOperator):
-    """What pausing and resuming share: the vendor and id checks, the link, a job that does not exist."""
+    """Pause or resume a fine-tuning job (OpenAI; Azure OpenAI reads the states but is not asked); its state
+    afterwards (``FineTuningJob.to_dict()``) goes to XCom.
+
+    Idempotent, so safe on retries: a job already in the state asked for (paused; resumed, running or finished) is
+    logged and returned as it is, without a request. A paused job is not terminal: the sensor keeps waiting and
+    reports it paused. A vendor whose API cannot pause jobs fails with ``UnsupportedOperationError`` before any
+    request is sent.
+
+    :param job_id: the vendor's job id (templated, e.g. from a setup task's XCom)
+    :param conn_id: the fine-tuning connection (templated); its type selects the vendor
+    :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
+        ``JobNotFoundError``
+    """
 
     def __init__(
         self, *, job_id: str, conn_id: str = DEFAULT_CONN_ID, ignore_if_missing: bool = False, **kwargs: Any
@@ -186,71 +191,39 @@ class _PauseOrResume(_JobOperator):
     def execute(self, context: Context) -> dict[str, Any] | None:
         self.hook.dialect.ensure_can_pause()
         job_id = self._validate_job_id_and_store_link(context)
+        change = self.hook.pause_job if self.lineage_action == "pause" else self.hook.resume_job
         try:
-            job = self._change(job_id)
+            job = change(job_id)
         except JobNotFoundError as error:
             self._raise_unless_ignoring_missing(job_id, error)
             return None
         self._acted_on = job_id
-        self._report(job_id, job)
+        if self._changed(job):
+            self.log.info(
+                "%s on %s: %s", self.lineage_action.title(), self.hook.dialect.display_name, job.describe_progress()
+            )
+        else:
+            self.log.info("Job %s is %s; nothing to %s", job_id, job.status.value, self.lineage_action)
         return job.to_dict()
 
-    def _change(self, job_id: str) -> FineTuningJob:
-        raise NotImplementedError
-
-    def _report(self, job_id: str, job: FineTuningJob) -> None:
+    def _changed(self, job: FineTuningJob) -> bool:
         raise NotImplementedError
 
 
 class PauseFineTuningJobOperator(_PauseOrResume):
-    """Pause a fine-tuning job (OpenAI); its state afterwards (``FineTuningJob.to_dict()``) goes to XCom.
-
-    Idempotent, so safe on retries: a job that is already paused or finished is logged and returned as it is,
-    without a pause request. A paused job is not terminal (the sensor keeps waiting and reports it paused); resume it
-    with ``ResumeFineTuningJobOperator``. A vendor whose API cannot pause jobs (DashScope) fails with
-    ``UnsupportedOperationError`` before any request is sent.
-
-    :param job_id: the vendor's job id (templated, e.g. from a setup task's XCom)
-    :param conn_id: the fine-tuning connection (templated); its type selects the vendor
-    :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
-        ``JobNotFoundError``
-    """
-
+    __doc__ = _PauseOrResume.__doc__
     lineage_action = "pause"
 
-    def _change(self, job_id: str) -> FineTuningJob:
-        return self.hook.pause_job(job_id)
-
-    def _report(self, job_id: str, job: FineTuningJob) -> None:
-        if job.status is JobStatus.PAUSED:
-            self.log.info("Pause on %s: %s", self.hook.dialect.display_name, job.describe_progress())
-        else:
-            self.log.info("Job %s is %s; nothing to pause", job_id, job.status.value)
+    def _changed(self, job: FineTuningJob) -> bool:
+        return job.status is JobStatus.PAUSED
 
 
 class ResumeFineTuningJobOperator(_PauseOrResume):
-    """Resume a paused fine-tuning job (OpenAI); its state afterwards (``FineTuningJob.to_dict()``) goes to XCom.
-
-    Idempotent, so safe on retries: a job that is not paused (already resumed, running or finished) is logged and
-    returned as it is, without a resume request. A vendor whose API cannot pause jobs (DashScope) fails with
-    ``UnsupportedOperationError`` before any request is sent.
-
-    :param job_id: the vendor's job id (templated, e.g. from a setup task's XCom)
-    :param conn_id: the fine-tuning connection (templated); its type selects the vendor
-    :param ignore_if_missing: a job that does not exist is a logged success returning ``None``, not
-        ``JobNotFoundError``
-    """
-
+    __doc__ = _PauseOrResume.__doc__
     lineage_action = "resume"
 
-    def _change(self, job_id: str) -> FineTuningJob:
-        return self.hook.resume_job(job_id)
-
-    def _report(self, job_id: str, job: FineTuningJob) -> None:
-        if job.is_terminal:
-            self.log.info("Job %s is already %s; nothing to resume", job_id, job.status.value)
-        else:
-            self.log.info("Resume on %s: %s", self.hook.dialect.display_name, job.describe_progress())
+    def _changed(self, job: FineTuningJob) -> bool:
+        return not job.is_terminal
 
 
 class DeleteFineTuningJobOperator(_JobOperator):

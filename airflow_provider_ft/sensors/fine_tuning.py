@@ -31,7 +31,7 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.jobs import JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 from airflow_provider_ft.triggers.events import (
-    deferral_timeout,
+    defer_until_ended,
     not_found_message,
     terminal_job_from_event,
 )
@@ -277,23 +277,17 @@ class FineTuningJobSensor(BaseSensorOperator):
         job = self._check(log_events=self.log_events)
         if job is not None and job.is_terminal:
             return self._finish(job.to_dict())
-        from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
-
-        self.defer(
-            trigger=FineTuningJobTrigger(
-                conn_id=self.conn_id,
-                job_id=self.job_id,
-                poll_interval=self.poke_interval,
-                deadline=deadline,
-                log_events=self.log_events,
-                events_after=self._events_cursor,
-                cancel_on_kill=self.cancel_on_kill,
-                cancel_on_timeout=self.cancel_on_timeout,
-                max_trained_tokens=self.max_trained_tokens,
-                max_runtime=self.max_runtime,
-            ),
-            method_name="execute_complete",
-            timeout=deferral_timeout(deadline),
+        defer_until_ended(
+            self,
+            job_id=self.job_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+            log_events=self.log_events,
+            events_after=self._events_cursor,
+            cancel_on_kill=self.cancel_on_kill,
+            cancel_on_timeout=self.cancel_on_timeout,
+            max_trained_tokens=self.max_trained_tokens,
+            max_runtime=self.max_runtime,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

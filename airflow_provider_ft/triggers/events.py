@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow_provider_ft.defaults import EVENT_BUDGET, EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_ft.exceptions import (
@@ -29,6 +29,27 @@ def deferral_timeout(deadline: float | None) -> timedelta | None:
     if deadline is None:
         return None
     return timedelta(seconds=max(deadline - time.time(), 0.0) + DEFERRAL_TIMEOUT_MARGIN)
+
+
+def defer_until_ended(
+    task: Any, *, job_id: str, poll_interval: float, deadline: float | None, **options: Any
+) -> NoReturn:
+    """Defer ``task`` (an operator or sensor) to ``FineTuningJobTrigger`` until the job ends; it resumes in its
+    ``execute_complete``. Every task that waits in the triggerer hands the wait over here.
+
+    :param task: the deferring task (its ``conn_id`` is the trigger's)
+    :param job_id: the job to wait for
+    :param poll_interval: seconds between polls
+    :param deadline: absolute time (Unix seconds) of the trigger's ``timeout`` event, or ``None``
+    :param options: the trigger's other arguments (``log_events``, ``cancel_on_kill``, the cost guards, ...)
+    """
+    from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+
+    trigger = FineTuningJobTrigger(
+        conn_id=task.conn_id, job_id=job_id, poll_interval=poll_interval, deadline=deadline, **options
+    )
+    task.defer(trigger=trigger, method_name="execute_complete", timeout=deferral_timeout(deadline))
+    raise RuntimeError("defer() returned instead of raising TaskDeferred")
 
 
 def terminal_job_from_event(
