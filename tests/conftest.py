@@ -38,10 +38,10 @@ from tests.contracts.exchanges import tally  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"
 CONN_TYPES = {
-    "azure": "azure_openai_fine_tuning",
+    "azure": "azureopenaifinetuning",
     "dashscope": "dashscope",
-    "openai": "openai_fine_tuning",
-    "together": "together_fine_tuning",
+    "openai": "openaifinetuning",
+    "together": "togetherfinetuning",
 }
 # Fast but real retry settings: the retry tests count attempts, they do not wait for production backoffs.
 FAST_RETRIES = {"timeout": 2, "max_retries": 3, "backoff_base": 0.01}

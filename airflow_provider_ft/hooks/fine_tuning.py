@@ -19,7 +19,7 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     FineTuningTimeout,
 )
-from airflow_provider_ft.get_provider_info import connection_type_info, get_provider_info
+from airflow_provider_ft.get_provider_info import RENAMED_CONNECTION_TYPES, connection_type_info, get_provider_info
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks import _operations as operations
@@ -50,7 +50,7 @@ class FineTuningHook(BaseHook):
     conn_name_attr = "conn_id"
     default_conn_name = defaults.DASHSCOPE_CONN_ID
     conn_type = "dashscope"
-    hook_name = "DashScope fine-tuning"
+    hook_name = "Fine-tuning: DashScope"
 
     def __init__(
         self,
@@ -544,11 +544,11 @@ class DashScopeFineTuningHook(FineTuningHook):
 
 
 class OpenAIFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``openai_fine_tuning`` (the connection form of OpenAI)."""
+    """``FineTuningHook`` for connections of type ``openaifinetuning`` (the connection form of OpenAI)."""
 
     default_conn_name = defaults.OPENAI_CONN_ID
-    conn_type = "openai_fine_tuning"
-    hook_name = "OpenAI fine-tuning"
+    conn_type = "openaifinetuning"
+    hook_name = "Fine-tuning: OpenAI"
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -561,22 +561,42 @@ class OpenAIFineTuningHook(FineTuningHook):
         return _field_behaviour(cls.conn_type)
 
 
+#: The default connection id of each connection type whose hook class is made on first use (an old type's is its
+#: new type's).
+_DEFAULT_CONN_IDS = {
+    "azureopenaifinetuning": defaults.AZURE_OPENAI_CONN_ID,
+    "togetherfinetuning": defaults.TOGETHER_CONN_ID,
+}
+
+
 def __getattr__(name: str) -> type[FineTuningHook]:
     """The hook class of a connection type that ``get_provider_info()`` names but this module does not define.
 
     Airflow wants a hook class per connection type, registering that type and its form. For every connection type
     but the first two it is made here on first use, from the provider info, so that adding an API touches no hook
-    code: one dialect module, one registry line, one ``connection-types`` entry.
+    code: one dialect module, one registry line, one ``connection-types`` entry. The hook of a renamed type
+    (``<Name>OldType``) is a subclass of its new type's.
     """
     for entry in get_provider_info()["connection-types"]:
         if entry["hook-class-name"] == f"{__name__}.{name}":
-            hook_class = _connection_type_hook(name, entry["connection-type"], entry["hook-name"])
+            conn_type = entry["connection-type"]
+            renamed = conn_type in RENAMED_CONNECTION_TYPES
+            base = _hook_class(name.removesuffix("OldType")) if renamed else FineTuningHook
+            hook_class = _connection_type_hook(name, base, conn_type, entry["hook-name"])
             globals()[name] = hook_class
             return hook_class
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _connection_type_hook(name: str, conn_type: str, hook_name: str) -> type[FineTuningHook]:
+def _hook_class(name: str) -> type[FineTuningHook]:
+    """The hook class ``name`` of this module, made first if it is one of those made on first use."""
+    defined: type[FineTuningHook] | None = globals().get(name)
+    return defined if defined is not None else __getattr__(name)
+
+
+def _connection_type_hook(
+    name: str, base: type[FineTuningHook], conn_type: str, hook_name: str
+) -> type[FineTuningHook]:
     def get_connection_form_widgets(cls: type[FineTuningHook]) -> dict[str, Any]:
         """The form's extra fields, for Airflow before 3.2 (later versions read ``conn-fields``)."""
         return _form_widgets(cls.conn_type)
@@ -585,13 +605,14 @@ def _connection_type_hook(name: str, conn_type: str, hook_name: str) -> type[Fin
         """Hidden and relabelled form fields, for Airflow before 3.2 (later versions read ``ui-field-behaviour``)."""
         return _field_behaviour(cls.conn_type)
 
+    current_type = RENAMED_CONNECTION_TYPES.get(conn_type, conn_type)
     namespace = {
         "__module__": __name__,
         "__doc__": f"``FineTuningHook`` for connections of type ``{conn_type}`` (the connection form of {hook_name}).",
         "conn_type": conn_type,
         "hook_name": hook_name,
-        "default_conn_name": f"{conn_type.removesuffix('_fine_tuning')}_default",
+        "default_conn_name": _DEFAULT_CONN_IDS.get(current_type, base.default_conn_name),
         "get_connection_form_widgets": classmethod(get_connection_form_widgets),
         "get_ui_field_behaviour": classmethod(get_ui_field_behaviour),
     }
-    return type(name, (FineTuningHook,), namespace)
+    return type(name, (base,), namespace)

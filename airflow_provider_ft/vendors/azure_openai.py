@@ -60,7 +60,7 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     name = "azure"
     display_name = "Azure OpenAI"
-    conn_types: ClassVar[tuple[str, ...]] = ("azure_openai_fine_tuning",)
+    conn_types: ClassVar[tuple[str, ...]] = ("azureopenaifinetuning", "azure_openai_fine_tuning")
     #: No default: every resource has its own endpoint, so the connection's host is required.
     default_base_url = ""
     list_filters: ClassVar[tuple[str, ...]] = ()

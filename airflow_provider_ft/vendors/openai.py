@@ -74,7 +74,7 @@ JOB_LIMIT_WORDING = "This fine-tune request has been rate-limited"
 class OpenAIDialect(Dialect):
     name = "openai"
     display_name = "OpenAI"
-    conn_types: ClassVar[tuple[str, ...]] = ("openai_fine_tuning", "openai")
+    conn_types: ClassVar[tuple[str, ...]] = ("openaifinetuning", "openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
     list_filters: ClassVar[tuple[str, ...]] = ("metadata",)
     supports_pause = True

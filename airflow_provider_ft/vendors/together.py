@@ -80,7 +80,7 @@ MAX_EVENTS = 10**9
 class TogetherDialect(Dialect):
     name = "together"
     display_name = "Together AI"
-    conn_types = ("together_fine_tuning",)
+    conn_types = ("togetherfinetuning", "together_fine_tuning")
     default_base_url = "https://api.together.ai/v1"
     supports_delete = True
     jobs_paged = False

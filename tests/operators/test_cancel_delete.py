@@ -303,7 +303,7 @@ def test_delete_missing_job_can_be_ignored(
 def test_openai_delete_is_unsupported_before_any_request(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run
 ) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
     job_id = emulator.seed_job("openai", status="succeeded")
     operator = DeleteFineTuningJobOperator(
         task_id="delete", job_id=job_id, conn_id=conn_id, cancel_if_running=True, ignore_if_missing=True

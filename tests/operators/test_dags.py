@@ -28,7 +28,7 @@ HOURS = timedelta(hours=1)
 def default_connections(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> None:
     """``dashscope_default`` and ``openai_default``, as the example DAGs use them, pointing at the emulator."""
     make_connection("dashscope_default", "dashscope", host=emulator.url("dashscope"), **FAST_RETRIES)
-    make_connection("openai_default", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    make_connection("openai_default", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:
@@ -141,13 +141,11 @@ def fast_default_connections(
 ) -> Iterator[FineTuningEmulator]:
     fast_emulator_server.reset()
     make_connection("dashscope_default", "dashscope", host=fast_emulator_server.url("dashscope"), **FAST_RETRIES)
-    make_connection("openai_default", "openai_fine_tuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
+    make_connection("openai_default", "openaifinetuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
     make_connection(
-        "azure_openai_default", "azure_openai_fine_tuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
+        "azure_openai_default", "azureopenaifinetuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
     )
-    make_connection(
-        "together_default", "together_fine_tuning", host=fast_emulator_server.url("together"), **FAST_RETRIES
-    )
+    make_connection("together_default", "togetherfinetuning", host=fast_emulator_server.url("together"), **FAST_RETRIES)
     yield fast_emulator_server
     fast_emulator_server.reset()
 

@@ -25,7 +25,7 @@ PAUSED = {"dashscope": "SUSPENDED", "openai": "paused", "azure": "paused"}
 
 @pytest.fixture
 def openai(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> str:
-    return make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    return make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
 
 
 def calls(emulator: FineTuningEmulator) -> list[str]:
@@ -251,7 +251,7 @@ def test_sensor_finishes_once_a_paused_job_is_resumed(
     slow_emulator: FineTuningEmulator, make_connection: ConnectionFactory
 ) -> None:
     # An emulator of this module's own: moving its clock leaves the session's emulator (and other tests' ages) alone.
-    conn_id = make_connection("oa_own", "openai_fine_tuning", host=slow_emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa_own", "openaifinetuning", host=slow_emulator.url("openai"), **FAST_RETRIES)
     job_id = slow_emulator.seed_job("openai", status="running", runs_for=3.0)
     Run().execute(pause(conn_id, job_id))
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=conn_id, poke_interval=0.05)

@@ -77,7 +77,7 @@ def canary_emulator(
         "dashscope_default", "dashscope", host=canary_server.url("dashscope"), password=canary, **FAST_RETRIES
     )
     make_connection(
-        "openai_default", "openai_fine_tuning", host=canary_server.url("openai"), password=canary, **FAST_RETRIES
+        "openai_default", "openaifinetuning", host=canary_server.url("openai"), password=canary, **FAST_RETRIES
     )
     yield canary_server
     canary_server.reset()
@@ -405,7 +405,7 @@ async def test_the_asyncio_path_registers_the_key_itself(
     key = new_canary()
 
     async def handed_over(cls: type[FineTuningHook], conn_id: str) -> Any:
-        return airflow_connection(conn_id, "openai_fine_tuning", key)
+        return airflow_connection(conn_id, "openaifinetuning", key)
 
     monkeypatch.setattr(FineTuningHook, "aget_connection", classmethod(handed_over))
     assert redacted(key) == key

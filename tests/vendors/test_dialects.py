@@ -75,11 +75,15 @@ def test_every_request_builder_validates_the_id_first(dialect: DashScopeDialect,
         getattr(dialect, build)("../../admin")
 
 
-def test_registry_maps_every_conn_type_including_the_official_openai_one() -> None:
+def test_registry_maps_every_conn_type_including_the_official_openai_one_and_the_old_names() -> None:
     assert {
         "dashscope": DashScopeDialect,
-        "openai_fine_tuning": OpenAIDialect,
+        "openaifinetuning": OpenAIDialect,
         "openai": OpenAIDialect,
+        "azureopenaifinetuning": AzureOpenAIDialect,
+        "togetherfinetuning": TogetherDialect,
+        # the types' names before 0.1.0 lost the underscores: stored connections keep working
+        "openai_fine_tuning": OpenAIDialect,
         "azure_openai_fine_tuning": AzureOpenAIDialect,
         "together_fine_tuning": TogetherDialect,
     } == DIALECTS_BY_CONN_TYPE
