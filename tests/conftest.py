@@ -200,6 +200,17 @@ def make_connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
 
 
 @pytest.fixture
+def vendor_consoles(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The emulator's host taken for each vendor's own API, so that a job gets a console link
+    (``https://console.test/<vendor>/<job id>``); without this fixture a connection to the emulator has none."""
+    from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+
+    for dialect in set(DIALECTS_BY_CONN_TYPE.values()):
+        monkeypatch.setattr(dialect, "console_pages", {"127.0.0.1": f"https://console.test/{dialect.name}/{{job_id}}"})
+    return "https://console.test"
+
+
+@pytest.fixture
 def connection(emulator: FineTuningEmulator, vendor: Vendor, make_connection: ConnectionFactory) -> str:
     """A connection of the parametrized vendor pointing at the emulator, with fast retries."""
     return make_connection(vendor.conn_id, vendor.conn_type, host=emulator.url(vendor.name), **FAST_RETRIES)

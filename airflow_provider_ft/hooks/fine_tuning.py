@@ -425,8 +425,12 @@ class FineTuningHook(BaseHook):
         return True, f"Connected to {settings.dialect.display_name} at {settings.base_url}"
 
     def console_url(self, job_id: str) -> str:
-        """Where a person can see the job in the vendor's web console."""
-        return self.dialect.console_url(job_id)
+        """Where a person can see the job in the vendor's web console; ``""`` when the connection's host is not
+        the vendor's API (a gateway, a proxy, the emulator), whose console this provider cannot know.
+
+        :param job_id: the vendor's job id
+        """
+        return self.dialect.console_url(job_id, self.settings.base_url)
 
     @asynccontextmanager
     async def async_transport(

@@ -63,6 +63,12 @@ class AzureOpenAIDialect(OpenAIDialect):
     conn_types: ClassVar[tuple[str, ...]] = ("azureopenaifinetuning", "azure_openai_fine_tuning")
     #: No default: every resource has its own endpoint, so the connection's host is required.
     default_base_url = ""
+    # The portal's job pages are addressed by subscription, resource group and resource, which neither the job nor
+    # the connection carries: the link opens the Azure AI Foundry portal, where the job is listed.
+    console_pages: ClassVar[Mapping[str, str]] = {
+        suffix: "https://ai.azure.com/"
+        for suffix in (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+    }
     list_filters: ClassVar[tuple[str, ...]] = ()
     supports_delete = True
     supports_pause = False
@@ -129,11 +135,6 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> ApiRequest:
         return self.on_azure(super().events_page(job_id, cursor, limit))
-
-    def console_url(self, job_id: str) -> str:
-        # The portal's job pages are addressed by subscription, resource group and resource, which neither the job
-        # nor the connection carries: the link opens the Azure AI Foundry portal, where the job is listed.
-        return "https://ai.azure.com/"
 
     def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
         """``POST /fine_tuning/jobs``: model, files, ``hyperparameters`` and ``seed``; the identity goes in

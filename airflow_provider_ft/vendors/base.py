@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
@@ -202,6 +203,9 @@ class Dialect(ABC):
     create_options: ClassVar[frozenset[str]] = frozenset()
     #: Files per page when looking through the vendor's files for one already uploaded.
     files_page_size: ClassVar[int] = 100
+    #: The vendor's console page of a job (a template with ``{job_id}``) by the host of its API; a key starting with
+    #: ``.`` matches the hosts that end with it. Another host (a gateway, a proxy, the emulator) gets no link.
+    console_pages: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, extras: Mapping[str, Any] | None = None) -> None:
         self.extras: Mapping[str, Any] = extras or {}
@@ -267,9 +271,14 @@ class Dialect(ABC):
         """The request for a page of the job's progress log: the entries after ``cursor`` in the vendor's paging
         order (``None``: the first page). ``InvalidJobIdError`` or ``FineTuningConfigError`` before any I/O."""
 
-    @abstractmethod
-    def console_url(self, job_id: str) -> str:
-        """Where a person can see the job in the vendor's web console."""
+    def console_url(self, job_id: str, base_url: str) -> str:
+        """Where a person can see the job in the vendor's web console (``console_pages``); ``""`` when ``base_url``
+        is not the vendor's API, whose console this provider cannot know."""
+        host = (urlsplit(base_url).hostname or "").lower()
+        for key, page in self.console_pages.items():
+            if host == key or (key.startswith(".") and host.endswith(key)):
+                return page.format(job_id=job_id)
+        return ""
 
     # -- making a job: the create request, the identity it carries, the files it trains on ---------------
 

@@ -52,6 +52,13 @@ class DashScopeDialect(Dialect):
     display_name = "DashScope"
     conn_types = ("dashscope",)
     default_base_url = defaults.DASHSCOPE_BASE_URL
+    # DashScope has no page per job: Alibaba's guides send you to the console's "Model tuning" page (模型调优,
+    # https://bailian.console.aliyun.com/?tab=model#/efm/model_manager), where the region's jobs are listed.
+    console_pages = {
+        "dashscope.aliyuncs.com": "https://bailian.console.aliyun.com/?tab=model#/efm/model_manager",
+        "dashscope-intl.aliyuncs.com": "https://modelstudio.console.alibabacloud.com/?tab=model#/efm/model_manager",
+        "dashscope-us.aliyuncs.com": "https://modelstudio.console.alibabacloud.com/?tab=model#/efm/model_manager",
+    }
     list_filters = ("model",)
     supports_delete = True
     events_page_size = 1000
@@ -99,9 +106,6 @@ class DashScopeDialect(Dialect):
         the reference ("Query fine-tuning logs") reads from line ``offset + 1``, and its default is 0."""
         params = (("offset", str(lines_read(cursor))), ("line", str(limit)))
         return ApiRequest("logs", "GET", job_path(JOBS_PATH, job_id, "/logs"), params=params, job_id=str(job_id))
-
-    def console_url(self, job_id: str) -> str:
-        return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
     def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
         """``POST /fine-tunes``; the identity goes in ``job_name``, "the name of the fine-tuning job" (reference

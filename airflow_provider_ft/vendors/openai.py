@@ -76,6 +76,7 @@ class OpenAIDialect(Dialect):
     display_name = "OpenAI"
     conn_types: ClassVar[tuple[str, ...]] = ("openaifinetuning", "openai_fine_tuning", "openai")
     default_base_url = defaults.OPENAI_BASE_URL
+    console_pages: ClassVar[Mapping[str, str]] = {"api.openai.com": "https://platform.openai.com/finetune/{job_id}"}
     list_filters: ClassVar[tuple[str, ...]] = ("metadata",)
     supports_pause = True
     events_newest_first = True
@@ -140,9 +141,6 @@ class OpenAIDialect(Dialect):
         return ApiRequest(
             "events", "GET", job_path(JOBS_PATH, job_id, "/events"), params=tuple(params), job_id=str(job_id)
         )
-
-    def console_url(self, job_id: str) -> str:
-        return f"https://platform.openai.com/finetune/{job_id}"
 
     def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
         """``POST /fine_tuning/jobs``; the identity goes in ``metadata`` (``airflow_ti`` and readable ids)."""

@@ -82,6 +82,9 @@ class TogetherDialect(Dialect):
     display_name = "Together AI"
     conn_types = ("togetherfinetuning", "together_fine_tuning")
     default_base_url = "https://api.together.ai/v1"
+    console_pages = {
+        host: "https://api.together.ai/fine-tuning/{job_id}" for host in ("api.together.ai", "api.together.xyz")
+    }
     supports_delete = True
     jobs_paged = False
     events_paged = False
@@ -117,9 +120,6 @@ class TogetherDialect(Dialect):
         """``GET /fine-tunes/{id}/events``: the whole log; ``parse_events`` keeps the entries after ``cursor``."""
         events_read(cursor)
         return ApiRequest("events", "GET", job_path(JOBS_PATH, job_id, "/events"), job_id=str(job_id))
-
-    def console_url(self, job_id: str) -> str:
-        return f"https://api.together.ai/fine-tuning/{job_id}"
 
     def create_job(self, spec: JobSpec, identity: TaskIdentity) -> ApiRequest:
         """``POST /fine-tunes``; the identity goes in ``suffix`` (the API has no metadata and no idempotency key)."""

@@ -187,4 +187,5 @@ def test_azure_error_codes() -> None:
 
 
 def test_the_console_link_opens_the_foundry_portal() -> None:
-    assert AzureOpenAIDialect().console_url(JOB) == "https://ai.azure.com/"
+    assert AzureOpenAIDialect().console_url(JOB, "https://my-resource.openai.azure.com") == "https://ai.azure.com/"
+    assert AzureOpenAIDialect().console_url(JOB, "https://gateway.example.com/azure") == ""
