@@ -230,9 +230,10 @@ class FineTuningHook(BaseHook):
     ) -> tuple[RemoteFile, bool]:
         """The vendor's copy of a checked file (``check_training_file``) and whether this call uploaded it.
 
-        An identical file uploaded before is used again: OpenAI finds it by its name (which carries the first 16
-        hex digits of the content's SHA-256) and size, DashScope by its description (``sha256:<hex>``). The body
-        is streamed from the file. Like a create, an upload is sent once and looked for after a lost answer.
+        An identical file uploaded before is used again, whatever its name: OpenAI, Azure OpenAI and Together AI
+        find it by the first 16 hex digits of the content's SHA-256 in its name, and its size; DashScope by its
+        description (``sha256:<hex>``). The body is streamed from the file. Like a create, an upload is sent once
+        and looked for after a lost answer.
 
         :param source: the checked local file
         :param settle_delays: seconds to wait before each look after a lost answer

@@ -175,9 +175,9 @@ class AzureOpenAIDialect(OpenAIDialect):
         return self.on_azure(ApiRequest("list files", "GET", FILES_PATH, params=(("purpose", "fine-tune"),)))
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
-        """Same content-addressed name and size, and not refused or deleted (Azure's FileState words)."""
+        """The content's hash in the name and its size, and not refused or deleted (Azure's FileState words)."""
         usable = remote.status not in ("error", "deleted", "deleting")
-        return usable and remote.filename == source.stored_name and remote.size == source.size
+        return usable and source.is_stored_as(remote.filename, remote.size)
 
     # -- responses --------------------------------------------------------------------------------------
 

@@ -199,9 +199,10 @@ class OpenAIDialect(Dialect):
         return FilePage(files, self.next_cursor(has_more, files, lambda: files[-1].id, "the files page"))
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
-        """Same content-addressed name and size, and not refused by the vendor."""
-        usable = remote.status not in ("error", "deleted")
-        return usable and remote.filename == source.stored_name and remote.size == source.size
+        """The content's hash in the name and its size (OpenAI's file object has no hash nor description field: the
+        name is what it keeps of ours), and not refused by the vendor (``status``, deprecated: ``uploaded``,
+        ``processed`` or ``error``)."""
+        return remote.status not in ("error", "deleted") and source.is_stored_as(remote.filename, remote.size)
 
     def _file(self, payload: object, what: str) -> RemoteFile:
         """A ``file`` object: an ``id`` that is a file id, and an ``object`` that is ``file`` where there is one."""

@@ -169,9 +169,9 @@ class TogetherDialect(Dialect):
         return FilePage([self._file(entry, f"entry {index} of the files page") for index, entry in enumerate(entries)])
 
     def is_upload_of(self, remote: RemoteFile, source: LocalFile) -> bool:
-        """Same content-addressed name and size, and a fine-tuning file."""
+        """The content's hash in the name and its size, and a fine-tuning file."""
         usable = remote.status in (None, "fine-tune")
-        return usable and remote.filename == source.stored_name and remote.size == source.size
+        return usable and source.is_stored_as(remote.filename, remote.size)
 
     def _file(self, payload: object, what: str) -> RemoteFile:
         entry = self.job_object(payload, what)
