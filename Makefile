@@ -13,7 +13,7 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 help:
 	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
 	@echo "make test      lint, type-check and run the whole test suite"
-	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
+	@echo "make emulator  serve the four APIs on http://127.0.0.1:8089 (key emulator-key) with demo jobs; prints each URL"
 	@echo "make reliability  run tests/reliability alone and rewrite the table of docs/reliability.md"
 	@echo "make system-test  a production-shaped Airflow (PostgreSQL, Redis, 2 Celery workers, 2 triggerers) and its faults"
 	@echo "make deployment-report  write the last system-test run into the table of docs/deployment.md"

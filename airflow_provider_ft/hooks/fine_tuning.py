@@ -32,16 +32,18 @@ if TYPE_CHECKING:
 
 
 class FineTuningHook(BaseHook):
-    """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope or OpenAI.
+    """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope, OpenAI, Azure OpenAI or
+    Together AI.
 
-    The vendor follows from the connection's type (``dashscope``, ``openai_fine_tuning``, or ``openai`` as made
-    for the official OpenAI provider). The password holds the API key; the host, if set, the base URL.
-    Extras: ``timeout`` (seconds, connect and each read; an attempt's whole answer must arrive within twice that;
-    default 30), ``max_retries`` (default 4), ``backoff_base`` (seconds, default 0.5), ``retry_after_max``
-    (longest server-imposed wait, default 60), ``max_response_bytes`` (largest answer, default 8 MiB),
-    ``max_pages`` (longest listing, default 1000 pages), ``max_requests_per_second`` (a ceiling shared by every
-    transport of the process on the same account; a 429 pauses them all in any case); DashScope ``workspace`` and
-    ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``); OpenAI ``organization`` and ``project``.
+    The vendor follows from the connection's type (``dashscope``, ``openaifinetuning`` or ``openai`` as made for the
+    official OpenAI provider, ``azureopenaifinetuning``, ``togetherfinetuning``). The password holds the API key;
+    the host, if set, the base URL. Extras: ``timeout`` (seconds, connect and each read; an attempt's whole answer
+    must arrive within twice that; default 30), ``max_retries`` (default 4), ``backoff_base`` (seconds, default
+    0.5), ``retry_after_max`` (longest server-imposed wait, default 60), ``max_response_bytes`` (largest answer,
+    default 8 MiB), ``max_pages`` (longest listing, default 1000 pages), ``max_requests_per_second`` (a ceiling
+    shared by every transport of the process on the same account; a 429 pauses them all in any case); DashScope
+    ``workspace`` and ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``); OpenAI ``organization``
+    and ``project``.
 
     :param conn_id: the Airflow connection to use (default: ``default_conn_name`` of the class)
     :param page_size: jobs per page when listing (1 to 100)
