@@ -233,6 +233,7 @@ def test_teardown_dag_never_leaks_the_key(
     run_dag: Callable[..., Any],
     scan_run: Callable[[Any, FineTuningEmulator], Scan],
     raised: list[str],
+    vendor_consoles: str,  # the job links are made (the emulator taken for the vendor's host), and scanned too
 ) -> None:
     emulator = canary_emulator
     dashscope_job = emulator.seed_job("dashscope", status="RUNNING", runs_for=None)
@@ -260,6 +261,7 @@ def test_wait_dag_never_leaks_the_key(
     run_dag: Callable[..., Any],
     scan_run: Callable[[Any, FineTuningEmulator], Scan],
     raised: list[str],
+    vendor_consoles: str,  # the job links are made (the emulator taken for the vendor's host), and scanned too
 ) -> None:
     emulator = canary_emulator
     job_id = emulator.seed_job("openai", status="failed", error=VENDOR_ERROR)
