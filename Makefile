@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
 .PHONY: help install test demo docs lint format typecheck lock emulator reliability system-test clean bench bench-smoke \
-	test-compat test-af211 test-af30 lock-compat dist-check \
+	test-compat test-af211 test-af30 lock-compat dist-check install-check \
 	deployment-report lock-system
 
 help:
 	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
 	@echo "make test      lint, type-check and run the whole test suite"
-	@echo "make emulator  serve the emulator on port 8089 with demo jobs"
+	@echo "make emulator  serve the four APIs on http://127.0.0.1:8089 (key emulator-key) with demo jobs; prints each URL"
 	@echo "make reliability  run tests/reliability alone and rewrite the table of docs/reliability.md"
 	@echo "make system-test  a production-shaped Airflow (PostgreSQL, Redis, 2 Celery workers, 2 triggerers) and its faults"
 	@echo "make deployment-report  write the last system-test run into the table of docs/deployment.md"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-compat  unit tests and example DAGs on Airflow 2.11 and 3.0 (own envs .venv-af211, .venv-af30)"
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
 	@echo "make dist-check   build sdist + wheel, twine check, install the wheel in a fresh env, ask Airflow about it"
+	@echo "make install-check  install the wheels as docs/install.md says, run an example DAG against the emulator"
 	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 40 min)"
 	@echo "make bench-smoke  every benchmark in a tiny quick mode (about 1 min); writes no file"
 
@@ -147,6 +148,10 @@ lock-compat: $(BIN)/uv
 
 dist-check: $(STAMP)
 	sh scripts/dist_check.sh $(BIN) $(PYTHON)
+
+# The Docker-free install of docs/install.md, run as it stands (Airflow's constraints URL replaced by dev.lock).
+install-check: $(STAMP)
+	sh scripts/install_check.sh $(BIN)
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-af211 .venv-af30 .venv-system .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist .demo

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 DASHSCOPE_CONN_ID = "dashscope_default"
 OPENAI_CONN_ID = "openai_default"
+AZURE_OPENAI_CONN_ID = "azure_openai_default"
+TOGETHER_CONN_ID = "together_default"
 #: The connection operators, the sensor and the hook use when none is given.
 DEFAULT_CONN_ID = DASHSCOPE_CONN_ID
 

@@ -18,7 +18,10 @@ JOB_URL_XCOM_KEY = "fine_tuning_job_url"
 
 
 class FineTuningJobLink(BaseOperatorLink):
-    """ "Fine-tuning job": the job's page in the vendor's console (OpenAI platform, DashScope Model Studio)."""
+    """ "Fine-tuning job": the job in the vendor's console (its page on OpenAI and Together AI; the jobs page of
+    DashScope's Model Studio and of the Azure AI Foundry portal, which have none per job). A connection to another
+    host than the vendor's API (a gateway, the emulator) has no link. Airflow 3.3 shows it in the task instance's
+    Details tab, under "Extra Links"."""
 
     name = "Fine-tuning job"
 
@@ -27,9 +30,10 @@ class FineTuningJobLink(BaseOperatorLink):
         """Store ``url`` for this task instance, to be shown as the link.
 
         :param context: the running task's context
-        :param url: the console URL of the job (``FineTuningHook.console_url``)
+        :param url: the console URL of the job (``FineTuningHook.console_url``); ``""`` (none) stores nothing
         """
-        context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=url)
+        if url:
+            context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=url)
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
         """The URL stored by ``persist`` for the task instance ``ti_key``; empty when none was stored.

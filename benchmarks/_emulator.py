@@ -19,7 +19,7 @@ from typing import IO, Any
 
 API_KEY = "sk-bench-0123456789abcdef"
 VENDORS = ("dashscope", "openai")
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openaifinetuning"}
 START_TIMEOUT = 60.0
 
 

@@ -176,7 +176,7 @@ def run(smoke: bool) -> Section:
     section = Section("poll_cost", "6. The CPU of one trigger poll, and where it goes", __doc__ or "")
     section.method += f"\n\n{rounds} rounds x {count} polls per variant; {profiled} polls profiled per variant."
     with TrivialServer() as port:
-        definition = {"conn_type": "openai_fine_tuning", "host": f"http://127.0.0.1:{port}/v1", "password": API_KEY}
+        definition = {"conn_type": "openaifinetuning", "host": f"http://127.0.0.1:{port}/v1", "password": API_KEY}
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(definition)
         per_poll = measure(rounds, count)
         parts = {name: profile(opener, profiled) for name, opener in openers().items()}

@@ -4,7 +4,7 @@ Every day: cancel jobs that have been queued, running or paused for longer than 
 (forgotten experiments keep billing), then delete finished DashScope jobs older than ``DELETE_AFTER`` (OpenAI has
 no job deletion). Each task returns a summary to XCom and fails, after trying every job, if any job failed.
 
-Connections: ``dashscope_default`` (type ``dashscope``) and ``openai_default`` (type ``openai_fine_tuning``),
+Connections: ``dashscope_default`` (type ``dashscope``) and ``openai_default`` (type ``openaifinetuning``),
 e.g. from ``AIRFLOW_CONN_DASHSCOPE_DEFAULT`` / ``AIRFLOW_CONN_OPENAI_DEFAULT``.
 """
 

@@ -52,7 +52,7 @@ def _airflow_env(home: Path, emulator: FineTuningEmulator) -> dict[str, str]:
             {"conn_type": "dashscope", "host": emulator.url("dashscope"), "password": API_KEY}
         ),
         AIRFLOW_CONN_OPENAI_DEFAULT=json.dumps(
-            {"conn_type": "openai_fine_tuning", "host": emulator.url("openai"), "password": API_KEY}
+            {"conn_type": "openaifinetuning", "host": emulator.url("openai"), "password": API_KEY}
         ),
     )
     return env

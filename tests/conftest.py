@@ -38,10 +38,10 @@ from tests.contracts.exchanges import tally  # noqa: E402
 
 API_KEY = "sk-test-0123456789abcdef"
 CONN_TYPES = {
-    "azure": "azure_openai_fine_tuning",
+    "azure": "azureopenaifinetuning",
     "dashscope": "dashscope",
-    "openai": "openai_fine_tuning",
-    "together": "together_fine_tuning",
+    "openai": "openaifinetuning",
+    "together": "togetherfinetuning",
 }
 # Fast but real retry settings: the retry tests count attempts, they do not wait for production backoffs.
 FAST_RETRIES = {"timeout": 2, "max_retries": 3, "backoff_base": 0.01}
@@ -197,6 +197,17 @@ def make_connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
         return conn_id
 
     return make
+
+
+@pytest.fixture
+def vendor_consoles(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The emulator's host taken for each vendor's own API, so that a job gets a console link
+    (``https://console.test/<vendor>/<job id>``); without this fixture a connection to the emulator has none."""
+    from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
+
+    for dialect in set(DIALECTS_BY_CONN_TYPE.values()):
+        monkeypatch.setattr(dialect, "console_pages", {"127.0.0.1": f"https://console.test/{dialect.name}/{{job_id}}"})
+    return "https://console.test"
 
 
 @pytest.fixture

@@ -27,32 +27,115 @@ def test_provider_is_discovered_through_its_entry_point(providers_manager: objec
 @pytest.mark.parametrize(
     ("conn_type", "hook_class"),
     [
-        ("dashscope", "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook"),
-        ("openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook"),
-        ("azure_openai_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.AzureOpenAIFineTuningHook"),
-        ("together_fine_tuning", "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook"),
+        ("dashscope", "DashScopeFineTuningHook"),
+        ("openaifinetuning", "OpenAIFineTuningHook"),
+        ("azureopenaifinetuning", "AzureOpenAIFineTuningHook"),
+        ("togetherfinetuning", "TogetherFineTuningHook"),
+        # the names before the types lost their underscores, kept for stored connections
+        ("openai_fine_tuning", "OpenAIFineTuningHookOldType"),
+        ("azure_openai_fine_tuning", "AzureOpenAIFineTuningHookOldType"),
+        ("together_fine_tuning", "TogetherFineTuningHookOldType"),
     ],
 )
 def test_every_connection_type_is_registered(providers_manager: object, conn_type: str, hook_class: str) -> None:
     hook = providers_manager.hooks[conn_type]  # type: ignore[attr-defined]
     assert hook is not None
-    assert hook.hook_class_name == hook_class
+    assert hook.hook_class_name == f"airflow_provider_ft.hooks.fine_tuning.{hook_class}"
     assert hook.connection_testable
     behaviour = providers_manager.field_behaviours[conn_type]  # type: ignore[attr-defined]
-    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API Key"}
+    required = "required" if conn_type in ("azureopenaifinetuning", "azure_openai_fine_tuning") else "optional"
+    assert behaviour["relabeling"] == {"host": f"Base URL ({required})", "password": "API Key"}
     assert "login" in behaviour["hidden_fields"]
 
 
 def test_connection_form_fields(providers_manager: object) -> None:
     widgets = providers_manager.connection_form_widgets  # type: ignore[attr-defined]
-    for field in ("workspace", "timezone", "timeout", "max_retries"):
+    common = ("timeout", "max_retries", "backoff_base", "retry_after_max", "namespace")
+    for field in ("workspace", "timezone", *common):
         assert f"extra__dashscope__{field}" in widgets
-    for field in ("organization", "project", "timeout", "max_retries"):
+    for field in ("organization", "project", *common):
+        assert f"extra__openaifinetuning__{field}" in widgets
         assert f"extra__openai_fine_tuning__{field}" in widgets
-    for field in ("api_version", "timeout", "max_retries"):
-        assert f"extra__azure_openai_fine_tuning__{field}" in widgets
-    for field in ("timeout", "max_retries", "namespace"):
-        assert f"extra__together_fine_tuning__{field}" in widgets
+    for field in ("api_version", *common):
+        assert f"extra__azureopenaifinetuning__{field}" in widgets
+    for field in common:
+        assert f"extra__togetherfinetuning__{field}" in widgets
+
+
+def test_no_placeholder_reads_like_a_value_and_every_key_placeholder_names_its_vendor() -> None:
+    """A greyed default URL in an empty Base URL reads as filled in (issue 24): each placeholder is an instruction."""
+    for entry in get_provider_info()["connection-types"]:
+        placeholders = entry["ui-field-behaviour"]["placeholders"]
+        assert not placeholders["host"].startswith(("http://", "https://")), entry["connection-type"]
+        assert not placeholders["password"].startswith("sk-"), entry["connection-type"]
+        vendor = entry["hook-name"].removeprefix("Fine-tuning: ").split(" (old type")[0]
+        assert vendor.split()[0] in placeholders["password"], (entry["connection-type"], placeholders["password"])
+
+
+def ui_picker_choice(typed: str, hook_names: dict[str, str]) -> str | None:
+    """The connection type Airflow 3.3's connection form selects when ``typed`` is typed into its type picker and
+    Enter is pressed.
+
+    The picker (airflow/ui, ``ConnectionForm``) lists every type sorted by hook name (``localeCompare``); its
+    react-select keeps, in that order, the options whose ``"<label> <value>"`` holds the typed text, ignoring case
+    (react-select's default ``createFilter``: ``matchFrom: "any"``), and Enter takes the first one kept.
+
+    :param typed: what the user typed
+    :param hook_names: the hook name of each registered connection type
+    """
+    ordered = sorted(hook_names.items(), key=lambda item: (item[1].casefold(), item[1]))
+    kept = [conn_type for conn_type, name in ordered if typed.strip().casefold() in f"{name} {conn_type}".casefold()]
+    return kept[0] if kept else None
+
+
+def test_typing_a_hook_name_into_the_type_picker_and_pressing_enter_selects_that_type(
+    providers_manager: object,
+) -> None:
+    """Issue 24: typing "OpenAI fine-tuning" and Enter selected "Azure OpenAI fine-tuning", which sorts first and
+    holds the typed name. Every connection type of ours, among all types the installed providers register."""
+    hooks = providers_manager.hooks  # type: ignore[attr-defined]
+    hook_names = {conn_type: hook.hook_name for conn_type, hook in hooks.items() if hook is not None}
+    ours = [entry["connection-type"] for entry in get_provider_info()["connection-types"]]
+    assert set(ours) <= set(hook_names)
+    assert {conn_type: ui_picker_choice(hook_names[conn_type], hook_names) for conn_type in ours} == {
+        conn_type: conn_type for conn_type in ours
+    }
+    # what a user used to type now leads to the OpenAI type itself, not to Azure's
+    assert ui_picker_choice("Fine-tuning: OpenAI", hook_names) == "openaifinetuning"
+
+
+def test_our_connection_types_are_uri_schemes_airflow_reads_back_without_a_warning() -> None:
+    """Issue 24: "Connection schemes (type: openai_fine_tuning) shall not contain '_' according to RFC3986", logged
+    by ``airflow.models.Connection.get_uri`` each time the API server hands a stored connection to a task (the
+    execution API's connection route reads it through ``get_connection_from_secrets``, which caches its URI). The
+    current types have no ``_``: no warning, and the URI reads back as the same type. The old names still warn: the
+    reason they were renamed (CHANGELOG.md, docs/connections/README.md)."""
+    probe = (
+        "import json\n"
+        "from airflow.models.connection import Connection\n"
+        "from airflow_provider_ft.get_provider_info import get_provider_info\n"
+        "result = {}\n"
+        "for entry in get_provider_info()['connection-types']:\n"
+        "    conn_type = entry['connection-type']\n"
+        "    print('probing', conn_type, flush=True)\n"
+        "    uri = Connection(conn_id='probe', conn_type=conn_type, host='https://example.com/v1', password='k' * 20)"
+        ".get_uri()\n"
+        "    result[conn_type] = Connection(conn_id='probe', uri=uri).conn_type\n"
+        "print('probed', flush=True)\n"
+        "print(json.dumps(result))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    output = done.stdout + done.stderr
+    read_back = json.loads(done.stdout.strip().splitlines()[-1])
+    warned = {conn_type for conn_type in read_back if f"(type: {conn_type}) shall not contain" in output}
+    renamed = {"openai_fine_tuning", "azure_openai_fine_tuning", "together_fine_tuning"}
+    assert warned == renamed
+    assert {conn_type: back for conn_type, back in read_back.items() if conn_type not in renamed} == {
+        "dashscope": "dashscope",
+        "openaifinetuning": "openaifinetuning",
+        "azureopenaifinetuning": "azureopenaifinetuning",
+        "togetherfinetuning": "togetherfinetuning",
+    }
 
 
 def test_provider_info_is_plain_data() -> None:

@@ -33,16 +33,12 @@ if TYPE_CHECKING:
 
 
 class FineTuningHook(BaseHook):
-    """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope or OpenAI.
+    """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope, OpenAI, Azure OpenAI or
+    Together AI.
 
-    The vendor follows from the connection's type (``dashscope``, ``openai_fine_tuning``, or ``openai`` as made
-    for the official OpenAI provider). The password holds the API key; the host, if set, the base URL.
-    Extras: ``timeout`` (seconds, connect and each read; an attempt's whole answer must arrive within twice that;
-    default 30), ``max_retries`` (default 4), ``backoff_base`` (seconds, default 0.5), ``retry_after_max``
-    (longest server-imposed wait, default 60), ``max_response_bytes`` (largest answer, default 8 MiB),
-    ``max_pages`` (longest listing, default 1000 pages), ``max_requests_per_second`` (a ceiling shared by every
-    transport of the process on the same account; a 429 pauses them all in any case); DashScope ``workspace`` and
-    ``timezone`` (zone of its zone-less times, default ``Asia/Shanghai``); OpenAI ``organization`` and ``project``.
+    The vendor follows from the connection's type (``dashscope``, ``openaifinetuning`` or ``openai`` as made for the
+    official OpenAI provider, ``azureopenaifinetuning``, ``togetherfinetuning``). The password holds the API key;
+    the host, if set, the base URL; every extra is in docs/connections/README.md.
 
     :param conn_id: the Airflow connection to use (default: ``default_conn_name`` of the class)
     :param page_size: jobs per page when listing (1 to 100)
@@ -51,7 +47,7 @@ class FineTuningHook(BaseHook):
     conn_name_attr = "conn_id"
     default_conn_name = defaults.DASHSCOPE_CONN_ID
     conn_type = "dashscope"
-    hook_name = "DashScope fine-tuning"
+    hook_name = "Fine-tuning: DashScope"
 
     def __init__(
         self,
@@ -255,9 +251,10 @@ class FineTuningHook(BaseHook):
     ) -> tuple[RemoteFile, bool]:
         """The vendor's copy of a checked file (``check_training_file``) and whether this call uploaded it.
 
-        An identical file uploaded before is used again: OpenAI finds it by its name (which carries the first 16
-        hex digits of the content's SHA-256) and size, DashScope by its description (``sha256:<hex>``). The body
-        is streamed from the file. Like a create, an upload is sent once and looked for after a lost answer.
+        An identical file uploaded before is used again, whatever its name: OpenAI, Azure OpenAI and Together AI
+        find it by the first 16 hex digits of the content's SHA-256 in its name, and its size; DashScope by its
+        description (``sha256:<hex>``). The body is streamed from the file. Like a create, an upload is sent once
+        and looked for after a lost answer.
 
         :param source: the checked local file
         :param settle_delays: seconds to wait before each look after a lost answer
@@ -458,8 +455,12 @@ class FineTuningHook(BaseHook):
         return True, f"Connected to {settings.dialect.display_name} at {settings.base_url}"
 
     def console_url(self, job_id: str) -> str:
-        """Where a person can see the job in the vendor's web console."""
-        return self.dialect.console_url(job_id)
+        """Where a person can see the job in the vendor's web console; ``""`` when the connection's host is not
+        the vendor's API (a gateway, a proxy, the emulator), whose console this provider cannot know.
+
+        :param job_id: the vendor's job id
+        """
+        return self.dialect.console_url(job_id, self.settings.base_url)
 
     @asynccontextmanager
     async def async_transport(
@@ -583,29 +584,57 @@ class DashScopeFineTuningHook(FineTuningHook):
 
 @_with_connection_form
 class OpenAIFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``openai_fine_tuning`` (the connection form of OpenAI)."""
+    """``FineTuningHook`` for connections of type ``openaifinetuning`` (the connection form of OpenAI)."""
 
     default_conn_name = defaults.OPENAI_CONN_ID
-    conn_type = "openai_fine_tuning"
-    hook_name = "OpenAI fine-tuning"
+    conn_type = "openaifinetuning"
+    hook_name = "Fine-tuning: OpenAI"
 
 
 @_with_connection_form
 class AzureOpenAIFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``azure_openai_fine_tuning`` (the connection form of Azure OpenAI)."""
+    """``FineTuningHook`` for connections of type ``azureopenaifinetuning`` (the connection form of Azure OpenAI)."""
 
-    default_conn_name = "azure_openai_default"
-    conn_type = "azure_openai_fine_tuning"
-    hook_name = "Azure OpenAI fine-tuning"
+    default_conn_name = defaults.AZURE_OPENAI_CONN_ID
+    conn_type = "azureopenaifinetuning"
+    hook_name = "Fine-tuning: Azure OpenAI"
 
 
 @_with_connection_form
 class TogetherFineTuningHook(FineTuningHook):
-    """``FineTuningHook`` for connections of type ``together_fine_tuning`` (the connection form of Together AI)."""
+    """``FineTuningHook`` for connections of type ``togetherfinetuning`` (the connection form of Together AI)."""
 
-    default_conn_name = "together_default"
+    default_conn_name = defaults.TOGETHER_CONN_ID
+    conn_type = "togetherfinetuning"
+    hook_name = "Fine-tuning: Together AI"
+
+
+# The types' old names (with '_', which Airflow warns about in every connection URI) stay registered, so that the
+# connections stored under them go on working (CHANGELOG.md, "Old type names").
+
+
+@_with_connection_form
+class OpenAIFineTuningHookOldType(OpenAIFineTuningHook):
+    """``OpenAIFineTuningHook`` for connections stored under the type's old name, ``openai_fine_tuning``."""
+
+    conn_type = "openai_fine_tuning"
+    hook_name = "Fine-tuning: OpenAI (old type openai_fine_tuning)"
+
+
+@_with_connection_form
+class AzureOpenAIFineTuningHookOldType(AzureOpenAIFineTuningHook):
+    """``AzureOpenAIFineTuningHook`` for connections stored under the type's old name, ``azure_openai_fine_tuning``."""
+
+    conn_type = "azure_openai_fine_tuning"
+    hook_name = "Fine-tuning: Azure OpenAI (old type azure_openai_fine_tuning)"
+
+
+@_with_connection_form
+class TogetherFineTuningHookOldType(TogetherFineTuningHook):
+    """``TogetherFineTuningHook`` for connections stored under the type's old name, ``together_fine_tuning``."""
+
     conn_type = "together_fine_tuning"
-    hook_name = "Together AI fine-tuning"
+    hook_name = "Fine-tuning: Together AI (old type together_fine_tuning)"
 
 
 def _job_id(job: FineTuningJob) -> str:

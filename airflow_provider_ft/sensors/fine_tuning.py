@@ -47,8 +47,8 @@ _FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class FineTuningJobSensor(BaseSensorOperator):
-    """Wait until a DashScope or OpenAI fine-tuning job reaches a terminal state (``SUCCEEDED``, ``FAILED``,
-    ``CANCELLED``) and return the final job, as ``FineTuningJob.to_dict()``, to XCom.
+    """Wait until a fine-tuning job (DashScope, OpenAI, Azure OpenAI, Together AI) reaches a terminal state
+    (``SUCCEEDED``, ``FAILED``, ``CANCELLED``) and return the final job, as ``FineTuningJob.to_dict()``, to XCom.
 
     Each check logs one progress line (status, trained tokens, estimated finish, fine-tuned model, as the vendor
     reports them). A ``PAUSED`` job (OpenAI pause, DashScope ``SUSPENDED``) is not terminal: each check logs that it
@@ -70,7 +70,7 @@ class FineTuningJobSensor(BaseSensorOperator):
     the task's try, so a trigger re-created after a triggerer restart keeps it.
 
     :param job_id: the vendor's job id (templated)
-    :param conn_id: the Airflow connection of the vendor account; its type selects DashScope or OpenAI (templated)
+    :param conn_id: the Airflow connection of the vendor account; its type selects the vendor (templated)
     :param poke_interval: seconds between checks (must be positive; also the trigger's poll interval)
     :param timeout: seconds to wait at most before failing with ``AirflowSensorTimeout``
         (default ``[sensors] default_timeout``, 7 days)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_ft import __version__, _validate, defaults
 from airflow_provider_ft.exceptions import FineTuningConfigError
+from airflow_provider_ft.get_provider_info import RENAMED_CONNECTION_TYPES
 from airflow_provider_ft.retry import RetryPolicy
 from airflow_provider_ft.transport.body import ACCEPTED_ENCODINGS, Scrubber
 from airflow_provider_ft.vendors import DIALECTS_BY_CONN_TYPE
@@ -97,7 +98,7 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
 
     dialect_class = DIALECTS_BY_CONN_TYPE.get(conn.conn_type or "")
     if dialect_class is None:
-        supported = ", ".join(sorted(DIALECTS_BY_CONN_TYPE))
+        supported = ", ".join(sorted(set(DIALECTS_BY_CONN_TYPE) - set(RENAMED_CONNECTION_TYPES)))
         raise fail(f"its type {conn.conn_type!r} is not one this provider can use; set it to one of: {supported}")
     extras = _extras(conn.extra, fail)
     try:

@@ -76,7 +76,7 @@ class FineTuningJobTrigger(BaseTrigger):
     Each request is retried by the hook's transport (same policy as the blocking hook). A poll that still fails
     with a transient error (rate limit, 5xx, timeout, lost connection) is logged and polling goes on.
 
-    :param conn_id: the Airflow connection of the vendor account (its type selects DashScope or OpenAI)
+    :param conn_id: the Airflow connection of the vendor account (its type selects the vendor)
     :param job_id: the vendor's job id
     :param poll_interval: seconds between polls; the first poll comes at a random moment of the first interval
         (the deferring task has just checked the job), so that triggers deferred together poll apart

@@ -42,7 +42,13 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     name = "azure"
     display_name = "Azure OpenAI"
-    conn_types: ClassVar[tuple[str, ...]] = ("azure_openai_fine_tuning",)
+    conn_types: ClassVar[tuple[str, ...]] = ("azureopenaifinetuning", "azure_openai_fine_tuning")
+    # The portal's job pages are addressed by subscription, resource group and resource, which neither the job nor
+    # the connection carries: the link opens the Azure AI Foundry portal, where the job is listed.
+    console_pages: ClassVar[Mapping[str, str]] = {
+        suffix: "https://ai.azure.com/"
+        for suffix in (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+    }
     #: No default: every resource has its own endpoint, so the connection's host is required.
     default_base_url = ""
     #: No OpenAI headers; lists take no metadata filter (only after and limit).
@@ -71,11 +77,6 @@ class AzureOpenAIDialect(OpenAIDialect):
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"api-key": api_key, "Accept": "application/json"}
-
-    def console_url(self, job_id: str) -> str:
-        # The portal's job pages are addressed by subscription, resource group and resource, which neither the job
-        # nor the connection carries: the link opens the Azure AI Foundry portal, where the job is listed.
-        return "https://ai.azure.com/"
 
     def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """``POST /fine_tuning/jobs``: model, files, ``hyperparameters`` and ``seed``; the identity goes in

@@ -13,6 +13,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, UnsupportedOperationError
@@ -111,6 +112,9 @@ class Dialect(AnswerReader, ABC):
     create_options: ClassVar[frozenset[str]] = frozenset()
     #: Files per page when looking through the vendor's files for one already uploaded.
     files_page_size: ClassVar[int] = 100
+    #: The vendor's console page of a job (a template with ``{job_id}``) by the host of its API; a key starting with
+    #: ``.`` matches the hosts that end with it. Another host (a gateway, a proxy, the emulator) gets no link.
+    console_pages: ClassVar[Mapping[str, str]] = {}
     #: Error codes of a passing condition (worth trying again), and of a rate or quota limit.
     retryable_codes: ClassVar[frozenset[str | None]] = frozenset()
     rate_limit_codes: ClassVar[frozenset[str | None]] = frozenset()
@@ -216,9 +220,14 @@ class Dialect(AnswerReader, ABC):
         """The request for a page of the job's progress log: the entries after ``cursor`` in the vendor's paging
         order (``None``: the first page). ``InvalidJobIdError`` or ``FineTuningConfigError`` before any I/O."""
 
-    @abstractmethod
-    def console_url(self, job_id: str) -> str:
-        """Where a person can see the job in the vendor's web console."""
+    def console_url(self, job_id: str, base_url: str) -> str:
+        """Where a person can see the job in the vendor's web console (``console_pages``); ``""`` when ``base_url``
+        is not the vendor's API, whose console this provider cannot know."""
+        host = (urlsplit(base_url).hostname or "").lower()
+        for key, page in self.console_pages.items():
+            if host == key or (key.startswith(".") and host.endswith(key)):
+                return page.format(job_id=job_id)
+        return ""
 
     # -- making a job: the create request, the identity it carries, the files it trains on ---------------
 

@@ -40,6 +40,13 @@ class DashScopeDialect(Dialect):
     name = "dashscope"
     display_name = "DashScope"
     conn_types = ("dashscope",)
+    # DashScope has no page per job: Alibaba's guides send you to the console's "Model tuning" page (模型调优,
+    # https://bailian.console.aliyun.com/?tab=model#/efm/model_manager), where the region's jobs are listed.
+    console_pages = {
+        "dashscope.aliyuncs.com": "https://bailian.console.aliyun.com/?tab=model#/efm/model_manager",
+        "dashscope-intl.aliyuncs.com": "https://modelstudio.console.alibabacloud.com/?tab=model#/efm/model_manager",
+        "dashscope-us.aliyuncs.com": "https://modelstudio.console.alibabacloud.com/?tab=model#/efm/model_manager",
+    }
     default_base_url = defaults.DASHSCOPE_BASE_URL
     jobs_path = "/fine-tunes"
     extra_header_fields = {"workspace": "X-DashScope-WorkSpace"}
@@ -73,9 +80,6 @@ class DashScopeDialect(Dialect):
         """The log lines after line ``cursor`` (``None``: from the first): ``offset`` lines skipped, ``line`` read."""
         params = (("offset", str(lines_read(cursor))), ("line", str(limit)))
         return self.job_request("logs", "GET", job_id, "/logs", params)
-
-    def console_url(self, job_id: str) -> str:
-        return "https://modelstudio.console.alibabacloud.com/?tab=model#/model-telemetry"
 
     def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """``POST /fine-tunes``: the identity in ``job_name``, ``suffix`` sent as ``finetuned_output_suffix``."""

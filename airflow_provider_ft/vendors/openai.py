@@ -53,7 +53,8 @@ JOB_LIMIT_WORDING = "This fine-tune request has been rate-limited"
 class OpenAIDialect(Dialect):
     name = "openai"
     display_name = "OpenAI"
-    conn_types: ClassVar[tuple[str, ...]] = ("openai_fine_tuning", "openai")
+    conn_types: ClassVar[tuple[str, ...]] = ("openaifinetuning", "openai_fine_tuning", "openai")
+    console_pages: ClassVar[Mapping[str, str]] = {"api.openai.com": "https://platform.openai.com/finetune/{job_id}"}
     default_base_url = defaults.OPENAI_BASE_URL
     jobs_path = "/fine_tuning/jobs"
     extra_header_fields = {"organization": "OpenAI-Organization", "project": "OpenAI-Project"}
@@ -87,9 +88,6 @@ class OpenAIDialect(Dialect):
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> wire.ApiRequest:
         after = () if cursor is None else (("after", event_id(cursor)),)
         return self.job_request("events", "GET", job_id, "/events", (("limit", str(limit)), *after))
-
-    def console_url(self, job_id: str) -> str:
-        return f"https://platform.openai.com/finetune/{job_id}"
 
     def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """``POST /fine_tuning/jobs``; the identity goes in ``metadata`` (``airflow_ti`` and readable ids)."""

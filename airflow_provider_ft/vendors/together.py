@@ -61,7 +61,10 @@ RATE_LIMIT_CODE = "rate_limit"
 class TogetherDialect(Dialect):
     name = "together"
     display_name = "Together AI"
-    conn_types = ("together_fine_tuning",)
+    conn_types = ("togetherfinetuning", "together_fine_tuning")
+    console_pages = {
+        host: "https://api.together.ai/fine-tuning/{job_id}" for host in ("api.together.ai", "api.together.xyz")
+    }
     default_base_url = "https://api.together.ai/v1"
     jobs_path = "/fine-tunes"
     supports_delete = True
@@ -87,9 +90,6 @@ class TogetherDialect(Dialect):
         """``GET /fine-tunes/{id}/events``: the whole log; ``parse_events`` keeps the entries after ``cursor``."""
         events_read(cursor)
         return self.job_request("events", "GET", job_id, "/events")
-
-    def console_url(self, job_id: str) -> str:
-        return f"https://api.together.ai/fine-tuning/{job_id}"
 
     def create_job(self, spec: wire.JobSpec, identity: TaskIdentity) -> wire.ApiRequest:
         """``POST /fine-tunes``; the identity goes in ``suffix`` (the API has no metadata and no idempotency key)."""

@@ -126,9 +126,19 @@ class LocalFile:
     @property
     def stored_name(self) -> str:
         """The name it is uploaded under: its stem, the first 16 hex digits of its hash, ``.jsonl``. The hash makes
-        an identical file already uploaded findable by name."""
+        an identical file already uploaded findable by name (``is_stored_as``)."""
         stem = self.name[:-6] if self.name.endswith(".jsonl") else self.name
         return f"{stem[:80]}.{self.sha256[:16]}.jsonl"
+
+    def is_stored_as(self, filename: str | None, size: int | None) -> bool:
+        """Whether a vendor's file of this name and size holds this content: a ``stored_name`` of any stem with this
+        content's hash, and this size. The stem does not count: the same records written to a file of another
+        name (a path per DAG run, say) are the same upload.
+
+        :param filename: the name the vendor keeps for the file
+        :param size: its size in bytes, as the vendor reports it
+        """
+        return size == self.size and filename is not None and filename.endswith(f".{self.sha256[:16]}.jsonl")
 
     @property
     def description(self) -> str:
@@ -169,8 +179,9 @@ class RemoteFile:
     status: str | None = None
 
     def is_named_upload_of(self, source: LocalFile) -> bool:
-        """Whether it has the content-addressed name and the size an upload of ``source`` has."""
-        return self.filename == source.stored_name and self.size == source.size
+        """Whether its name carries the content hash of ``source`` (whatever the stem) and its size is ``source``'s:
+        the vendor keeps our name and no hash of its own (OpenAI, Azure OpenAI, Together AI)."""
+        return source.is_stored_as(self.filename, self.size)
 
 
 @dataclass(frozen=True)

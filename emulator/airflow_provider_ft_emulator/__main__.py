@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import threading
 from collections.abc import Sequence
@@ -11,7 +12,8 @@ from types import FrameType
 from airflow_provider_ft_emulator.demo import seed_demo
 from airflow_provider_ft_emulator.server import DEFAULT_API_KEY, FineTuningEmulator
 from airflow_provider_ft_emulator.state import LOGS_FORMS
-from airflow_provider_ft_emulator.vocabulary import DASHSCOPE_TIMEZONE, VENDORS
+from airflow_provider_ft_emulator.testing import connection_variables
+from airflow_provider_ft_emulator.vocabulary import DASHSCOPE_TIMEZONE, DISPLAY_NAMES, VENDORS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -57,6 +59,25 @@ def seed_running(emulator: FineTuningEmulator, seconds: float) -> dict[str, str]
     return {vendor: emulator.seed_job(vendor, runs_for=seconds) for vendor in VENDORS}
 
 
+def banner(emulator: FineTuningEmulator, running: dict[str, str], runs_for: float | None = None) -> list[str]:
+    """What the command prints once it serves: each API's base URL and the key, the running jobs it seeded, and the
+    ``AIRFLOW_CONN_*`` variables that point Airflow's default connections at it.
+
+    :param emulator: the running emulator
+    :param running: the ids of the running jobs seeded, by vendor
+    :param runs_for: the emulated seconds those jobs run
+    """
+    width = max(len(name) for name in DISPLAY_NAMES.values()) + 1
+    lines = [f"{DISPLAY_NAMES[vendor] + ':':{width}} {emulator.url(vendor)}" for vendor in VENDORS]
+    lines.append(f"{'API key:':{width}} {emulator.api_key}")
+    lines += [f"Running {vendor} job: {job_id} ({runs_for:g} s)" for vendor, job_id in running.items()]
+    lines.append("Airflow's default connections reach it with these variables (in the shell that runs Airflow):")
+    variables = connection_variables(emulator, extra={})
+    lines += [f"  export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    lines.append("Press Ctrl-C to stop.")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM."""
     args = parse_args(argv)
@@ -80,14 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with emulator as emu:
         if args.seed == "demo":
             seed_demo(emu)
-        print(f"DashScope: {emu.url('dashscope')}", flush=True)
-        print(f"OpenAI:    {emu.url('openai')}", flush=True)
-        print(f"Azure:     {emu.url('azure')}", flush=True)
-        print(f"API key:   {emu.api_key}", flush=True)
-        if args.seed_running is not None:
-            for vendor, job_id in seed_running(emu, args.seed_running).items():
-                print(f"Running {vendor} job: {job_id} ({args.seed_running:g} s)", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
+        running = {} if args.seed_running is None else seed_running(emu, args.seed_running)
+        print("\n".join(banner(emu, running, args.seed_running)), flush=True)
         stop.wait()
     return 0
 

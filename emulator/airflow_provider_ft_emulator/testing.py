@@ -21,9 +21,9 @@ from airflow_provider_ft_emulator.server import FineTuningEmulator
 #: The default connection of each emulated API, and its connection type.
 DEFAULT_CONNECTIONS: Mapping[str, tuple[str, str]] = {
     "dashscope": ("dashscope_default", "dashscope"),
-    "openai": ("openai_default", "openai_fine_tuning"),
-    "azure": ("azure_openai_default", "azure_openai_fine_tuning"),
-    "together": ("together_default", "together_fine_tuning"),
+    "openai": ("openai_default", "openaifinetuning"),
+    "azure": ("azure_openai_default", "azureopenaifinetuning"),
+    "together": ("together_default", "togetherfinetuning"),
 }
 #: Retries that fail fast: a test that meets a fault should not wait for production backoffs.
 FAST_RETRIES: Mapping[str, Any] = {"max_retries": 1, "backoff_base": 0.01}

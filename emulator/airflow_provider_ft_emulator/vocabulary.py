@@ -9,6 +9,13 @@ Vendor = Literal["dashscope", "openai", "azure", "together"]
 #: DashScope sends local times without a zone; the service runs in China (UTC+8), as the provider assumes.
 DASHSCOPE_TIMEZONE = "Asia/Shanghai"
 VENDORS: tuple[Vendor, ...] = ("dashscope", "openai", "azure", "together")
+#: How each vendor is called where people read (the command's banner).
+DISPLAY_NAMES: dict[Vendor, str] = {
+    "dashscope": "DashScope",
+    "openai": "OpenAI",
+    "azure": "Azure OpenAI",
+    "together": "Together AI",
+}
 #: The path each vendor's routes are mounted at. Azure OpenAI's resource endpoint is ``/azure``: its dated API is
 #: below ``/azure/openai`` and its v1 API below ``/azure/openai/v1`` (paths relative to the mount: ``/v1/...``).
 MOUNTS: dict[Vendor, str] = {

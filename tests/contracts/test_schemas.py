@@ -41,9 +41,9 @@ MODELS = {
     "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
 }
 CONN_TYPES = {
-    "openai": "openai_fine_tuning",
-    "azure": "azure_openai_fine_tuning",
-    "together": "together_fine_tuning",
+    "openai": "openaifinetuning",
+    "azure": "azureopenaifinetuning",
+    "together": "togetherfinetuning",
 }
 IDENTITY = TaskIdentity("dag", "train", "manual__1")
 RECORD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}

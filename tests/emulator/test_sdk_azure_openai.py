@@ -99,7 +99,7 @@ def test_the_dialect_sends_what_the_sdk_sends(
     by_sdk = emulator.requests[-1]
     conn_id = make_connection(
         "ft_azure_sdk",
-        "azure_openai_fine_tuning",
+        "azureopenaifinetuning",
         host=emulator.url("azure"),
         password=emulator.api_key,
         api_version=api_version,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -17,8 +19,9 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ft_emulator import FineTuningEmulator, seed_demo
-from airflow_provider_ft_emulator.__main__ import parse_args
+from airflow_provider_ft_emulator import FineTuningEmulator, connection_variables, seed_demo
+from airflow_provider_ft_emulator.__main__ import banner, parse_args
+from airflow_provider_ft_emulator.vocabulary import VENDORS
 
 
 def test_urls_point_at_loopback_mounts(emulator: FineTuningEmulator) -> None:
@@ -99,16 +102,30 @@ def _age(emu: FineTuningEmulator, job: dict[str, object]) -> float:
     return emu.now() - created.timestamp()
 
 
+def read_banner(process: subprocess.Popen[str]) -> str:
+    """What the command printed up to "Press Ctrl-C to stop."."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not lines or lines[-1] != "Press Ctrl-C to stop.":
+        line = process.stdout.readline()
+        assert line, f"the command ended before its banner was out: {lines}"
+        lines.append(line.rstrip("\n"))
+    return "\n".join(lines)
+
+
+BANNER_URL = re.compile(r"^(DashScope|OpenAI|Azure OpenAI|Together AI):\s+(\S+)$", re.MULTILINE)
+
+
 def test_cli_serves_demo_until_interrupted() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "airflow_provider_ft_emulator", "--port", "0", "--seed", "demo"]
     command += ["--api-key", "cli-key-1234567890", "--time-scale", "60"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
-        urls = dict(re.findall(r"^(DashScope|OpenAI|Azure):\s+(\S+)$", "".join(lines), re.MULTILINE))
-        assert "cli-key-1234567890" in lines[3]
+        text = read_banner(process)
+        urls = dict(BANNER_URL.findall(text))
+        assert list(urls) == ["DashScope", "OpenAI", "Azure OpenAI", "Together AI"]
+        assert re.search(r"^API key:\s+cli-key-1234567890$", text, re.MULTILINE)
         headers = {"Authorization": "Bearer cli-key-1234567890"}
         listed = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs", headers=headers, timeout=5).json()
         assert len(listed["data"]) >= 5
@@ -128,17 +145,17 @@ def test_cli_seeds_running_jobs_and_can_skip_the_file_check() -> None:
     command += ["--seed-running", "90", "--no-check-files"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert process.stdout is not None
-        text = "".join(process.stdout.readline() for _ in range(7))
-        urls = dict(re.findall(r"^(DashScope|OpenAI|Azure):\s+(\S+)$", text, re.MULTILINE))
-        ids = dict(re.findall(r"^Running (dashscope|openai|azure) job: (\S+) \(90 s\)$", text, re.MULTILINE))
+        text = read_banner(process)
+        urls = dict(BANNER_URL.findall(text))
+        ids = dict(re.findall(r"^Running (\w+) job: (\S+) \(90 s\)$", text, re.MULTILINE))
+        assert set(ids) == {"dashscope", "openai", "azure", "together"}
         headers = {"Authorization": "Bearer cli-key-1234567890"}
         job = requests.get(f"{urls['OpenAI']}/fine_tuning/jobs/{ids['openai']}", headers=headers, timeout=5).json()
         assert job["status"] == "running"
         assert 80 <= job["estimated_finish"] - time.time() <= 95
         output = requests.get(f"{urls['DashScope']}/fine-tunes/{ids['dashscope']}", headers=headers, timeout=5)
         assert output.json()["output"]["status"] == "RUNNING"
-        azure = f"{urls['Azure']}/openai/fine_tuning/jobs/{ids['azure']}?api-version=2024-10-21"
+        azure = f"{urls['Azure OpenAI']}/openai/fine_tuning/jobs/{ids['azure']}?api-version=2024-10-21"
         assert requests.get(azure, headers={"api-key": "cli-key-1234567890"}, timeout=5).json()["status"] == "running"
         body = {"model": "gpt-4o-mini", "training_file": "file-never-uploaded"}
         created = requests.post(f"{urls['OpenAI']}/fine_tuning/jobs", json=body, headers=headers, timeout=5)
@@ -178,3 +195,25 @@ def test_openai_paging_visits_each_job_once(shared_emulator: FineTuningEmulator,
             params["after"] = page["data"][-1]["id"]
     assert seen == list(reversed(ids))
     shared_emulator.reset()
+
+
+def test_the_banner_gives_each_apis_url_the_key_and_variables_that_point_airflow_at_it(
+    emulator: FineTuningEmulator,
+) -> None:
+    """Issue 24: the banner named three APIs of four, and the URLs and key were only in docs/emulator.md."""
+    lines = banner(emulator, {"together": "ft-1"}, 90)
+    text = "\n".join(lines)
+    assert dict(BANNER_URL.findall(text)) == {
+        "DashScope": emulator.url("dashscope"),
+        "OpenAI": emulator.url("openai"),
+        "Azure OpenAI": emulator.url("azure"),
+        "Together AI": emulator.url("together"),
+    }
+    assert f"API key:      {emulator.api_key}" in lines
+    assert "Running together job: ft-1 (90 s)" in lines
+    exports = dict(
+        shlex.split(line.removeprefix("  export "))[0].split("=", 1) for line in lines if line.startswith("  export ")
+    )
+    assert exports == connection_variables(emulator, extra={})
+    assert {json.loads(value)["host"] for value in exports.values()} == {emulator.url(vendor) for vendor in VENDORS}
+    assert lines[-1] == "Press Ctrl-C to stop."

@@ -7,7 +7,7 @@ import pytest
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningTransportError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft_emulator import FineTuningEmulator
-from tests.conftest import ConnectionFactory, Vendor
+from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_unusable_connection_is_refused_before_any_request(
 
 def test_unknown_conn_type_names_the_supported_ones(make_connection: ConnectionFactory) -> None:
     conn_id = make_connection("wrong_type", "http", host="https://example.com")
-    with pytest.raises(FineTuningConfigError, match=r"'wrong_type'.*dashscope, openai, openai_fine_tuning"):
+    with pytest.raises(FineTuningConfigError, match=r"'wrong_type'.*dashscope, openai, openaifinetuning"):
         FineTuningHook(conn_id).get_job("ft-1")
 
 
@@ -61,13 +61,13 @@ def test_dashscope_timezone_extra_is_validated(make_connection: ConnectionFactor
 
 def test_default_base_urls(make_connection: ConnectionFactory) -> None:
     ds = make_connection("ds_defaults", "dashscope")
-    oa = make_connection("oa_defaults", "openai_fine_tuning")
+    oa = make_connection("oa_defaults", "openaifinetuning")
     assert FineTuningHook(ds).settings.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
     assert FineTuningHook(oa).settings.base_url == "https://api.openai.com/v1"
 
 
 def test_any_base_url_shape_is_kept(make_connection: ConnectionFactory) -> None:
-    conn_id = make_connection("gateway", "openai_fine_tuning", host="http://10.0.0.1:8443/proxy/openai/v1/")
+    conn_id = make_connection("gateway", "openaifinetuning", host="http://10.0.0.1:8443/proxy/openai/v1/")
     assert FineTuningHook(conn_id).settings.base_url == "http://10.0.0.1:8443/proxy/openai/v1"
 
 
@@ -93,3 +93,23 @@ def test_unreachable_host_is_a_transport_error_after_bounded_retries(
         FineTuningHook(conn_id).get_job("ft-1")
     assert raised.value.attempts == 3
     assert "'nowhere'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("old_type", "vendor_name"),
+    [("openai_fine_tuning", "openai"), ("azure_openai_fine_tuning", "azure"), ("together_fine_tuning", "together")],
+)
+def test_a_connection_stored_under_a_type_name_from_before_the_rename_still_works(
+    emulator: FineTuningEmulator, make_connection: ConnectionFactory, old_type: str, vendor_name: str
+) -> None:
+    """The types lost their underscores (issue 24); a connection saved with the old name keeps working, in a task
+    and in Airflow's own connection test (what ``airflow connections test`` and the REST API's test run)."""
+    from airflow.models.connection import Connection
+
+    conn_id = make_connection(f"old_{vendor_name}", old_type, host=emulator.url(vendor_name), **FAST_RETRIES)
+    seeded = emulator.seed_job(vendor_name)
+
+    assert FineTuningHook(conn_id).get_job(seeded).id == seeded
+    ok, message = Connection.get_connection_from_secrets(conn_id).test_connection()
+    assert ok, message
+    assert message.startswith("Connected to "), message

@@ -83,7 +83,7 @@ def test_dashscope_lists_by_model_server_side(emulator: FineTuningEmulator, make
 
 
 def test_openai_lists_by_metadata_server_side(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"))
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"))
     wanted = set(emulator.seed_jobs("openai", 2, status="running", metadata={"team": "search"}))
     emulator.seed_jobs("openai", 2, status="running", metadata={"team": "ads"})
     listed = {job.id for job in FineTuningHook(conn_id).list_jobs(metadata={"team": "search"})}
@@ -146,7 +146,7 @@ def test_dashscope_delete(emulator: FineTuningEmulator, make_connection: Connect
 def test_openai_delete_is_unsupported_before_any_request(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory
 ) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"))
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"))
     job_id = emulator.seed_job("openai", status="succeeded")
     with pytest.raises(UnsupportedOperationError, match="cancel"):
         FineTuningHook(conn_id).delete_job(job_id)
@@ -212,7 +212,7 @@ def test_test_connection_with_a_wrong_key(
 
 def test_vendor_headers_come_from_extras(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> None:
     ds = make_connection("ds", "dashscope", host=emulator.url("dashscope"), workspace="ws-42")
-    oa = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), organization="org-7", project="p-9")
+    oa = make_connection("oa", "openaifinetuning", host=emulator.url("openai"), organization="org-7", project="p-9")
     list(FineTuningHook(ds).list_jobs())
     list(FineTuningHook(oa).list_jobs())
     ds_request, oa_request = emulator.requests

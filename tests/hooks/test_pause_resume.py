@@ -23,7 +23,7 @@ RESUME_PATH = "/fine_tuning/jobs/{}/resume"
 
 @pytest.fixture
 def openai(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> str:
-    return make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    return make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
 
 
 @pytest.fixture

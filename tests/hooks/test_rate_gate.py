@@ -146,7 +146,7 @@ def test_spent_budget_headers(headers: dict[str, str], seconds: float | None) ->
 
 
 def hook_on(make_connection: ConnectionFactory, conn_id: str, emulator: FineTuningEmulator, **extra: object) -> str:
-    return make_connection(conn_id, "openai_fine_tuning", host=emulator.url("openai"), **{**FAST_RETRIES, **extra})
+    return make_connection(conn_id, "openaifinetuning", host=emulator.url("openai"), **{**FAST_RETRIES, **extra})
 
 
 def test_connections_to_one_account_share_one_gate_and_other_accounts_do_not(
@@ -156,7 +156,7 @@ def test_connections_to_one_account_share_one_gate_and_other_accounts_do_not(
     same = FineTuningHook(hook_on(make_connection, "ft_gate_a2", emulator, timeout=5)).settings
     other_org = FineTuningHook(hook_on(make_connection, "ft_gate_b", emulator, organization="org-b")).settings
     other_key = FineTuningHook(
-        make_connection("ft_gate_c", "openai_fine_tuning", host=emulator.url("openai"), password="sk-other-key-123")
+        make_connection("ft_gate_c", "openaifinetuning", host=emulator.url("openai"), password="sk-other-key-123")
     ).settings
     assert ratelimit.gate_for(first) is ratelimit.gate_for(same)
     assert ratelimit.gate_for(first) is not ratelimit.gate_for(other_org)

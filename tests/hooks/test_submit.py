@@ -259,6 +259,29 @@ def test_an_upload_is_streamed_named_by_content_and_reused(
     assert local.stored_name == f"train.{local.sha256[:16]}.jsonl"
 
 
+def test_the_same_records_in_a_file_of_another_name_are_the_same_upload(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, tmp_path: Path
+) -> None:
+    """Issue 24: the example DAG writes its data to a file named after the DAG run; a second run uploaded it again
+    on OpenAI, Azure OpenAI and Together AI (their files were found by the whole name, stem included), where
+    DashScope, which keeps the hash in the file's description, reused it."""
+    hook = FineTuningHook(connection)
+    spec = JobSpec(model=MODELS[vendor.name], training_file="file-x")
+    first = hook.check_training_file(write_records(tmp_path / "data.manual__1.jsonl", 20), spec)
+    second = hook.check_training_file(write_records(tmp_path / "data.manual__2.jsonl", 20), spec)
+    other = hook.check_training_file(write_records(tmp_path / "data.manual__3.jsonl", 21), spec)
+
+    remote, uploaded = hook.upload_file(first, settle_delays=(0,))
+    again, uploaded_again = hook.upload_file(second, settle_delays=(0,))
+    changed, uploaded_changed = hook.upload_file(other, settle_delays=(0,))
+
+    assert first.stored_name != second.stored_name
+    assert (uploaded, uploaded_again, uploaded_changed) == (True, False, True)
+    assert again.id == remote.id
+    assert changed.id != remote.id
+    assert len(emulator.files(vendor.name)) == 2
+
+
 def test_a_lost_upload_answer_is_found_and_not_uploaded_twice(
     emulator: FineTuningEmulator, vendor: Vendor, connection: str, tmp_path: Path
 ) -> None:

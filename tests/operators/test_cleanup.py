@@ -111,7 +111,7 @@ def test_dashscope_model_filter_is_also_sent_to_the_server(
 
 
 def test_openai_metadata_filter(emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
     wanted = seed_stale(emulator, "openai", 2, metadata={"team": "research", "env": "dev"})
     seed_stale(emulator, "openai", 1, metadata={"team": "prod"})
     seed_stale(emulator, "openai", 1)
@@ -164,7 +164,7 @@ def test_cancels_a_listed_job_without_reading_it_first(
 def test_a_job_finished_since_the_listing_is_skipped_not_failed(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run
 ) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
     job_id = emulator.seed_job("openai", status="succeeded", age=30 * HOURS)
     as_listed = {**(emulator.job("openai", job_id) or {}), "status": "running", "finished_at": None}
     page = json.dumps({"object": "list", "data": [as_listed], "has_more": False}).encode()
@@ -195,7 +195,7 @@ def test_deletes_old_finished_dashscope_jobs(
 def test_delete_on_openai_is_unsupported_before_any_request(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory, run: Run
 ) -> None:
-    conn_id = make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
     emulator.seed_job("openai", status="succeeded", age=timedelta(days=30))
     with pytest.raises(UnsupportedOperationError):
         run.execute(cleanup(conn_id, action="delete"))

@@ -243,7 +243,7 @@ def test_options_of_the_other_vendor_are_refused_before_any_request(
 def test_openai_arguments_are_checked_before_any_request(
     emulator: FineTuningEmulator, make_connection: ConnectionFactory, training_file: Path, options: Any, message: str
 ) -> None:
-    vendor = Vendor("openai", "openai_fine_tuning")
+    vendor = Vendor("openai", "openaifinetuning")
     make_connection(vendor.conn_id, vendor.conn_type, host=emulator.url("openai"), **FAST_RETRIES)
     with pytest.raises(FineTuningConfigError, match=message):
         operator(vendor, training_file, **options).execute(context(TaskInstance()))
@@ -253,7 +253,7 @@ def test_openai_arguments_are_checked_before_any_request(
 def test_the_job_carries_the_method_metadata_and_identity(
     fast: FineTuningEmulator, make_connection: ConnectionFactory, training_file: Path
 ) -> None:
-    vendor = Vendor("openai", "openai_fine_tuning")
+    vendor = Vendor("openai", "openaifinetuning")
     make_connection(vendor.conn_id, vendor.conn_type, host=fast.url("openai"), **FAST_RETRIES)
     result = operator(
         vendor,

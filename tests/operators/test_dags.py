@@ -28,7 +28,7 @@ HOURS = timedelta(hours=1)
 def default_connections(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> None:
     """``dashscope_default`` and ``openai_default``, as the example DAGs use them, pointing at the emulator."""
     make_connection("dashscope_default", "dashscope", host=emulator.url("dashscope"), **FAST_RETRIES)
-    make_connection("openai_default", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    make_connection("openai_default", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:
@@ -40,6 +40,7 @@ def test_cancel_takes_its_job_id_from_xcom(
     vendor: Vendor,
     connection: str,
     run_dag: Callable[..., Any],
+    vendor_consoles: str,
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name])
     other = emulator.seed_job(vendor.name, status=RUNNING[vendor.name])
@@ -54,8 +55,21 @@ def test_cancel_takes_its_job_id_from_xcom(
     assert xcom(dag_run, "cancel", "return_value")["id"] == job_id
     link = extra_link(dag_run, "cancel", FineTuningJobLink())
     assert link == xcom(dag_run, "cancel", "fine_tuning_job_url")
-    assert link is not None
-    assert link.startswith("https://")
+    assert link == f"{vendor_consoles}/{vendor.name}/{job_id}"
+
+
+def test_a_connection_to_another_host_than_the_vendors_gets_no_job_link(
+    emulator: FineTuningEmulator, make_connection: ConnectionFactory, run_dag: Callable[..., Any]
+) -> None:
+    """The emulator (a gateway, a proxy) is not the vendor: its console is not the vendor's, so no link is shown."""
+    connection = make_connection("oa_elsewhere", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
+    job_id = emulator.seed_job("openai", status="running")
+    run_conf = {"job_id": job_id, "conn_id": connection}
+    dag_run = run_dag(TEST_DAGS / "ft_cancel_from_xcom.py", "ft_test_cancel_from_xcom", run_conf=run_conf)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    # get_link answers "": the UI shows no button (Airflow's links route serves an empty URL as none, ``or None``)
+    assert not extra_link(dag_run, "cancel", FineTuningJobLink())
+    assert xcom(dag_run, "cancel", "fine_tuning_job_url") is None
 
 
 def test_cleanup_example_dag(
@@ -141,13 +155,11 @@ def fast_default_connections(
 ) -> Iterator[FineTuningEmulator]:
     fast_emulator_server.reset()
     make_connection("dashscope_default", "dashscope", host=fast_emulator_server.url("dashscope"), **FAST_RETRIES)
-    make_connection("openai_default", "openai_fine_tuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
+    make_connection("openai_default", "openaifinetuning", host=fast_emulator_server.url("openai"), **FAST_RETRIES)
     make_connection(
-        "azure_openai_default", "azure_openai_fine_tuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
+        "azure_openai_default", "azureopenaifinetuning", host=fast_emulator_server.url("azure"), **FAST_RETRIES
     )
-    make_connection(
-        "together_default", "together_fine_tuning", host=fast_emulator_server.url("together"), **FAST_RETRIES
-    )
+    make_connection("together_default", "togetherfinetuning", host=fast_emulator_server.url("together"), **FAST_RETRIES)
     yield fast_emulator_server
     fast_emulator_server.reset()
 

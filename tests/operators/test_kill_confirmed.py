@@ -119,7 +119,7 @@ def test_execution_timeout_cancels_the_job_through_airflows_own_on_kill(
     training_file: Path,
     run_dag: Callable[..., Any],
 ) -> None:
-    conn_id = make_connection("ft_kill_timeout", "openai_fine_tuning", host=emulator.url("openai"))
+    conn_id = make_connection("ft_kill_timeout", "openaifinetuning", host=emulator.url("openai"))
     params = {"conn_id": conn_id, "model": MODELS["openai"], "training_file": str(training_file)}
     dag_run = run_dag(DAGS / "ft_kill_timeout.py", "ft_test_kill_timeout", run_conf=params)
     assert str(dag_run.state) == "failed"

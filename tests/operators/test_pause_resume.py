@@ -25,7 +25,7 @@ PAUSED = {"dashscope": "SUSPENDED", "openai": "paused", "azure": "paused"}
 
 @pytest.fixture
 def openai(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> str:
-    return make_connection("oa", "openai_fine_tuning", host=emulator.url("openai"), **FAST_RETRIES)
+    return make_connection("oa", "openaifinetuning", host=emulator.url("openai"), **FAST_RETRIES)
 
 
 def calls(emulator: FineTuningEmulator) -> list[str]:
@@ -115,11 +115,13 @@ def test_pause_whose_answer_was_lost_pauses_once(emulator: FineTuningEmulator, o
     assert status_of(emulator, "openai", job_id) == "paused"
 
 
-def test_pause_pushes_the_console_link(emulator: FineTuningEmulator, openai: str, run: Run) -> None:
+def test_pause_pushes_the_console_link(
+    emulator: FineTuningEmulator, openai: str, run: Run, vendor_consoles: str
+) -> None:
     job_id = emulator.seed_job("openai", status="running")
     operator = pause(openai, job_id)
     run.execute(operator)
-    assert run.ti.xcoms[JOB_URL_XCOM_KEY] == operator.hook.console_url(job_id)
+    assert run.ti.xcoms[JOB_URL_XCOM_KEY] == f"{vendor_consoles}/openai/{job_id}"
 
 
 # -- resume ---------------------------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def test_resume_job_that_is_not_paused_returns_it_untouched(
     result = run.execute(resume(openai, job_id))
     assert result["vendor_status"] == status
     assert mutating(emulator.requests) == []
-    assert JOB_URL_XCOM_KEY in run.ti.xcoms
+    assert JOB_URL_XCOM_KEY not in run.ti.xcoms, "the emulator is not OpenAI's host: no console link"
 
 
 def test_resume_whose_answer_was_lost_resumes_once(emulator: FineTuningEmulator, openai: str, run: Run) -> None:
@@ -251,7 +253,7 @@ def test_sensor_finishes_once_a_paused_job_is_resumed(
     slow_emulator: FineTuningEmulator, make_connection: ConnectionFactory
 ) -> None:
     # An emulator of this module's own: moving its clock leaves the session's emulator (and other tests' ages) alone.
-    conn_id = make_connection("oa_own", "openai_fine_tuning", host=slow_emulator.url("openai"), **FAST_RETRIES)
+    conn_id = make_connection("oa_own", "openaifinetuning", host=slow_emulator.url("openai"), **FAST_RETRIES)
     job_id = slow_emulator.seed_job("openai", status="running", runs_for=3.0)
     Run().execute(pause(conn_id, job_id))
     sensor = FineTuningJobSensor(task_id="wait", job_id=job_id, conn_id=conn_id, poke_interval=0.05)

@@ -306,7 +306,7 @@ def test_a_write_lost_after_the_create_is_made_good_by_the_identity(
     retry lists the jobs and re-attaches to the one its identity names."""
     from airflow.sdk.execution_time.context import TaskStateStoreAccessor
 
-    vendor = Vendor("openai", "openai_fine_tuning")
+    vendor = Vendor("openai", "openaifinetuning")
     make_connection(vendor.conn_id, vendor.conn_type, host=fast.url(vendor.name), **FAST_RETRIES)
     monkeypatch.setattr(TaskStateStoreAccessor, "set", lambda *args, **kwargs: None)
 

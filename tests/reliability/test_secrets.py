@@ -77,7 +77,7 @@ def canary_emulator(
         "dashscope_default", "dashscope", host=canary_server.url("dashscope"), password=canary, **FAST_RETRIES
     )
     make_connection(
-        "openai_default", "openai_fine_tuning", host=canary_server.url("openai"), password=canary, **FAST_RETRIES
+        "openai_default", "openaifinetuning", host=canary_server.url("openai"), password=canary, **FAST_RETRIES
     )
     yield canary_server
     canary_server.reset()
@@ -233,6 +233,7 @@ def test_teardown_dag_never_leaks_the_key(
     run_dag: Callable[..., Any],
     scan_run: Callable[[Any, FineTuningEmulator], Scan],
     raised: list[str],
+    vendor_consoles: str,  # the job links are made (the emulator taken for the vendor's host), and scanned too
 ) -> None:
     emulator = canary_emulator
     dashscope_job = emulator.seed_job("dashscope", status="RUNNING", runs_for=None)
@@ -260,6 +261,7 @@ def test_wait_dag_never_leaks_the_key(
     run_dag: Callable[..., Any],
     scan_run: Callable[[Any, FineTuningEmulator], Scan],
     raised: list[str],
+    vendor_consoles: str,  # the job links are made (the emulator taken for the vendor's host), and scanned too
 ) -> None:
     emulator = canary_emulator
     job_id = emulator.seed_job("openai", status="failed", error=VENDOR_ERROR)
@@ -405,7 +407,7 @@ async def test_the_asyncio_path_registers_the_key_itself(
     key = new_canary()
 
     async def handed_over(cls: type[FineTuningHook], conn_id: str) -> Any:
-        return airflow_connection(conn_id, "openai_fine_tuning", key)
+        return airflow_connection(conn_id, "openaifinetuning", key)
 
     monkeypatch.setattr(FineTuningHook, "aget_connection", classmethod(handed_over))
     assert redacted(key) == key

@@ -227,13 +227,13 @@ def test_invalid_job_id_fails_before_any_request(emulator: FineTuningEmulator, v
 
 
 def test_execute_pushes_the_console_link_and_the_job(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, vendor_consoles: str
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=WORDS[vendor.name]["succeeded"])
     context = make_context()
     job = sensor(connection, job_id).execute(context)
     assert job["id"] == job_id
-    assert context["ti"].xcoms[JOB_URL_XCOM_KEY].startswith("https://")
+    assert context["ti"].xcoms[JOB_URL_XCOM_KEY] == f"{vendor_consoles}/{vendor.name}/{job_id}"
 
 
 def test_poke_mode_times_out(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:
@@ -250,7 +250,7 @@ def test_terminal_job_finishes_without_deferring(emulator: FineTuningEmulator, v
     context = make_context()
     job = sensor(connection, job_id, deferrable=True).execute(context)
     assert job["status"] == "SUCCEEDED"
-    assert JOB_URL_XCOM_KEY in context["ti"].xcoms
+    assert JOB_URL_XCOM_KEY not in context["ti"].xcoms, "the emulator is not the vendor's host: no console link"
     job_reads = [request for request in emulator.requests if request.path.endswith(job_id)]
     assert len(job_reads) == 1, "one check, then the job's progress log, and no trigger"
 

@@ -40,7 +40,7 @@ REPORT_ENV = "FT_DEPLOYMENT_REPORT"
 #: (5 s queued, about 600 s running) finishes in about 2 real seconds.
 FAST_TIME_SCALE = 300.0
 MOUNTS = {"dashscope": "/dashscope/api/v1", "openai": "/openai/v1"}
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openaifinetuning"}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ pytestmark = [
 
 DAG_ID = "ft_system_canary"
 BUDGET_SECONDS = 240.0
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openai_fine_tuning"}
+CONN_TYPES = {"dashscope": "dashscope", "openai": "openaifinetuning"}
 RUNNING = {"dashscope": "RUNNING", "openai": "running"}
 #: Mount-relative paths of one job, of the listing and of a cancel, by vendor.
 JOB_PATHS = {"dashscope": "/fine-tunes/{job_id}", "openai": "/fine_tuning/jobs/{job_id}"}

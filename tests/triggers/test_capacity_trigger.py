@@ -35,7 +35,7 @@ def test_it_round_trips_through_serialize() -> None:
 def test_it_fires_the_wait_back_to_the_task_and_sends_nothing(
     emulator: FineTuningEmulator, make_connection: Any
 ) -> None:
-    make_connection("ft_openai", "openai_fine_tuning", host=emulator.url("openai"))
+    make_connection("ft_openai", "openaifinetuning", host=emulator.url("openai"))
     trigger = CapacityWaitTrigger(conn_id="ft_openai", wake_at=time.time(), wait=WAIT.to_dict(), reason="at\nlimit")
     payload = fire(trigger)
     assert payload["status"] == "capacity"

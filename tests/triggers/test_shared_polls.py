@@ -30,7 +30,7 @@ GET_LATENCY = 0.5
 def account(emulator: FineTuningEmulator, make_connection: ConnectionFactory) -> str:
     """An OpenAI connection of an account no other test uses (its own organization), so its gate starts open."""
     return make_connection(
-        "ft_shared", "openai_fine_tuning", host=emulator.url("openai"), organization="org-shared", **FAST_RETRIES
+        "ft_shared", "openaifinetuning", host=emulator.url("openai"), organization="org-shared", **FAST_RETRIES
     )
 
 
@@ -93,7 +93,7 @@ async def test_a_429_met_by_one_trigger_pauses_its_account_and_not_another(
     emulator: FineTuningEmulator, account: str, make_connection: ConnectionFactory
 ) -> None:
     other_account = make_connection(
-        "ft_shared_other", "openai_fine_tuning", host=emulator.url("openai"), organization="org-other", **FAST_RETRIES
+        "ft_shared_other", "openaifinetuning", host=emulator.url("openai"), organization="org-other", **FAST_RETRIES
     )
     throttled = emulator.seed_job("openai", status="running", runs_for=None)
     neighbours = emulator.seed_jobs("openai", 4, status="running", runs_for=None)

@@ -87,7 +87,7 @@ def test_an_unusable_api_version_is_refused_before_any_request(bad: object) -> N
 def test_the_connection_needs_the_resource_endpoint() -> None:
     from airflow_provider_ft._compat import Connection
 
-    conn = Connection(conn_id="az", conn_type="azure_openai_fine_tuning", password="k" * 32)
+    conn = Connection(conn_id="az", conn_type="azureopenaifinetuning", password="k" * 32)
     with pytest.raises(FineTuningConfigError, match="no host"):
         settings_from_connection(conn)
     conn.host = "https://my-resource.openai.azure.com"
@@ -187,4 +187,5 @@ def test_azure_error_codes() -> None:
 
 
 def test_the_console_link_opens_the_foundry_portal() -> None:
-    assert AzureOpenAIDialect().console_url(JOB) == "https://ai.azure.com/"
+    assert AzureOpenAIDialect().console_url(JOB, "https://my-resource.openai.azure.com") == "https://ai.azure.com/"
+    assert AzureOpenAIDialect().console_url(JOB, "https://gateway.example.com/azure") == ""

@@ -75,11 +75,15 @@ def test_every_request_builder_validates_the_id_first(dialect: DashScopeDialect,
         getattr(dialect, build)("../../admin")
 
 
-def test_registry_maps_every_conn_type_including_the_official_openai_one() -> None:
+def test_registry_maps_every_conn_type_including_the_official_openai_one_and_the_old_names() -> None:
     assert {
         "dashscope": DashScopeDialect,
-        "openai_fine_tuning": OpenAIDialect,
+        "openaifinetuning": OpenAIDialect,
         "openai": OpenAIDialect,
+        "azureopenaifinetuning": AzureOpenAIDialect,
+        "togetherfinetuning": TogetherDialect,
+        # the types' names before 0.1.0 lost the underscores: stored connections keep working
+        "openai_fine_tuning": OpenAIDialect,
         "azure_openai_fine_tuning": AzureOpenAIDialect,
         "together_fine_tuning": TogetherDialect,
     } == DIALECTS_BY_CONN_TYPE
@@ -373,3 +377,38 @@ def test_list_requests_carry_paging_and_filters() -> None:
 def test_official_openai_provider_extras_are_understood() -> None:
     dialect = OpenAIDialect({"openai_client_kwargs": {"organization": "org-1", "project": "proj-1"}})
     assert dialect.extra_headers() == {"OpenAI-Organization": "org-1", "OpenAI-Project": "proj-1"}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "base_url", "link"),
+    [
+        (OpenAIDialect(), "https://api.openai.com/v1", "https://platform.openai.com/finetune/JOB"),
+        (OpenAIDialect(), "https://llm-gateway.example.com/openai/v1", ""),
+        (OpenAIDialect(), "http://127.0.0.1:8089/openai/v1", ""),
+        (AzureOpenAIDialect(), "https://my-resource.openai.azure.com", "https://ai.azure.com/"),
+        (AzureOpenAIDialect(), "https://my-resource.cognitiveservices.azure.com", "https://ai.azure.com/"),
+        (AzureOpenAIDialect(), "https://api.openai.com/v1", ""),
+        (TogetherDialect(), "https://api.together.ai/v1", "https://api.together.ai/fine-tuning/JOB"),
+        (TogetherDialect(), "https://api.together.xyz/v1", "https://api.together.ai/fine-tuning/JOB"),
+        (TogetherDialect(), "https://proxy.example.com/together/v1", ""),
+        (
+            DashScopeDialect(),
+            "https://dashscope.aliyuncs.com/api/v1",
+            "https://bailian.console.aliyun.com/?tab=model#/efm/model_manager",
+        ),
+        (
+            DashScopeDialect(),
+            "https://DashScope-Intl.aliyuncs.com/api/v1",
+            "https://modelstudio.console.alibabacloud.com/?tab=model#/efm/model_manager",
+        ),
+        (DashScopeDialect(), "https://dashscope.aliyuncs.com.example.com/api/v1", ""),
+    ],
+    ids=lambda value: value if isinstance(value, str) else type(value).__name__,
+)
+def test_a_job_links_to_the_vendors_console_only_through_the_vendors_own_api(
+    dialect: Dialect, base_url: str, link: str
+) -> None:
+    """Issue 24: OpenAI's link pointed at platform.openai.com through a gateway or the emulator. The vendor's job page
+    where it has one (OpenAI, Together AI), its jobs page where it has none (DashScope's Model Studio, the Azure AI
+    Foundry portal), nothing through another host."""
+    assert dialect.console_url("JOB", base_url) == link
