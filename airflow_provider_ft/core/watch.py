@@ -104,7 +104,7 @@ def guard_cancel(cancel: Callable[[], FineTuningJob], log: Any, job_id: str, why
     except Exception as error:  # a guard's cancel that fails is reported; the task's own outcome stands
         _cancel_failed(log, job_id, why, error)
         return None
-    _log_cancel_outcome(log, job_id, why, job)
+    log_cancel_outcome(log, job_id, why, job)
     return job
 
 
@@ -117,7 +117,7 @@ async def aguard_cancel(
     except Exception as error:  # a guard's cancel that fails is reported; the wait's own outcome stands
         _cancel_failed(log, job_id, why, error)
         return None
-    _log_cancel_outcome(log, job_id, why, job)
+    log_cancel_outcome(log, job_id, why, job)
     return job
 
 
@@ -127,7 +127,7 @@ def _cancel_failed(log: Any, job_id: str, why: str, error: BaseException) -> Non
     )
 
 
-def _log_cancel_outcome(log: Any, job_id: str, why: str, job: FineTuningJob) -> None:
+def log_cancel_outcome(log: Any, job_id: str, why: str, job: FineTuningJob) -> None:
     job_id = printable(job_id, 140)
     if was_cancelled(job):
         log.info("Cancelled fine-tuning job %s (%s): it is %s", job_id, why, job.status.value)
