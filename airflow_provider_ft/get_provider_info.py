@@ -102,7 +102,7 @@ def _connection_types() -> list[dict[str, Any]]:
     "OpenAI fine-tuning" typed used to select "Azure OpenAI fine-tuning")."""
     current = [
         {
-            "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.DashScopeFineTuningHook",
+            "hook-class-name": "airflow_provider_ft.hooks.connection_types.DashScopeFineTuningHook",
             "hook-name": "Fine-tuning: DashScope",
             "connection-type": "dashscope",
             "conn-fields": {
@@ -125,7 +125,7 @@ def _connection_types() -> list[dict[str, Any]]:
             ),
         },
         {
-            "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.OpenAIFineTuningHook",
+            "hook-class-name": "airflow_provider_ft.hooks.connection_types.OpenAIFineTuningHook",
             "hook-name": "Fine-tuning: OpenAI",
             "connection-type": "openaifinetuning",
             "conn-fields": {
@@ -147,7 +147,7 @@ def _connection_types() -> list[dict[str, Any]]:
             ),
         },
         {
-            "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.AzureOpenAIFineTuningHook",
+            "hook-class-name": "airflow_provider_ft.hooks.connection_types.AzureOpenAIFineTuningHook",
             "hook-name": "Fine-tuning: Azure OpenAI",
             "connection-type": "azureopenaifinetuning",
             "conn-fields": {
@@ -166,7 +166,7 @@ def _connection_types() -> list[dict[str, Any]]:
             ),
         },
         {
-            "hook-class-name": "airflow_provider_ft.hooks.fine_tuning.TogetherFineTuningHook",
+            "hook-class-name": "airflow_provider_ft.hooks.connection_types.TogetherFineTuningHook",
             "hook-name": "Fine-tuning: Together AI",
             "connection-type": "togetherfinetuning",
             "conn-fields": dict(_COMMON_FIELDS),

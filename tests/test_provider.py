@@ -40,7 +40,7 @@ def test_provider_is_discovered_through_its_entry_point(providers_manager: objec
 def test_every_connection_type_is_registered(providers_manager: object, conn_type: str, hook_class: str) -> None:
     hook = providers_manager.hooks[conn_type]  # type: ignore[attr-defined]
     assert hook is not None
-    assert hook.hook_class_name == f"airflow_provider_ft.hooks.fine_tuning.{hook_class}"
+    assert hook.hook_class_name == f"airflow_provider_ft.hooks.connection_types.{hook_class}"
     assert hook.connection_testable
     behaviour = providers_manager.field_behaviours[conn_type]  # type: ignore[attr-defined]
     required = "required" if conn_type in ("azureopenaifinetuning", "azure_openai_fine_tuning") else "optional"
@@ -200,9 +200,9 @@ HOOK_CLASSES = {
 @pytest.mark.parametrize("conn_type", sorted(HOOK_CLASSES))
 def test_hook_field_behaviour_matches_provider_info(conn_type: str) -> None:
     from airflow_provider_ft.get_provider_info import connection_type_info
-    from airflow_provider_ft.hooks import fine_tuning
+    from airflow_provider_ft.hooks import connection_types
 
-    hook_class = getattr(fine_tuning, HOOK_CLASSES[conn_type])
+    hook_class = getattr(connection_types, HOOK_CLASSES[conn_type])
     assert hook_class.conn_type == conn_type
     assert "get_ui_field_behaviour" in vars(hook_class), "Airflow 2 only reads methods defined on the class itself"
     declared = connection_type_info(conn_type)["ui-field-behaviour"]
@@ -220,9 +220,9 @@ def test_hook_form_widgets_match_provider_info(conn_type: str) -> None:
     from wtforms import IntegerField, StringField
 
     from airflow_provider_ft.get_provider_info import connection_type_info
-    from airflow_provider_ft.hooks import fine_tuning
+    from airflow_provider_ft.hooks import connection_types
 
-    hook_class = getattr(fine_tuning, HOOK_CLASSES[conn_type])
+    hook_class = getattr(connection_types, HOOK_CLASSES[conn_type])
     assert "get_connection_form_widgets" in vars(hook_class), "Airflow 2 only reads methods defined on the class"
     declared = connection_type_info(conn_type)["conn-fields"]
     widgets = hook_class.get_connection_form_widgets()
@@ -262,5 +262,5 @@ def test_providers_manager_warns_about_nothing_of_ours() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert loaded["hooks"] == [f"airflow_provider_ft.hooks.fine_tuning.{name}" for name in HOOK_CLASSES.values()]
+    assert loaded["hooks"] == [f"airflow_provider_ft.hooks.connection_types.{name}" for name in HOOK_CLASSES.values()]
     assert loaded["warnings"] == []

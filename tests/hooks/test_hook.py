@@ -13,7 +13,8 @@ from airflow_provider_ft.exceptions import (
     JobNotFoundError,
     UnsupportedOperationError,
 )
-from airflow_provider_ft.hooks.fine_tuning import FineTuningHook, OpenAIFineTuningHook
+from airflow_provider_ft.hooks.connection_types import OpenAIFineTuningHook
+from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft.jobs import JobStatus
 from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
