@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ft import _validate, defaults
-from airflow_provider_ft._compat import BaseHook
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import (
     FineTuningApiError,
@@ -19,6 +16,7 @@ from airflow_provider_ft.exceptions import (
     FineTuningError,
     FineTuningTimeout,
 )
+from airflow_provider_ft.hooks._connected import ConnectedHook, _operations, _settings_from, _transports
 from airflow_provider_ft.jobs import JobBudget
 
 if TYPE_CHECKING:
@@ -26,12 +24,11 @@ if TYPE_CHECKING:
     from airflow_provider_ft.core.submit import Listing, Submission
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
-    from airflow_provider_ft.transport import AsyncTransport, ClientSettings, SyncTransport
-    from airflow_provider_ft.vendors.base import Dialect
+    from airflow_provider_ft.transport import AsyncTransport
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
 
-class FineTuningHook(BaseHook):
+class FineTuningHook(ConnectedHook):
     """Get, list, cancel, pause, resume, delete and wait for fine-tuning jobs on DashScope, OpenAI, Azure OpenAI or
     Together AI.
 
@@ -47,77 +44,6 @@ class FineTuningHook(BaseHook):
     default_conn_name = defaults.DASHSCOPE_CONN_ID
     conn_type = "dashscope"
     hook_name = "Fine-tuning: DashScope"
-
-    def __init__(
-        self,
-        conn_id: str | None = None,
-        *,
-        page_size: int = defaults.PAGE_SIZE,
-        logger_name: str | None = None,
-    ) -> None:
-        super().__init__(logger_name=logger_name)
-        self.conn_id = conn_id or self.default_conn_name
-        self.page_size = _validate.whole_number("page_size", page_size, maximum=100)
-        self._settings: ClientSettings | None = None
-        self._transport: SyncTransport | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(conn_id={self.conn_id!r})"
-
-    @property
-    def settings(self) -> ClientSettings:
-        """The connection, validated and resolved (read once per hook)."""
-        if self._settings is None:
-            self._settings = _settings_from(self.get_connection(self.conn_id))
-        return self._settings
-
-    @property
-    def settings_if_read(self) -> ClientSettings | None:
-        """The connection's settings if this hook has read them, else ``None``; never reads the connection."""
-        return self._settings
-
-    @property
-    def dialect(self) -> Dialect:
-        return self.settings.dialect
-
-    @property
-    def transport(self) -> SyncTransport:
-        """The blocking transport (one keep-alive HTTP session), opened on first use."""
-        if self._transport is None:
-            self._transport = _transports().SyncTransport(self.settings)
-        return self._transport
-
-    def fork(self) -> FineTuningHook:
-        """A new hook on this hook's connection, as already read, with an HTTP session of its own (one per thread).
-
-        The connection is not read again: inside a task, Airflow 3 fetches connections through the task's one
-        channel to its supervisor, which threads must not use at the same time.
-        """
-        twin = type(self)(self.conn_id, page_size=self.page_size)
-        twin._settings = self.settings
-        return twin
-
-    def get_conn(self) -> SyncTransport:
-        return self.transport
-
-    def close(self) -> None:
-        """Close the keep-alive HTTP session, if one was opened."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-    def _run(self, operation: operations.Operation[Any], deadline: float | None = None) -> Any:
-        transport = self.transport
-        return _operations().run(operation, lambda request: transport.send(request, deadline))
-
-    def get_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
-        """The job as it stands now. Raises ``JobNotFoundError`` if the vendor has no such job.
-
-        :param job_id: the vendor's job id
-        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
-        """
-        job: FineTuningJob = self._run(_operations().get_job(self.dialect, job_id), deadline)
-        return job
 
     def list_jobs(self, **filters: Any) -> Iterator[FineTuningJob]:
         """Every job of the account, newest first, each once, fetched lazily page by page.
@@ -136,21 +62,6 @@ class FineTuningHook(BaseHook):
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
-
-    def cancel_job(self, job_id: str, *, seen_unfinished: bool = False) -> FineTuningJob:
-        """Cancel the job unless it has already finished; the job as it stands after the call.
-
-        A job that is already terminal is returned as it is, and no cancel request is sent (cancelling is
-        idempotent: safe for retries and teardown tasks).
-
-        :param job_id: the vendor's job id
-        :param seen_unfinished: the caller has just seen the job unfinished (a listing): cancel without reading it
-            first (a cancel refused because it ended since is still confirmed by a read)
-        """
-        operations = _operations()
-        operation = operations.cancel_unfinished_job if seen_unfinished else operations.cancel_job
-        job: FineTuningJob = self._run(operation(self.dialect, job_id))
-        return job
 
     def pause_job(self, job_id: str) -> FineTuningJob:
         """Pause the job (OpenAI); the job as it stands after the call (``PAUSED``, or as it was).
@@ -267,18 +178,6 @@ class FineTuningHook(BaseHook):
         """Delete the job (DashScope). OpenAI has no job deletion: ``UnsupportedOperationError`` before sending."""
         self._run(_operations().delete_job(self.dialect, job_id))
 
-    def poll_job(self, job_id: str, *, deadline: float | None = None) -> FineTuningJob | FineTuningApiError:
-        """The job, or the error it could not be read with this time when the vendor may recover from it (rate
-        limit, 5xx, lost connection, past the deadline); that is logged. Other errors are raised.
-
-        :param job_id: the vendor's job id
-        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
-        """
-        try:
-            return self.get_job(job_id, deadline=deadline)
-        except FineTuningApiError as error:
-            return self._unread(job_id, error)
-
     def new_events(
         self, job_id: str, after: str | None = None, *, max_pages: int | None = None, deadline: float | None = None
     ) -> tuple[list[JobEvent], str | None]:
@@ -308,8 +207,7 @@ class FineTuningHook(BaseHook):
         deadline: float | None = None,
     ) -> tuple[list[JobEvent], str | None]:
         """``new_events`` over an asyncio transport from ``async_transport()``."""
-        operation = self._events_operation(job_id, after, max_pages)
-        batch = await _operations().arun(operation, lambda request: transport.send(request, deadline))
+        batch = await self._arun(transport, self._events_operation(job_id, after, max_pages), deadline)
         return self._got_events(job_id, batch)
 
     def log_new_events(
@@ -461,62 +359,6 @@ class FineTuningHook(BaseHook):
         """
         return self.dialect.console_url(job_id, self.settings.base_url)
 
-    @asynccontextmanager
-    async def async_transport(
-        self, keepalive_expiry: float | None = None, *, reuse_seconds: float = 0.0
-    ) -> AsyncIterator[AsyncTransport]:
-        """An asyncio transport for triggers; the connection is read with ``aget_connection``.
-
-        Transports of one account in one event loop share their HTTP connections, identical reads in flight and
-        the account's rate-limit state (see ``AsyncTransport``).
-
-        :param keepalive_expiry: seconds an idle connection is kept for the next request (a poller sets it above
-            its poll interval so that each poll does not pay a new TCP and TLS handshake)
-        :param reuse_seconds: how old another reader's answer to the same read may be to be used instead of asking
-            again (a poller passes a little less than its poll interval)
-        """
-        if self._settings is None:
-            from airflow_provider_ft._compat import aget_connection
-
-            self._settings = _settings_from(await aget_connection(self, self.conn_id))
-        transport = _transports().AsyncTransport(
-            self._settings, keepalive_expiry=keepalive_expiry, reuse_seconds=reuse_seconds
-        )
-        try:
-            yield transport
-        finally:
-            await transport.aclose()
-
-    async def aget_job(self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
-        """``get_job`` over an asyncio transport from ``async_transport()``."""
-        operation = _operations().get_job(self.dialect, job_id)
-        job: FineTuningJob = await _operations().arun(operation, lambda request: transport.send(request, deadline))
-        return job
-
-    async def acancel_job(
-        self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
-    ) -> FineTuningJob:
-        """``cancel_job`` over an asyncio transport from ``async_transport()``."""
-        operation = _operations().cancel_job(self.dialect, job_id)
-        job: FineTuningJob = await _operations().arun(operation, lambda request: transport.send(request, deadline))
-        return job
-
-    async def apoll_job(
-        self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None
-    ) -> FineTuningJob | FineTuningApiError:
-        """``poll_job`` over an asyncio transport from ``async_transport()``."""
-        try:
-            return await self.aget_job(transport, job_id, deadline=deadline)
-        except FineTuningApiError as error:
-            return self._unread(job_id, error)
-
-    def _unread(self, job_id: str, error: FineTuningApiError) -> FineTuningApiError:
-        """Log a poll that could not read the job and return ``error``; raise it when polling again cannot help."""
-        if not error.retryable:
-            raise error
-        self.log.warning("Could not read job %s this time, will poll again: %s", printable(job_id, 140), error)
-        return error
-
     def _check_filters(self, filters: dict[str, Any]) -> None:
         unknown = set(filters) - set(self.dialect.list_filters)
         if unknown:
@@ -525,25 +367,6 @@ class FineTuningHook(BaseHook):
                 f"{self.dialect.display_name} cannot filter jobs by {', '.join(sorted(unknown))}; "
                 f"it filters by: {supported}"
             )
-
-
-# The HTTP and connection machinery is imported on first use: a DAG file that only builds operators never pays for it.
-def _operations() -> ModuleType:
-    from airflow_provider_ft.core import operations
-
-    return operations
-
-
-def _transports() -> ModuleType:
-    from airflow_provider_ft import transport
-
-    return transport
-
-
-def _settings_from(conn: Any, **name: Any) -> ClientSettings:
-    from airflow_provider_ft.transport import settings_from_connection
-
-    return settings_from_connection(conn, **name)
 
 
 def _job_id(job: FineTuningJob) -> str:
