@@ -37,43 +37,43 @@ Outcome = dict[str, Any] | FineTuningError | None
 
 def run(operation: Operation[T], send: Callable[[ApiRequest], dict[str, Any]]) -> T:
     """Drive ``operation`` to its result, sending each request it yields with ``send``."""
-    step = next(operation)
-    while True:
-        outcome: Outcome = None
-        try:
-            if isinstance(step, Pause):
-                time.sleep(step.seconds)
-            else:
-                outcome = send(step)
-        except FineTuningError as error:
-            outcome = error
-        resumed = _resume(operation, outcome)
-        if isinstance(resumed, _Done):
-            return resumed.value
-        step = resumed
+    step: Step | _Done[T] = next(operation)
+    while not isinstance(step, _Done):
+        step = _resume(operation, _attempt(_pause if isinstance(step, Pause) else send, step))
+    return step.value
 
 
 async def arun(operation: Operation[T], send: Callable[[ApiRequest], Awaitable[dict[str, Any]]]) -> T:
     """``run`` for an asyncio transport."""
-    step = next(operation)
-    while True:
-        outcome: Outcome = None
-        try:
-            if isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
-            else:
-                outcome = await send(step)
-        except FineTuningError as error:
-            outcome = error
-        resumed = _resume(operation, outcome)
-        if isinstance(resumed, _Done):
-            return resumed.value
-        step = resumed
+    step: Step | _Done[T] = next(operation)
+    while not isinstance(step, _Done):
+        pending = asyncio.sleep(step.seconds) if isinstance(step, Pause) else send(step)
+        step = _resume(operation, await _aattempt(pending))
+    return step.value
 
 
 @dataclass(frozen=True)
 class _Done(Generic[T]):
     value: T
+
+
+def _pause(step: Pause) -> None:
+    time.sleep(step.seconds)
+
+
+def _attempt(perform: Callable[[Any], dict[str, Any] | None], step: Step) -> Outcome:
+    """What a step came to: the answer, or the typed error it failed with."""
+    try:
+        return perform(step)
+    except FineTuningError as error:
+        return error
+
+
+async def _aattempt(pending: Awaitable[dict[str, Any] | None]) -> Outcome:
+    try:
+        return await pending
+    except FineTuningError as error:
+        return error
 
 
 def _resume(operation: Operation[T], outcome: Outcome) -> Step | _Done[T]:
