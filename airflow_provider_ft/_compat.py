@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-    from airflow_provider_ft.kill import TaskInstanceRef
+    from airflow_provider_ft.identity import TaskInstanceRef
 else:
 
     def __getattr__(name: str) -> Any:

@@ -166,3 +166,24 @@ class MalformedAnswerError(FineTuningApiError):
 
 class BodyTooLarge(FineTuningApiError):
     """An answer decoded to more bytes than the connection allows (the ``max_response_bytes`` extra). Not retried."""
+
+
+def describe_error(error: BaseException) -> dict[str, Any]:
+    """A JSON-serializable description of ``error`` for an event payload (``error_from_event`` reverses it)."""
+    if isinstance(error, FineTuningApiError):
+        return {
+            "type": type(error).__name__,
+            "message": error.message,
+            "http_status": error.http_status,
+            "vendor_code": error.vendor_code,
+            "request_id": error.request_id,
+            "retryable": error.retryable,
+        }
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "http_status": None,
+        "vendor_code": None,
+        "request_id": None,
+        "retryable": False,
+    }

@@ -9,12 +9,25 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 #: Bumped only if the key's recipe changes (jobs tagged by an older recipe are then not found again).
 _RECIPE = "v1"
 #: DashScope ``job_name`` tags are ``af-`` and this many hex digits of the key.
 _TAG_DIGITS = 29
+
+
+class TaskInstanceRef(Protocol):
+    """What names a task instance: a ``RuntimeTaskInstance``, a triggerer's ``TaskInstanceDTO``, a ``TaskIdentity``."""
+
+    @property
+    def dag_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def map_index(self) -> int | None: ...
 
 
 @dataclass(frozen=True)

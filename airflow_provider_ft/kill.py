@@ -30,9 +30,10 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_ft.identity import TaskInstanceRef
     from airflow_provider_ft.jobs import ProgressLog
 
 #: States of a task instance that has ended: no try of it will wait on the job any more.
@@ -48,19 +49,6 @@ TASK_STATE_READ_SECONDS = 3.0
 #: builds in its own process on the first request that needs it (seconds: the imports, the app); Airflow 3.3
 #: gives ``on_kill`` 30 s in all (``[triggerer] on_kill_timeout``), the cancel included.
 TRIGGER_STATE_READ_SECONDS = 15.0
-
-
-class TaskInstanceRef(Protocol):
-    """What names a task instance: a ``RuntimeTaskInstance``, a triggerer's ``TaskInstanceDTO``, a ``TaskIdentity``."""
-
-    @property
-    def dag_id(self) -> str: ...
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def map_index(self) -> int | None: ...
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from airflow_provider_ft.triggers.events import (
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+    from airflow_provider_ft.identity import TaskInstanceRef
     from airflow_provider_ft.jobs import FineTuningJob
-    from airflow_provider_ft.kill import TaskInstanceRef
 
 
 _FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})

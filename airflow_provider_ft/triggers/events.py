@@ -127,24 +127,3 @@ def not_found_message(job_id: object, conn_id: object, vendor_message: object) -
         f"Fine-tuning job {job_id!r} does not exist for connection {conn_id!r} "
         f"(wrong id, or a connection to another account or workspace): {vendor_message}"
     )
-
-
-def describe_error(error: BaseException) -> dict[str, Any]:
-    """A JSON-serializable description of ``error`` for an event payload (``error_from_event`` reverses it)."""
-    if isinstance(error, FineTuningApiError):
-        return {
-            "type": type(error).__name__,
-            "message": error.message,
-            "http_status": error.http_status,
-            "vendor_code": error.vendor_code,
-            "request_id": error.request_id,
-            "retryable": error.retryable,
-        }
-    return {
-        "type": type(error).__name__,
-        "message": str(error),
-        "http_status": None,
-        "vendor_code": None,
-        "request_id": None,
-        "retryable": False,
-    }

@@ -20,10 +20,9 @@ from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.core.watch import Verdict, Watch, aguard_cancel, budget_message, was_cancelled
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, describe_error
 from airflow_provider_ft.jobs import JobBudget
 from airflow_provider_ft.kill import aconfirm_kill
-from airflow_provider_ft.triggers.events import describe_error
 
 if TYPE_CHECKING:
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook

@@ -20,9 +20,8 @@ from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.core.watch import budget_message, log_cancel_outcome, was_cancelled
-from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError
+from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, describe_error
 from airflow_provider_ft.jobs import JobBudget
-from airflow_provider_ft.triggers.events import describe_error
 from benchmarks._baseline.transport import AsyncTransport
 
 if TYPE_CHECKING:
