@@ -235,22 +235,12 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _defer(self, job: FineTuningJob) -> None:
         """Hand the wait to ``FineTuningJobTrigger``, after logging the progress entries so far (the trigger logs
         on from there); the task resumes in ``execute_complete``."""
-        from airflow_provider_ft.triggers.events import defer_until_ended
+        from airflow_provider_ft.operators._deferral import defer_watching
 
         cursor = self.hook.log_new_events(job.id, None, self.log) if self.log_events else None
         self.log.info("Deferring until job %s ends; now %s", job.id, job.describe_progress())
-        defer_until_ended(
-            self,
-            job_id=job.id,
-            poll_interval=self.poll_interval,
-            deadline=None if self.timeout is None else time.time() + self.timeout,
-            log_events=self.log_events,
-            events_after=cursor,
-            cancel_on_kill=self.cancel_on_kill,
-            cancel_on_timeout=self.cancel_on_timeout,
-            max_trained_tokens=self.budget.max_trained_tokens,
-            max_runtime=self.budget.max_runtime,
-        )
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        defer_watching(self, job.id, poll_interval=self.poll_interval, deadline=deadline, events_after=cursor)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish after the trigger fired: the final job, or the trigger's timeout, budget or error raised.
