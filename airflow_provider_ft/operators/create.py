@@ -15,24 +15,17 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseOperator, default_deferrable
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import (
-    FineTuningCapacityError,
-    FineTuningConfigError,
-    FineTuningJobFailed,
-    FineTuningTimeout,
-)
+from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningJobFailed, FineTuningTimeout
 from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context, OperatorLineage
     from airflow_provider_ft.capacity import CapacityWait
-    from airflow_provider_ft.core.submit import Submission
     from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.lineage import CreateLineage
-    from airflow_provider_ft.operators._task_state import JobMemory
-    from airflow_provider_ft.vendors.wire import JobSpec, LocalFile
+    from airflow_provider_ft.vendors.wire import JobSpec
 
 #: XCom keys pushed besides the return value.
 JOB_ID_XCOM_KEY = "job_id"
@@ -200,14 +193,15 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _submit(self, context: Context, waiting: CapacityWait | None = None) -> FineTuningJob:
         """The task instance's job: re-attached to, or created once with its files checked and uploaded."""
         from airflow_provider_ft.identity import TaskIdentity
+        from airflow_provider_ft.operators._create import job_memory, job_spec, submit_waiting_for_room
         from airflow_provider_ft.training_files import local_files
 
         identity = TaskIdentity.of(context["ti"], self.hook.settings.namespace)
-        spec = self._spec()
+        spec = job_spec(self)
         checked = local_files(self.hook, spec, self._file_arguments())  # a bad file sends nothing
         self._submitting = (spec, identity)  # a kill before the job's id is known looks the job up by its identity
-        memory = self._job_memory(context, identity)
-        submission = self._submit_when_there_is_room(spec, identity, checked, waiting, memory)
+        memory = job_memory(self, context, identity)
+        submission = submit_waiting_for_room(self, spec, identity, checked, waiting, memory)
         job = submission.job
         self._job_id, self._job = job.id, job
         memory.remember(job.id)  # found by its identity, or a duplicate's older twin: the next try reads this one
@@ -218,84 +212,6 @@ class CreateFineTuningJobOperator(BaseOperator):
         for duplicate in submission.cancelled:
             self.log.warning("Cancelled job %s, a duplicate of job %s for this task instance", duplicate, job.id)
         return job
-
-    def _job_memory(self, context: Context, identity: TaskIdentity) -> JobMemory:
-        """The task instance's job in Airflow's task state store (3.3+; elsewhere a memory that holds nothing)."""
-        from airflow_provider_ft._compat import task_state_store
-        from airflow_provider_ft.operators._task_state import JobMemory
-
-        return JobMemory(task_state_store(context), self.hook.dialect.name, identity, self.log)
-
-    def _submit_when_there_is_room(
-        self,
-        spec: JobSpec,
-        identity: TaskIdentity,
-        checked: Mapping[str, LocalFile],
-        waiting: CapacityWait | None,
-        memory: JobMemory,
-    ) -> Submission:
-        """``submit_job``, again after each wait for room (``capacity.submit_when_there_is_room``)."""
-        from airflow_provider_ft import training_files
-        from airflow_provider_ft.capacity import submit_when_there_is_room
-
-        uploaded: list[JobSpec] = []
-
-        def prepare(ready: JobSpec) -> JobSpec:  # uploads once, however many creates the account refuses
-            if not uploaded:
-                files = self._file_arguments()
-                uploaded.append(training_files.uploaded(self.hook, ready, files, checked, self.settle_delays, self.log))
-            return uploaded[0]
-
-        def submit() -> Submission:
-            return self.hook.submit_job(
-                spec,
-                identity,
-                settle_delays=self.settle_delays,
-                prepare=prepare,
-                remembered=memory.recall(),
-                on_created=lambda created: memory.remember(created.id),
-                final=() if self.wait_for_capacity is None else (FineTuningCapacityError,),
-            )
-
-        return submit_when_there_is_room(
-            submit,
-            allowed=self.wait_for_capacity,
-            waiting=waiting,
-            poll_interval=self.poll_interval,
-            vendor=self.hook.dialect.display_name,
-            log=self.log,
-            defer=self._defer_for_room if self.deferrable else None,
-        )
-
-    def _defer_for_room(self, waiting: CapacityWait, wake_at: float, refusal: FineTuningCapacityError) -> None:
-        from airflow_provider_ft.triggers.capacity import CapacityWaitTrigger
-        from airflow_provider_ft.triggers.events import deferral_timeout
-
-        self.defer(
-            trigger=CapacityWaitTrigger(
-                conn_id=self.conn_id, wake_at=wake_at, wait=waiting.to_dict(), reason=refusal.message
-            ),
-            method_name="execute_after_capacity_wait",
-            timeout=deferral_timeout(wake_at),
-        )
-
-    def _spec(self) -> JobSpec:
-        from airflow_provider_ft.vendors.wire import JobSpec
-
-        training = self.training_file if self.hook.dialect.is_file_id(self.training_file) else "file-to-upload"
-        validation = self.validation_file
-        return JobSpec(
-            model=self.model,
-            training_file=training,
-            validation_file=validation if validation is None or self.hook.dialect.is_file_id(validation) else None,
-            method=self.method,
-            hyperparameters=self.hyperparameters,
-            training_type=self.training_type,
-            suffix=self.suffix,
-            seed=self.seed,
-            metadata=self.metadata,
-            integrations=list(self.integrations) if self.integrations is not None else None,
-        )
 
     def _file_arguments(self) -> dict[str, Any]:
         return {"training_file": self.training_file, "validation_file": self.validation_file}
@@ -319,22 +235,12 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _defer(self, job: FineTuningJob) -> None:
         """Hand the wait to ``FineTuningJobTrigger``, after logging the progress entries so far (the trigger logs
         on from there); the task resumes in ``execute_complete``."""
-        from airflow_provider_ft.triggers.events import defer_until_ended
+        from airflow_provider_ft.operators._deferral import defer_watching
 
         cursor = self.hook.log_new_events(job.id, None, self.log) if self.log_events else None
         self.log.info("Deferring until job %s ends; now %s", job.id, job.describe_progress())
-        defer_until_ended(
-            self,
-            job_id=job.id,
-            poll_interval=self.poll_interval,
-            deadline=None if self.timeout is None else time.time() + self.timeout,
-            log_events=self.log_events,
-            events_after=cursor,
-            cancel_on_kill=self.cancel_on_kill,
-            cancel_on_timeout=self.cancel_on_timeout,
-            max_trained_tokens=self.budget.max_trained_tokens,
-            max_runtime=self.budget.max_runtime,
-        )
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        defer_watching(self, job.id, poll_interval=self.poll_interval, deadline=deadline, events_after=cursor)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish after the trigger fired: the final job, or the trigger's timeout, budget or error raised.
@@ -354,7 +260,8 @@ class CreateFineTuningJobOperator(BaseOperator):
             raise
         finally:
             self.hook.close()
-        return self._finish(context, _job_from_dict(payload, self.hook))
+        # The event carries a dict: the job is read again for a typed one.
+        return self._finish(context, self.hook.get_job(str(payload["id"])))
 
     # -- finish and stop --------------------------------------------------------------------------------------
 
@@ -452,8 +359,3 @@ def _budget(max_trained_tokens: int | None, max_runtime: timedelta | float | Non
         return JobBudget(max_trained_tokens=max_trained_tokens, max_runtime=runtime)
     except ValueError as error:
         raise FineTuningConfigError(str(error)) from None
-
-
-def _job_from_dict(payload: Mapping[str, Any], hook: FineTuningHook) -> FineTuningJob:
-    """The trigger's terminal job, read again with the hook for a typed job (the event carries a dict)."""
-    return hook.get_job(str(payload["id"]))

@@ -30,11 +30,7 @@ from airflow_provider_ft.exceptions import (
 )
 from airflow_provider_ft.jobs import JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
-from airflow_provider_ft.triggers.events import (
-    defer_until_ended,
-    not_found_message,
-    terminal_job_from_event,
-)
+from airflow_provider_ft.triggers.events import not_found_message, terminal_job_from_event
 
 if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
@@ -273,21 +269,14 @@ class FineTuningJobSensor(BaseSensorOperator):
     # -- deferrable ------------------------------------------------------------------------------------------
 
     def _execute_deferrable(self, context: Context) -> Any:
+        from airflow_provider_ft.operators._deferral import defer_watching
+
         deadline = time.time() + self.timeout
         job = self._check(log_events=self.log_events)
         if job is not None and job.is_terminal:
             return self._finish(job.to_dict())
-        defer_until_ended(
-            self,
-            job_id=self.job_id,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-            log_events=self.log_events,
-            events_after=self._events_cursor,
-            cancel_on_kill=self.cancel_on_kill,
-            cancel_on_timeout=self.cancel_on_timeout,
-            max_trained_tokens=self.max_trained_tokens,
-            max_runtime=self.max_runtime,
+        defer_watching(
+            self, self.job_id, poll_interval=self.poke_interval, deadline=deadline, events_after=self._events_cursor
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
