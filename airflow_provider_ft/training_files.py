@@ -10,17 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import TrainingFileError
-from airflow_provider_ft.vendors.wire import JobSpec, LocalFile
-
-if TYPE_CHECKING:
-    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
+from airflow_provider_ft.vendors.wire import LocalFile
 
 #: The longest record (line) read: far above any real example, below what would strain a worker's memory.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -81,61 +77,3 @@ def _record_problem(line: bytes, check: Callable[[object], str | None]) -> str |
         return f"is not JSON ({printable(error, 120)})"
     problem = check(record)
     return f"is not a usable record: {problem}" if problem else None
-
-
-def local_files(hook: FineTuningHook, spec: JobSpec, files: Mapping[str, Any]) -> dict[str, LocalFile]:
-    """The file arguments that are no vendor file id, each checked record by record for ``spec``'s data format
-    (``TrainingFileError`` names a bad line); nothing is sent.
-
-    :param hook: the hook of the job's connection (its dialect decides the record format and what a file id is)
-    :param spec: the job
-    :param files: the file arguments by name (``training_file``, ``validation_file``), ``None`` for none
-    """
-    return {
-        name: hook.check_training_file(_readable(source), spec, what=name)
-        for name, source in files.items()
-        if source is not None and not hook.dialect.is_file_id(source)
-    }
-
-
-def uploaded(
-    hook: FineTuningHook,
-    spec: JobSpec,
-    files: Mapping[str, Any],
-    checked: Mapping[str, LocalFile],
-    settle_delays: Sequence[float],
-    log: Any,
-) -> JobSpec:
-    """``spec`` with both files as vendor ids, uploading the ``checked`` ones (or using identical uploads again).
-
-    :param hook: the hook of the job's connection
-    :param spec: the job
-    :param files: the file arguments by name
-    :param checked: the local ones, checked (``local_files``)
-    :param settle_delays: seconds to wait before each look for an upload whose answer was lost
-    :param log: where to say what became of each file
-    """
-    ids = {name: value for name, value in files.items() if name not in checked}
-    for name, local in checked.items():
-        remote, sent = hook.upload_file(local, settle_delays=settle_delays)
-        verb = "Uploaded" if sent else "Found an identical upload (same content) of"
-        log.info(
-            "%s %s (%d records, %d bytes): %s file %s",
-            verb,
-            printable(local.name, 200),
-            local.lines,
-            local.size,
-            hook.dialect.display_name,
-            remote.id,
-        )
-        ids[name] = remote.id
-    return replace(spec, training_file=ids["training_file"], validation_file=ids["validation_file"])
-
-
-def _readable(source: Any) -> Any:
-    """A file argument as something to read: object-storage URLs become ``ObjectStoragePath``."""
-    if isinstance(source, str) and "://" in source:
-        from airflow_provider_ft._compat import object_storage_path
-
-        return object_storage_path(source)
-    return source

@@ -6,12 +6,13 @@ Only a running task imports this (``create`` imports it when it submits), never 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ft import training_files
 from airflow_provider_ft._compat import task_state_store
+from airflow_provider_ft._text import printable
 from airflow_provider_ft.capacity import submit_when_there_is_room
 from airflow_provider_ft.exceptions import FineTuningCapacityError
 from airflow_provider_ft.operators._task_state import JobMemory
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_ft._compat import Context
     from airflow_provider_ft.capacity import CapacityWait
     from airflow_provider_ft.core.submit import Submission
+    from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
     from airflow_provider_ft.vendors.wire import LocalFile
@@ -62,7 +64,7 @@ def submit_waiting_for_room(
     def prepare(ready: JobSpec) -> JobSpec:
         if not uploaded:
             files = task._file_arguments()
-            uploaded.append(training_files.uploaded(task.hook, ready, files, checked, task.settle_delays, task.log))
+            uploaded.append(with_files_uploaded(task.hook, ready, files, checked, task.settle_delays, task.log))
         return uploaded[0]
 
     def submit() -> Submission:
@@ -101,3 +103,61 @@ def _defer_for_room(
         method_name="execute_after_capacity_wait",
         timeout=deferral_timeout(wake_at),
     )
+
+
+def local_files(hook: FineTuningHook, spec: JobSpec, files: Mapping[str, Any]) -> dict[str, LocalFile]:
+    """The file arguments that are no vendor file id, each checked record by record for ``spec``'s data format
+    (``TrainingFileError`` names a bad line); nothing is sent.
+
+    :param hook: the hook of the job's connection (its dialect decides the record format and what a file id is)
+    :param spec: the job
+    :param files: the file arguments by name (``training_file``, ``validation_file``), ``None`` for none
+    """
+    return {
+        name: hook.check_training_file(_readable(source), spec, what=name)
+        for name, source in files.items()
+        if source is not None and not hook.dialect.is_file_id(source)
+    }
+
+
+def with_files_uploaded(
+    hook: FineTuningHook,
+    spec: JobSpec,
+    files: Mapping[str, Any],
+    checked: Mapping[str, LocalFile],
+    settle_delays: Sequence[float],
+    log: Any,
+) -> JobSpec:
+    """``spec`` with both files as vendor ids, uploading the ``checked`` ones (or using identical uploads again).
+
+    :param hook: the hook of the job's connection
+    :param spec: the job
+    :param files: the file arguments by name
+    :param checked: the local ones, checked (``local_files``)
+    :param settle_delays: seconds to wait before each look for an upload whose answer was lost
+    :param log: where to say what became of each file
+    """
+    ids = {name: value for name, value in files.items() if name not in checked}
+    for name, local in checked.items():
+        remote, sent = hook.upload_file(local, settle_delays=settle_delays)
+        verb = "Uploaded" if sent else "Found an identical upload (same content) of"
+        log.info(
+            "%s %s (%d records, %d bytes): %s file %s",
+            verb,
+            printable(local.name, 200),
+            local.lines,
+            local.size,
+            hook.dialect.display_name,
+            remote.id,
+        )
+        ids[name] = remote.id
+    return replace(spec, training_file=ids["training_file"], validation_file=ids["validation_file"])
+
+
+def _readable(source: Any) -> Any:
+    """A file argument as something to read: object-storage URLs become ``ObjectStoragePath``."""
+    if isinstance(source, str) and "://" in source:
+        from airflow_provider_ft._compat import object_storage_path
+
+        return object_storage_path(source)
+    return source

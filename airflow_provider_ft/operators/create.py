@@ -193,8 +193,7 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _submit(self, context: Context, waiting: CapacityWait | None = None) -> FineTuningJob:
         """The task instance's job: re-attached to, or created once with its files checked and uploaded."""
         from airflow_provider_ft.identity import TaskIdentity
-        from airflow_provider_ft.operators._create import job_memory, job_spec, submit_waiting_for_room
-        from airflow_provider_ft.training_files import local_files
+        from airflow_provider_ft.operators._create import job_memory, job_spec, local_files, submit_waiting_for_room
 
         identity = TaskIdentity.of(context["ti"], self.hook.settings.namespace)
         spec = job_spec(self)
@@ -235,7 +234,7 @@ class CreateFineTuningJobOperator(BaseOperator):
     def _defer(self, job: FineTuningJob) -> None:
         """Hand the wait to ``FineTuningJobTrigger``, after logging the progress entries so far (the trigger logs
         on from there); the task resumes in ``execute_complete``."""
-        from airflow_provider_ft.operators._deferral import defer_watching
+        from airflow_provider_ft.triggers.events import defer_watching
 
         cursor = self.hook.log_new_events(job.id, None, self.log) if self.log_events else None
         self.log.info("Deferring until job %s ends; now %s", job.id, job.describe_progress())

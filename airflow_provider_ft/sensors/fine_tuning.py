@@ -269,7 +269,7 @@ class FineTuningJobSensor(BaseSensorOperator):
     # -- deferrable ------------------------------------------------------------------------------------------
 
     def _execute_deferrable(self, context: Context) -> Any:
-        from airflow_provider_ft.operators._deferral import defer_watching
+        from airflow_provider_ft.triggers.events import defer_watching
 
         deadline = time.time() + self.timeout
         job = self._check(log_events=self.log_events)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from airflow_provider_ft.defaults import EVENT_BUDGET, EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_ft.exceptions import (
@@ -18,6 +18,9 @@ from airflow_provider_ft.exceptions import (
     JobNotFoundError,
 )
 from airflow_provider_ft.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from airflow_provider_ft.jobs import JobBudget
 
 #: The scheduler's own deferral timeout is set this many seconds after the trigger's deadline: it is only a
 #: backstop (for a triggerer that is down), the trigger's timeout event normally comes first with a clearer message.
@@ -50,6 +53,46 @@ def defer_until_ended(
     )
     task.defer(trigger=trigger, method_name="execute_complete", timeout=deferral_timeout(deadline))
     raise RuntimeError("defer() returned instead of raising TaskDeferred")
+
+
+class WatchingTask(Protocol):
+    """A task that waits for a job to end, logging its progress, cancelling it on a kill or a timeout if asked, and
+    holding it to a budget (``CreateFineTuningJobOperator``, ``FineTuningJobSensor``)."""
+
+    conn_id: str
+    log_events: bool
+    cancel_on_kill: bool
+    cancel_on_timeout: bool
+
+    @property
+    def budget(self) -> JobBudget: ...
+
+
+def defer_watching(
+    task: WatchingTask, job_id: str, *, poll_interval: float, deadline: float | None, events_after: str | None
+) -> NoReturn:
+    """Defer ``task`` to ``FineTuningJobTrigger`` (``defer_until_ended``) with its watch settings: ``log_events``,
+    ``cancel_on_kill``, ``cancel_on_timeout`` and the cost guards of its ``budget``.
+
+    :param task: the deferring task
+    :param job_id: the job to wait for
+    :param poll_interval: seconds between polls
+    :param deadline: absolute time (Unix seconds) of the trigger's ``timeout`` event, or ``None``
+    :param events_after: the progress-log cursor the task's own logging reached (``None``: from the first entry)
+    """
+    budget = task.budget
+    defer_until_ended(
+        task,
+        job_id=job_id,
+        poll_interval=poll_interval,
+        deadline=deadline,
+        events_after=events_after,
+        log_events=task.log_events,
+        cancel_on_kill=task.cancel_on_kill,
+        cancel_on_timeout=task.cancel_on_timeout,
+        max_trained_tokens=budget.max_trained_tokens,
+        max_runtime=budget.max_runtime,
+    )
 
 
 def terminal_job_from_event(
