@@ -1,7 +1,8 @@
 """Which files and functions of the provider a create and one trigger poll go through (issue 23's measure).
 
 Runs both against the embedded emulator with a profiler hook that records every provider function called, and
-prints, per path, the files and the functions in them. Module and class bodies run by an import on the way are not counted: only calls of functions.
+prints, per path, the files and the functions in them. Module and class bodies run by an import on the way are not
+counted: only calls of functions.
 
     .venv/bin/python scripts/call_paths.py
 """
@@ -47,10 +48,9 @@ def show(title: str, crossed: dict[str, set[str]]) -> None:
 
 
 def main() -> None:
-    from airflow_provider_ft_emulator import emulated
-
     from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
     from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
+    from airflow_provider_ft_emulator import emulated
 
     class TaskInstance:
         dag_id, task_id, run_id, map_index = "paths", "train", "manual__1", -1
