@@ -62,7 +62,7 @@ class FineTuningJob:
     """One fine-tuning job as a vendor reported it, in vendor-neutral terms.
 
     :param id: the vendor's job id
-    :param vendor: name of the API it came from (``dashscope`` or ``openai``)
+    :param vendor: name of the API it came from (``dashscope``, ``openai``, ``azure`` or ``together``)
     :param status: normalized state
     :param vendor_status: the vendor's own word for the state, as sent
     :param model: base model being fine-tuned

@@ -288,7 +288,7 @@ class FineTuningHook(ConnectedHook):
         :param poll_interval: seconds between polls
         :param timeout: seconds to wait at most (``None``: no limit); ``FineTuningTimeout`` after that
         :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
-            (OpenAI events, DashScope log lines) not logged before, one line each, oldest first; a failure to read
+            (events; DashScope: log lines) not logged before, one line each, oldest first; a failure to read
             them is logged at WARNING and never ends the wait
         :param budget: cost guards checked after each poll that read the job: past one, the job is cancelled
             and ``FineTuningBudgetExceeded`` names the limit

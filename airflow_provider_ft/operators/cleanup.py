@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 DEFAULT_RATE_LIMIT_PATIENCE = 600.0
 CLEANUP_SUMMARY_XCOM_KEY = "cleanup_summary"
-#: Jobs per listing page: the most both vendors take (OpenAI ``limit``, DashScope ``page_size``: 1 to 100), so
+#: Jobs per listing page: the most the paged listings take (OpenAI ``limit``, DashScope ``page_size``: 1 to 100), so
 #: a sweep of thousands of jobs waits for as few pages as it can.
 LIST_PAGE_SIZE = 100
 

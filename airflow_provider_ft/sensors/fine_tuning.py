@@ -72,7 +72,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         (default ``[sensors] default_timeout``, 7 days)
     :param mode: ``poke`` or ``reschedule`` (ignored when ``deferrable``)
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``
-    :param log_events: log the entries of the vendor's own progress log (OpenAI events, DashScope log lines),
+    :param log_events: log the entries of the vendor's own progress log (events; DashScope: log lines),
         one line each, oldest first, each once: in ``poke`` mode after each check (the cursor is kept on the
         sensor), and in deferrable mode by the check before deferring and then in the triggerer, which starts
         where that check stopped. In ``reschedule`` mode they are not logged (each check

@@ -85,7 +85,7 @@ class FineTuningJobTrigger(BaseTrigger):
     :param max_consecutive_errors: fire an ``error`` event after this many polls in a row failed with a
         transient error; ``None`` (default) keeps polling until the deadline
     :param log_events: after each poll that read the job, log the entries of the vendor's own progress log
-        (OpenAI events, DashScope log lines) not logged before, one line each, oldest first, in the triggerer's
+        (events; DashScope: log lines) not logged before, one line each, oldest first, in the triggerer's
         log. A failure to read them is logged at WARNING and never ends the wait.
     :param events_after: the progress-log cursor to start from (``None``: the first entry): the sensor passes the
         one its check before deferring reached, so each entry is logged once across the deferral. The cursor then
@@ -96,7 +96,7 @@ class FineTuningJobTrigger(BaseTrigger):
         ``on_kill``; on older versions nothing cancels the job when a deferred task is killed.
     :param cancel_on_timeout: when ``deadline`` passes, cancel the job before firing the ``timeout`` event
     :param max_trained_tokens: fire a ``budget`` event (cancelling a running job first) once the vendor reports
-        more trained tokens than this; both vendors report them mostly once a job has ended
+        more trained tokens than this; vendors report them mostly once a job has ended
     :param max_runtime: seconds from the job's ``created_at`` (as the vendor reports it) after which a ``budget``
         event is fired, the job cancelled first
     """

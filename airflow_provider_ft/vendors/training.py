@@ -19,7 +19,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 
 
 def chat_record(record: object) -> str | None:
-    """``{"messages": [message, ...]}``: the chat format of supervised fine-tuning on both vendors."""
+    """``{"messages": [message, ...]}``: the chat format of supervised fine-tuning on every vendor."""
     return _object_with(record, messages=_messages)
 
 
