@@ -29,6 +29,9 @@ T = TypeVar("T")
 _retry_count = functools.partial(_validate.whole_number, minimum=0, maximum=defaults.MAX_RETRIES_LIMIT)
 _PREFIXED_EXTRA = re.compile(r"^extra__[a-z0-9_]+?__")
 _UNNAMED = object()
+#: How many connections' settings a process keeps for reuse (the oldest made is dropped first).
+RECENT_SETTINGS_KEPT = 64
+_RECENT_SETTINGS: dict[str, ClientSettings] = {}
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,34 @@ class ClientSettings:
 def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> ClientSettings:
     """Validate ``conn`` and resolve the dialect, base URL, key, timeouts, limits and retry policy it describes.
 
+    Settings are immutable, so the hooks of one connection in a process share them (a triggerer holds thousands
+    of triggers on a few connections): a connection read again with the same fields gets the settings already
+    made, a changed one new settings. Only a digest of the fields is kept as the key, never the fields.
+
     :param conn: the Airflow connection
     :param name: how messages name the connection (default: by its id; ``None``: "the connection", for a test
         under a random id as Airflow's UI and REST API run them)
     """
+    digest = _fields_digest(conn, name is _UNNAMED)
+    settings = _RECENT_SETTINGS.get(digest)
+    if settings is None:
+        settings = _resolve(conn, name)
+        if len(_RECENT_SETTINGS) >= RECENT_SETTINGS_KEPT:
+            _RECENT_SETTINGS.pop(next(iter(_RECENT_SETTINGS)), None)
+        _RECENT_SETTINGS[digest] = settings
+    else:
+        _mask(settings.api_key)
+    return settings
+
+
+def _fields_digest(conn: Connection, named: bool) -> str:
+    digest = hashlib.sha256()
+    for value in (conn.conn_id, conn.conn_type, conn.host, conn.password, conn.extra, named):
+        digest.update(f"{value!r}\0".encode(errors="surrogatepass"))
+    return digest.hexdigest()
+
+
+def _resolve(conn: Connection, name: object) -> ClientSettings:
     conn_id = str(conn.conn_id)
     subject = f"Connection {conn_id!r}" if name is _UNNAMED else "The connection"
 
@@ -147,10 +174,14 @@ def _api_key(password: str | None, vendor: str) -> str:
             "the API key contains whitespace, a line break or other characters an API key cannot have; "
             "paste it again without surrounding spaces or newlines"
         )
+    _mask(password)
+    return password
+
+
+def _mask(secret: str) -> None:
     from airflow_provider_ft._compat import mask_secret
 
-    mask_secret(password)
-    return password
+    mask_secret(secret)
 
 
 def _base_url(host: str | None, default: str) -> str:
