@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -132,11 +130,9 @@ class ConnectedHook(BaseHook):
         except FineTuningApiError as error:
             return self._unread(job_id, error)
 
-    @asynccontextmanager
-    async def async_transport(
-        self, keepalive_expiry: float | None = None, *, reuse_seconds: float = 0.0
-    ) -> AsyncIterator[AsyncTransport]:
-        """An asyncio transport for triggers; the connection is read with ``aget_connection``.
+    def async_transport(self, keepalive_expiry: float | None = None, *, reuse_seconds: float = 0.0) -> OpenTransport:
+        """An asyncio transport for triggers, as ``async with hook.async_transport() as transport``; the connection
+        is read with ``aget_connection`` on entering.
 
         Transports of one account in one event loop share their HTTP connections, identical reads in flight and
         the account's rate-limit state (see ``AsyncTransport``).
@@ -146,17 +142,7 @@ class ConnectedHook(BaseHook):
         :param reuse_seconds: how old another reader's answer to the same read may be to be used instead of asking
             again (a poller passes a little less than its poll interval)
         """
-        if self._settings is None:
-            from airflow_provider_ft._compat import aget_connection
-
-            self._settings = _settings_from(await aget_connection(self, self.conn_id))
-        transport = _transports().AsyncTransport(
-            self._settings, keepalive_expiry=keepalive_expiry, reuse_seconds=reuse_seconds
-        )
-        try:
-            yield transport
-        finally:
-            await transport.aclose()
+        return OpenTransport(self, keepalive_expiry, reuse_seconds)
 
     async def aget_job(self, transport: AsyncTransport, job_id: str, *, deadline: float | None = None) -> FineTuningJob:
         """``get_job`` over an asyncio transport from ``async_transport()``."""
@@ -204,3 +190,32 @@ def _settings_from(conn: Any, **name: Any) -> ClientSettings:
     from airflow_provider_ft.transport import settings_from_connection
 
     return settings_from_connection(conn, **name)
+
+
+class OpenTransport:
+    """``async with`` an asyncio transport of a hook's connection: opened on entering, closed on leaving (a small
+    object rather than a generator: a waiting trigger holds one for as long as it waits)."""
+
+    __slots__ = ("_hook", "_keepalive_expiry", "_reuse_seconds", "_transport")
+
+    def __init__(self, hook: ConnectedHook, keepalive_expiry: float | None, reuse_seconds: float) -> None:
+        self._hook = hook
+        self._keepalive_expiry = keepalive_expiry
+        self._reuse_seconds = reuse_seconds
+        self._transport: AsyncTransport | None = None
+
+    async def __aenter__(self) -> AsyncTransport:
+        hook = self._hook
+        if hook._settings is None:
+            from airflow_provider_ft._compat import aget_connection
+
+            hook._settings = _settings_from(await aget_connection(hook, hook.conn_id))
+        self._transport = _transports().AsyncTransport(
+            hook._settings, keepalive_expiry=self._keepalive_expiry, reuse_seconds=self._reuse_seconds
+        )
+        return self._transport
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()

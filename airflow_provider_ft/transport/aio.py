@@ -35,13 +35,13 @@ class AsyncTransport(Transport):
     :param reuse_seconds: how old an answer to the same read may be to be used again (0: only reads in flight)
     """
 
+    __slots__ = ("_account", "_keepalive_expiry", "reuse_seconds")
+
     def __init__(
         self, settings: ClientSettings, *, keepalive_expiry: float | None = None, reuse_seconds: float = 0.0
     ) -> None:
-        import httpx
-
         super().__init__(settings)
-        self._request_errors = (httpx.HTTPError, h11client.HTTPClientError, *h11client.WIRE_ERRORS)
+        self._request_errors = _request_errors()
         self._keepalive_expiry = keepalive_expiry
         self.reuse_seconds = reuse_seconds
         self._account: shared.SharedAccount | None = None
@@ -158,6 +158,14 @@ async def _feed(reader: BodyReader, chunk: bytes) -> None:
     """Feed ``chunk`` one decompression step at a time, giving the loop a turn after each step."""
     for _ in reader.steps(chunk):
         await asyncio.sleep(0)
+
+
+@functools.cache
+def _request_errors() -> tuple[type[Exception], ...]:
+    """What a failed request raises (one tuple per process: thousands of transports wait in one triggerer)."""
+    import httpx
+
+    return (httpx.HTTPError, h11client.HTTPClientError, *h11client.WIRE_ERRORS)
 
 
 @functools.cache

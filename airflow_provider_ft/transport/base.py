@@ -38,10 +38,11 @@ class Transport:
     :param settings: the account and its limits
     """
 
-    #: The HTTP library's errors: no usable answer arrived (each driver sets its own).
-    _request_errors: tuple[type[Exception], ...] = ()
+    __slots__ = ("_request_errors", "dialect", "gate", "settings")
 
     def __init__(self, settings: ClientSettings) -> None:
+        #: The HTTP library's errors: no usable answer arrived (each driver sets its own).
+        self._request_errors: tuple[type[Exception], ...] = ()
         self.settings = settings
         self.dialect = settings.dialect
         self.gate = ratelimit.gate_for(settings)

@@ -70,7 +70,7 @@ class ClientPool:
             await client.aclose()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Read:
     """One read, in flight or done; ``joined`` is made only when a second reader comes while it is in flight."""
 
@@ -90,14 +90,18 @@ class ReadCoalescer:
     The reader that finds no read sends the request itself (no task, nothing allocated unless another reader
     comes). Answers are kept only for keys that several readers ask for: triggers mostly watch a job each, and
     every answer kept would outlive CPython's young generations and bring its loop-stalling full collections
-    sooner. No timer: entries past their age are ignored, and swept out every ``SWEEP_EVERY`` reads.
+    sooner. A key only one reader asks for is remembered as numbers alone (who read it, until when), which the
+    collector does not track. No timer: entries past their age are ignored, and swept out every ``SWEEP_EVERY``
+    reads.
     """
 
     _reads: dict[Hashable, _Read] = field(default_factory=dict)
+    _last_reader: dict[Hashable, int] = field(default_factory=dict)
+    _last_read_expires: dict[Hashable, float] = field(default_factory=dict)
     _started: int = 0
 
     def __len__(self) -> int:
-        return len(self._reads)
+        return len(self._reads) + len(self._last_reader)
 
     async def read(
         self,
@@ -123,11 +127,12 @@ class ReadCoalescer:
         who = id(reader)
         while True:
             read = self._reads.get(key)
-            expired = read is not None and not read.in_flight and time.monotonic() > read.expires_at
-            if read is None or (not read.in_flight and (expired or read.answer is None)):
+            if read is None:
+                last = self._last_reader.get(key)
+                return await self._fetch(key, fetch, who, last is not None and last != who, max_age)
+            if not read.in_flight and (time.monotonic() > read.expires_at or read.answer is None):
                 # A key read by several readers stays shared across its answers, so each new one is kept too.
-                shared = read is not None and (read.shared or read.reader != who)
-                return await self._fetch(key, fetch, who, shared, max_age)
+                return await self._fetch(key, fetch, who, read.shared or read.reader != who, max_age)
             read.shared = read.shared or read.reader != who
             if not read.in_flight:
                 return cast(dict[str, Any], read.answer)
@@ -142,9 +147,7 @@ class ReadCoalescer:
     ) -> dict[str, Any]:
         self._started += 1
         if self._started % SWEEP_EVERY == 0:
-            now = time.monotonic()
-            for old in [old for old, read in self._reads.items() if not read.in_flight and now > read.expires_at]:
-                del self._reads[old]
+            self._sweep(time.monotonic())
         read = self._reads[key] = _Read(who, shared)
         try:
             answer = await fetch()
@@ -155,16 +158,28 @@ class ReadCoalescer:
             raise
         read.in_flight, read.expires_at = False, time.monotonic() + max_age
         if self._reads.get(key) is read:
-            if max_age <= 0:
-                del self._reads[key]
-            elif read.shared:
+            if read.shared and max_age > 0:
                 read.answer = answer
+                self._last_reader.pop(key, None)
+            else:
+                del self._reads[key]
+            if not read.shared and max_age > 0:
+                self._last_reader[key], self._last_read_expires[key] = who, read.expires_at
         _hand_on(read.joined, answer)
         return answer
+
+    def _sweep(self, now: float) -> None:
+        """Drop the answers and the remembered readers past their age."""
+        for old in [old for old, read in self._reads.items() if not read.in_flight and now > read.expires_at]:
+            del self._reads[old]
+        for old in [old for old, expires in self._last_read_expires.items() if now > expires]:
+            del self._last_reader[old], self._last_read_expires[old]
 
     def forget(self) -> None:
         """Forget every answer and read in flight (those still reach their readers): after a write, ask again."""
         self._reads.clear()
+        self._last_reader.clear()
+        self._last_read_expires.clear()
 
 
 async def _wait(joined: asyncio.Future[Any], bound: float | None) -> Any:
