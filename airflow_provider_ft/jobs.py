@@ -57,7 +57,7 @@ class JobStatus(enum.StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FineTuningJob:
     """One fine-tuning job as a vendor reported it, in vendor-neutral terms.
 
@@ -158,7 +158,7 @@ _EVENT_LENGTH = 1000
 _WARNING_LEVELS = frozenset({"warn", "warning", "error"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobEvent:
     """One entry of a job's own progress log, as the vendor wrote it (OpenAI event, DashScope log line).
 

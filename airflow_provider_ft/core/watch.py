@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,7 +61,8 @@ class Watch:
             if self.max_errors is not None and self.errors >= self.max_errors:
                 return Look(Verdict.GAVE_UP, self.last_seen, error=polled)
             return Look(Verdict.WAIT, self.last_seen, error=polled)
-        self.errors, self.last_seen = 0, polled
+        # Kept between polls without the vendor's whole answer: only the normalized fields are ever reported.
+        self.errors, self.last_seen = 0, replace(polled, raw={})
         reason = self.budget.exceeded(polled, datetime.now(UTC))
         if reason is not None:
             return Look(Verdict.OVER_BUDGET, polled, reason=reason)

@@ -195,24 +195,40 @@ class FineTuningJobTrigger(BaseTrigger):
         cursor = self.events_after
         progress = _ProgressLine(self.log)
         while True:
-            polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
-            if not isinstance(polled, FineTuningApiError):
-                if self.log_events:
-                    cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
-                progress.log(polled)
-            look = watch.conclude(polled)
-            if look.verdict is Verdict.GAVE_UP and look.error is not None:
-                return self._event(ERROR, look.job, watch.gave_up_message(look.error), look.error)
-            if look.verdict is Verdict.OVER_BUDGET and look.job is not None:
-                return await self._over_budget(hook, client, look.job, look.reason or "")
-            if look.verdict is Verdict.ENDED and look.job is not None:
-                return self._event(SUCCESS, look.job, f"Job {look.job.id} reached {look.job.status.value}")
+            event, cursor = await self._poll(hook, client, watch, progress, cursor, deadline)
+            if event is not None:
+                return event
             if deadline is not None and deadline - time.monotonic() <= 0:
                 after = await self._cancel(hook, client, "the deadline passed") if self.cancel_on_timeout else None
                 return self._event(
                     TIMEOUT, after or watch.last_seen, watch.timeout_message(), cancelled=was_cancelled(after)
                 )
             await asyncio.sleep(self._pause(deadline))
+
+    async def _poll(
+        self,
+        hook: FineTuningHook,
+        client: AsyncTransport,
+        watch: Watch,
+        progress: _ProgressLine,
+        cursor: str | None,
+        deadline: float | None,
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """One poll: the event it ends the wait with (``None``: wait on), and the log cursor after it. What it read
+        is dropped when it returns: a waiting trigger keeps only what ``watch`` keeps."""
+        polled = await hook.apoll_job(client, self.job_id, deadline=deadline)
+        if not isinstance(polled, FineTuningApiError):
+            if self.log_events:
+                cursor = await hook.alog_new_events(client, self.job_id, cursor, self.log, deadline=deadline)
+            progress.log(polled)
+        look = watch.conclude(polled)
+        if look.verdict is Verdict.GAVE_UP and look.error is not None:
+            return self._event(ERROR, look.job, watch.gave_up_message(look.error), look.error), cursor
+        if look.verdict is Verdict.OVER_BUDGET and look.job is not None:
+            return await self._over_budget(hook, client, look.job, look.reason or ""), cursor
+        if look.verdict is Verdict.ENDED and look.job is not None:
+            return self._event(SUCCESS, look.job, f"Job {look.job.id} reached {look.job.status.value}"), cursor
+        return None, cursor
 
     def _first_pause(self) -> float:
         """Seconds before the first poll: anywhere in the first ``first_poll_spread`` of the interval, never past
@@ -345,6 +361,8 @@ async def _outlasting_cancels(work: Coroutine[Any, Any, None]) -> None:
 
 class _ProgressLine:
     """Logs a job's progress when it changed, or when the same line was last logged ``PROGRESS_REPEAT_SECONDS`` ago."""
+
+    __slots__ = ("_last", "_log", "_logged_at")
 
     def __init__(self, log: ProgressLog) -> None:
         self._log = log
