@@ -113,3 +113,16 @@ def test_a_connection_stored_under_a_type_name_from_before_the_rename_still_work
     ok, message = Connection.get_connection_from_secrets(conn_id).test_connection()
     assert ok, message
     assert message.startswith("Connected to "), message
+
+
+def test_hooks_of_one_connection_share_its_settings_until_it_changes(make_connection: ConnectionFactory) -> None:
+    from airflow_provider_ft.transport import settings as settings_module
+
+    conn_id = make_connection("shared_conn", "openaifinetuning", host="https://gateway.example/v1", password="sk-one")
+    first = FineTuningHook(conn_id).settings
+    assert FineTuningHook(conn_id).settings is first, "a triggerer makes one ClientSettings per connection"
+    make_connection("shared_conn", "openaifinetuning", host="https://gateway.example/v2", password="sk-one")
+    changed = FineTuningHook(conn_id).settings
+    assert changed is not first
+    assert changed.base_url == "https://gateway.example/v2"
+    assert not any("sk-one" in digest for digest in settings_module._RECENT_SETTINGS), "keyed by a digest only"
