@@ -155,3 +155,22 @@ def test_each_event_loop_has_its_own_clients_and_every_loop_shares_the_gate(
     assert first_account is not second_account, "clients and reads belong to one event loop"
     assert first_gate is second_gate, "the rate-limit state belongs to the account, across loops and threads"
     assert isinstance(first_gate, ratelimit.RateGate)
+
+
+async def test_a_read_one_reader_asks_for_is_not_kept_and_a_second_reader_shares_the_answers_after() -> None:
+    reads = shared.ReadCoalescer()
+    answers: list[dict[str, Any]] = []
+
+    async def fetch() -> dict[str, Any]:
+        answers.append({"read": len(answers) + 1})
+        return answers[-1]
+
+    first, second = object(), object()
+    assert await reads.read("job", fetch, reader=first, max_age=60) == {"read": 1}
+    assert await reads.read("job", fetch, reader=first, max_age=60) == {"read": 2}, "one reader: nothing kept"
+    assert await reads.read("job", fetch, reader=second, max_age=60) == {"read": 3}, "a second reader asks anew"
+    assert await reads.read("job", fetch, reader=first, max_age=60) == {"read": 3}, "and that answer is shared"
+    assert await reads.read("job", fetch, reader=second, max_age=60) == {"read": 3}
+    reads.forget()
+    assert await reads.read("job", fetch, reader=second, max_age=60) == {"read": 4}, "a write forgets it all"
+    assert len(answers) == 4
