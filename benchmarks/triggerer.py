@@ -239,6 +239,7 @@ class GcLog:
         self.spans: list[tuple[float, float]] = []  # (start, seconds) of every collection
         self.longest = 0.0
         self.longest_full = 0.0  # the longest generation-2 (full) collection
+        self.full_spans: list[tuple[float, float]] = []  # (start, seconds) of every full collection
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -253,6 +254,7 @@ class GcLog:
         self.longest = max(self.longest, seconds)
         if generation == "2":
             self.longest_full = max(self.longest_full, seconds)
+            self.full_spans.append((self._started, seconds))
 
     @property
     def seconds(self) -> float:
