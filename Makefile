@@ -24,7 +24,7 @@ help:
 	@echo "make lock-compat  re-pin requirements/compat-*.lock from requirements/compat-*.in"
 	@echo "make dist-check   build sdist + wheel, twine check, install the wheel in a fresh env, ask Airflow about it"
 	@echo "make install-check  install the wheels as docs/install.md says, run an example DAG against the emulator"
-	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 40 min)"
+	@echo "make bench     run the benchmarks (own env .venv-bench) and write BENCHMARKS.md (about 45 min)"
 	@echo "make bench-smoke  every benchmark in a tiny quick mode (about 1 min); writes no file"
 
 $(BIN)/uv:

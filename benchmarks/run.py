@@ -1,11 +1,14 @@
 """Run every benchmark, each in a fresh process, and write the report.
 
-``python -m benchmarks [--smoke] [--output BENCHMARKS.md] [--only NAME ...]``
+``python -m benchmarks [--smoke] [--output BENCHMARKS.md] [--only NAME ...] [--splice]``
 
 Each benchmark module runs as ``python -m benchmarks.<name> --result <file>`` with its output in a log file of a
 throwaway directory (also its ``AIRFLOW_HOME``); a benchmark that crashes or times out is reported as such and
 makes the exit status 1 (a target that is not met does not: that is a finding, not a failure). Without
-``--output`` nothing is written; the summary is printed either way.
+``--output`` nothing is written; the summary is printed either way. With ``--splice`` the report is not rewritten:
+the sections of this run replace their namesakes in the existing ``--output`` file (or are added at its end), their
+targets replace their rows of its summary (or are added to it), and a line under the title says which sections
+came from which run; the rest of the file is kept as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +27,7 @@ from pathlib import Path
 from benchmarks._common import allow_bytecode_cache, machine, prepare_airflow_home
 from benchmarks._report import Section, Table, targets_table
 
-BENCHMARKS = ("import_cost", "call_overhead", "cleanup", "triggerer", "deferral", "poll_cost")
+BENCHMARKS = ("import_cost", "call_overhead", "cleanup", "triggerer", "deferral", "poll_cost", "anchor")
 TIME_LIMITS = {"smoke": 120.0, "full": 1800.0}
 LOG_TAIL = 40
 
@@ -81,13 +85,76 @@ def render(sections: list[Section], info: dict[str, str], smoke: bool, seconds: 
     return "\n".join(parts)
 
 
+SUMMARY_TITLE = "**Summary of targets (details per section)**"
+
+
+def splice(report: str, sections: list[Section], info: dict[str, str], seconds: float) -> str:
+    """``report`` (a whole Markdown report) with ``sections`` put in: each replaces the section under the same
+    ``## `` heading (or is added at the end), its targets replace the summary's rows of the same name (or are added
+    to it), and a paragraph under the title says where they came from (replacing one of an earlier splice)."""
+    lines = report.rstrip("\n").split("\n")
+    sections = [section for section in sections if section.error is None]  # a failed run keeps the old figures
+    for section in sections:
+        heading = f"## {section.title}"
+        body = section.markdown().split("\n")
+        if heading in lines:
+            start = lines.index(heading)
+            end = next((at for at in range(start + 1, len(lines)) if lines[at].startswith("## ")), len(lines))
+            lines[start:end] = body + ([""] if end < len(lines) else [])
+        else:
+            lines += ["", *body]
+        lines = splice_summary(lines, section)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for section in sections:
+        lead = f"Section {section.title.split('.')[0]} ({section.key}) and its rows in the summary come from"
+        note = (
+            f"{lead} `python -m benchmarks --only {section.key} --output ... --splice`, run on {when} "
+            f"({info.get('CPU', '?')}, load average at its start {info.get('Load average at start (1/5/15 min)', '?')}"
+            f"; it took {seconds / 60:.1f} min); the rest of this file is from the runs named above."
+        )
+        earlier = [at for at, line in enumerate(lines) if line.startswith(lead)]
+        if earlier:
+            lines[earlier[0]] = note
+        else:
+            at = lines.index("**Machine**") if "**Machine**" in lines else min(len(lines), 3)
+            lines[at:at] = [note, ""]
+    return "\n".join(lines) + "\n"
+
+
+def splice_summary(lines: list[str], section: Section) -> list[str]:
+    """``lines`` with the summary's rows of ``section``'s targets replaced, new ones added at the summary's end."""
+    if SUMMARY_TITLE not in lines:
+        return lines
+    start = lines.index(SUMMARY_TITLE) + 4  # title, blank, head, rule
+    end = next((at for at in range(start, len(lines)) if not lines[at].startswith("|")), len(lines))
+    rows = targets_table(section.targets).markdown().split("\n")[4:]
+    names = {re.split(r"(?<!\\)\|", row)[1].strip(): row for row in rows}
+    kept: list[str] = []
+    for row in lines[start:end]:
+        name = re.split(r"(?<!\\)\|", row)[1].strip()
+        if name in names:
+            kept.append(names.pop(name))
+        else:
+            kept.append(row)
+    kept += [row for row in rows if re.split(r"(?<!\\)\|", row)[1].strip() in names]
+    return lines[:start] + kept + lines[end:]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny quick mode: every benchmark in seconds")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, Airflow home)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--splice",
+        action="store_true",
+        help="put this run's sections (and their summary rows) into the existing --output file instead of rewriting it",
+    )
+    args = parser.parse_args(argv)
+    if args.splice and (args.output is None or not args.output.exists() or args.smoke):
+        parser.error("--splice needs an existing --output file, and a full run")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sections = [run_one(name, args.smoke, workdir) for name in args.only or BENCHMARKS]
     seconds = time.perf_counter() - started
-    report = render(sections, info, args.smoke, seconds)
+    if args.splice:
+        report = splice(args.output.read_text(), sections, info, seconds)
+    else:
+        report = render(sections, info, args.smoke, seconds)
     if args.output is not None:
         args.output.write_text(report)
         print(f"Wrote {args.output}")

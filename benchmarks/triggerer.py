@@ -238,6 +238,8 @@ class GcLog:
         self.collections: dict[str, int] = {}
         self.spans: list[tuple[float, float]] = []  # (start, seconds) of every collection
         self.longest = 0.0
+        self.longest_full = 0.0  # the longest generation-2 (full) collection
+        self.full_spans: list[tuple[float, float]] = []  # (start, seconds) of every full collection
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -250,6 +252,9 @@ class GcLog:
         self.collections[generation] = self.collections.get(generation, 0) + 1
         self.spans.append((self._started, seconds))
         self.longest = max(self.longest, seconds)
+        if generation == "2":
+            self.longest_full = max(self.longest_full, seconds)
+            self.full_spans.append((self._started, seconds))
 
     @property
     def seconds(self) -> float:
