@@ -15,6 +15,7 @@ from airflow_provider_ft.transport import h11client, shared
 from airflow_provider_ft.transport.base import CHUNK, Transport
 from airflow_provider_ft.transport.body import BodyReader, Scrubber
 from airflow_provider_ft.transport.settings import ClientSettings
+from airflow_provider_ft.transport.timeouts import expiring
 from airflow_provider_ft.vendors.wire import ApiRequest
 
 #: Bodies larger than this are scrubbed and decoded in a worker thread, off the event loop.
@@ -125,7 +126,7 @@ class AsyncTransport(Transport):
         if turn.wait:
             await asyncio.sleep(turn.wait)
         try:
-            async with asyncio.timeout(max(self._attempt_deadline(request, deadline) - time.monotonic(), 0.0)):
+            async with expiring(max(self._attempt_deadline(request, deadline) - time.monotonic(), 0.0)):
                 status, headers, body = await self._exchange(request)
         except BaseException as error:  # TimeoutError: the attempt's deadline (the client's own timeouts are others)
             raise self._failed(request, turn.probe, error, expired=isinstance(error, TimeoutError)) from None

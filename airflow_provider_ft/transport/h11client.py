@@ -21,6 +21,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 
+from airflow_provider_ft.transport.timeouts import expiring
+
 #: Seconds an idle connection is kept when the caller does not say (httpx's default).
 DEFAULT_KEEPALIVE_SECONDS = 5.0
 #: Bytes read from the socket at a time.
@@ -171,7 +173,7 @@ class H11Client:
         protocol = self._protocol
         while (event := protocol.next_event()) is h11.NEED_DATA:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with expiring(self._timeout):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
                 raise ReadTimeout(f"no data for {self._timeout:g} s") from None
@@ -185,7 +187,7 @@ class H11Client:
             self._close()
         if self._reader is None or self._writer is None:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with expiring(self._timeout):
                     self._reader, self._writer = await asyncio.open_connection(
                         self._host,
                         self._port,
