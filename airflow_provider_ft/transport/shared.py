@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 #: The most requests one account has in flight from one event loop (and so the most connections it holds).
-POOL_SIZE = 32
+POOL_SIZE = 64
 #: Every this many reads started, the entries that are past their age are swept out.
 SWEEP_EVERY = 512
 #: What the readers that joined a read are handed when its first reader was cancelled: one of them reads anew.
