@@ -158,12 +158,13 @@ class ReadCoalescer:
             raise
         read.in_flight, read.expires_at = False, time.monotonic() + max_age
         if self._reads.get(key) is read:
-            if read.shared and max_age > 0:
+            if max_age <= 0:
+                del self._reads[key]
+            elif read.shared:
                 read.answer = answer
                 self._last_reader.pop(key, None)
             else:
                 del self._reads[key]
-            if not read.shared and max_age > 0:
                 self._last_reader[key], self._last_read_expires[key] = who, read.expires_at
         _hand_on(read.joined, answer)
         return answer
