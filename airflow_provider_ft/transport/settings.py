@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +33,7 @@ _UNNAMED = object()
 #: How many connections' settings a process keeps for reuse (the oldest made is dropped first).
 RECENT_SETTINGS_KEPT = 64
 _RECENT_SETTINGS: dict[str, ClientSettings] = {}
+_RECENT_SETTINGS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,14 @@ def settings_from_connection(conn: Connection, name: object = _UNNAMED) -> Clien
     """
     digest = _fields_digest(conn, name is _UNNAMED)
     settings = _RECENT_SETTINGS.get(digest)
-    if settings is None:
-        settings = _resolve(conn, name)
-        if len(_RECENT_SETTINGS) >= RECENT_SETTINGS_KEPT:
-            _RECENT_SETTINGS.pop(next(iter(_RECENT_SETTINGS)), None)
-        _RECENT_SETTINGS[digest] = settings
-    else:
+    if settings is not None:
         _mask(settings.api_key)
+        return settings
+    settings = _resolve(conn, name)
+    with _RECENT_SETTINGS_LOCK:  # hooks of several threads (a cleanup's workers) may add at once
+        if len(_RECENT_SETTINGS) >= RECENT_SETTINGS_KEPT:
+            del _RECENT_SETTINGS[next(iter(_RECENT_SETTINGS))]
+        _RECENT_SETTINGS[digest] = settings
     return settings
 
 
