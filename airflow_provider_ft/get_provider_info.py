@@ -229,6 +229,7 @@ def get_provider_info() -> dict[str, Any]:
         ),
         "hooks": _per_integration("airflow_provider_ft.hooks.fine_tuning"),
         "extra-links": ["airflow_provider_ft.links.FineTuningJobLink"],
+        "plugins": [{"name": "fine_tuning", "plugin-class": "airflow_provider_ft.ui.plugin.FineTuningPlugin"}],
         "connection-types": _connection_types(),
     }
 

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 #: XCom key under which operators store the console URL of the job they work on.
 JOB_URL_XCOM_KEY = "fine_tuning_job_url"
+#: XCom key under which operators and sensors store which job they work on: ``{"conn_id": ..., "job_id": ...}``.
+#: The Fine-tuning page reads it to open a task instance's job, and to know which jobs a live task waits on.
+JOB_REF_XCOM_KEY = "fine_tuning_job_ref"
 
 
 class FineTuningJobLink(BaseOperatorLink):
@@ -26,12 +29,16 @@ class FineTuningJobLink(BaseOperatorLink):
     name = "Fine-tuning job"
 
     @staticmethod
-    def persist(context: Context, url: str) -> None:
-        """Store ``url`` for this task instance, to be shown as the link.
+    def persist(context: Context, url: str, *, conn_id: str, job_id: str) -> None:
+        """Store ``url`` for this task instance, to be shown as the link, and which job on which connection the task
+        works on (``JOB_REF_XCOM_KEY``).
 
         :param context: the running task's context
-        :param url: the console URL of the job (``FineTuningHook.console_url``); ``""`` (none) stores nothing
+        :param url: the console URL of the job (``FineTuningHook.console_url``); ``""`` (none) stores no link
+        :param conn_id: the task's connection
+        :param job_id: the vendor's job id
         """
+        context["ti"].xcom_push(key=JOB_REF_XCOM_KEY, value={"conn_id": conn_id, "job_id": job_id})
         if url:
             context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=url)
 

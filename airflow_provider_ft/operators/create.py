@@ -204,7 +204,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         job = submission.job
         self._job_id, self._job = job.id, job
         memory.remember(job.id)  # found by its identity, or a duplicate's older twin: the next try reads this one
-        FineTuningJobLink.persist(context, self.hook.console_url(job.id))
+        FineTuningJobLink.persist(context, self.hook.console_url(job.id), conn_id=self.conn_id, job_id=job.id)
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         verb = "Started" if submission.created else "Re-attached to"
         self.log.info("%s %s %s", verb, self.hook.dialect.display_name, job.describe_progress())

@@ -73,7 +73,7 @@ class _JobOperator(BaseOperator):
     def _validate_job_id_and_store_link(self, context: Context) -> str:
         """The rendered job id, validated; its console URL is stored for the task's extra link."""
         job_id = validate_job_id(self.job_id)
-        FineTuningJobLink.persist(context, self.hook.console_url(job_id))
+        FineTuningJobLink.persist(context, self.hook.console_url(job_id), conn_id=self.conn_id, job_id=job_id)
         return job_id
 
     def _wait(self, job_id: str, poll_interval: float, timeout: float | None) -> FineTuningJob:

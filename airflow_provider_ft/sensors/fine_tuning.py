@@ -210,7 +210,7 @@ class FineTuningJobSensor(BaseSensorOperator):
             # An unusable connection: the first check raises it with the full story, the link is just left out.
             self.log.debug("No console link for job %s: %s", self.job_id, error)
             return
-        FineTuningJobLink.persist(context, url)
+        FineTuningJobLink.persist(context, url, conn_id=self.conn_id, job_id=self.job_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the job once: done (with the final job as XCom value) when it is terminal."""
