@@ -298,6 +298,8 @@ def optional_number(value: object) -> float | None:
 def optional_step(value: object) -> int | None:
     """A training step (or number of steps) from 0 to ``MAX_STEP``; ``None`` for anything else (a string, a bool,
     a float, a negative or huge number). Informational: never an error."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the spec types a checkpoint's ``metrics.step`` as a number: 10.0 is step 10
     count = optional_count(value)
     return count if count is not None and count <= MAX_STEP else None
 
@@ -307,6 +309,15 @@ def optional_loss(value: object) -> float | None:
     number). Informational: never an error."""
     number = optional_number(value)
     return number if number is not None and abs(number) <= MAX_LOSS else None
+
+
+def first_step(figures: Mapping[str, Any], names: Sequence[str]) -> int | None:
+    """The first usable step among the fields ``names`` of ``figures`` (in that order), or ``None``."""
+    for name in names:
+        step = optional_step(figures.get(name))
+        if step is not None:
+            return step
+    return None
 
 
 def first_loss(figures: Mapping[str, Any], names: Sequence[str]) -> float | None:
