@@ -170,6 +170,7 @@ class JobEvent:
     :param step: the training step this entry reports, where reported
     :param total_steps: the steps the training takes in all, where reported
     :param train_loss: the training loss at ``step``, where reported
+    :param valid_loss: the validation loss at ``step``, where reported (a job trained with a validation file)
     """
 
     cursor: str
@@ -179,6 +180,7 @@ class JobEvent:
     step: int | None = None
     total_steps: int | None = None
     train_loss: float | None = None
+    valid_loss: float | None = None
 
     def describe(self, job_id: str) -> str:
         """One readable line: the job, the time, the level, the message and any figures (server text escaped)."""
@@ -195,6 +197,8 @@ class JobEvent:
             figures.append(f"step {self.step}" + (f" of {self.total_steps}" if self.total_steps is not None else ""))
         if self.train_loss is not None:
             figures.append(f"training loss {self.train_loss:.4g}")
+        if self.valid_loss is not None:
+            figures.append(f"validation loss {self.valid_loss:.4g}")
         line = " ".join(parts)
         return f"{line} ({', '.join(figures)})" if figures else line
 

@@ -8,6 +8,7 @@ log is read by line, oldest first, with the ``total`` of lines. A job carries it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +20,14 @@ from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigE
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
 from airflow_provider_ft.vendors import checks, training, wire
 from airflow_provider_ft.vendors.base import Dialect, status_table
-from airflow_provider_ft.vendors.readers import code_and_message, optional_count, optional_str, shown
+from airflow_provider_ft.vendors.readers import (
+    code_and_message,
+    first_loss,
+    first_step,
+    optional_count,
+    optional_str,
+    shown,
+)
 from airflow_provider_ft.vendors.training import RecordCheck
 
 if TYPE_CHECKING:
@@ -34,6 +42,14 @@ _RETRYABLE_CODES = ("Throttling", "InternalError", "ServiceUnavailable", "Reques
 _SUCCESS_OUTPUT = '{"status": "success"}'
 #: ``total`` counts above this are not believed (a listing stops after ``defaults.MAX_PAGES`` anyway).
 MAX_TOTAL = 10**9
+#: A log line that is a Python dict of figures (the reference's example: ``{'train_runtime': 216.3999, ...,
+#: 'train_loss': 0.912..., 'epoch': 0.857...}``), and the fields that give its step and losses
+#: (docs/wire/dashscope.md says which are documented). Longer lines are not read for figures.
+MAX_FIGURES_LINE = 2000
+_FIGURE = re.compile(r"'([A-Za-z0-9_/]{1,64})':\s?([-+0-9.eE]{1,40}|nan|inf)(?=\s?[,}])")
+LOG_STEP_FIELDS = ("step", "global_step")
+LOG_TRAIN_LOSS_FIELDS = ("loss", "train_loss")
+LOG_VALID_LOSS_FIELDS = ("eval_loss",)
 
 
 class DashScopeDialect(Dialect):
@@ -189,7 +205,7 @@ class DashScopeDialect(Dialect):
         for index, line in enumerate(lines):
             if not isinstance(line, str):
                 raise self.malformed(f"line {before + index + 1} of the job's log is {shown(line)}, not a string")
-            events.append(JobEvent(cursor=str(before + index + 1), message=line))
+            events.append(_log_event(str(before + index + 1), line))
         read = before + len(events)
         return wire.EventPage(events, self.next_cursor(read < total, events, lambda: str(read), "the logs answer"))
 
@@ -263,6 +279,42 @@ class DashScopeDialect(Dialect):
     def _time(self, job: Mapping[str, Any], field: str, whose: str, *, decides: bool = False) -> datetime | None:
         """A time of the job: ISO 8601 or ``YYYY-MM-DD HH:MM:SS``, read in the connection's zone if it names none."""
         return self.text_time(job, field, whose, zone=self.timezone, formats=_TIME_FORMATS, decides=decides)
+
+
+def _log_event(cursor: str, line: str) -> JobEvent:
+    figures = log_line_figures(line)
+    return JobEvent(
+        cursor=cursor,
+        message=line,
+        step=first_step(figures, LOG_STEP_FIELDS),
+        train_loss=first_loss(figures, LOG_TRAIN_LOSS_FIELDS),
+        valid_loss=first_loss(figures, LOG_VALID_LOSS_FIELDS),
+    )
+
+
+def log_line_figures(line: str) -> dict[str, int | float]:
+    """The numbers of a log line that is a Python dict (``{'loss': 1.2, 'epoch': 0.5}``), by name; ``{}`` for any
+    other line, or one longer than ``MAX_FIGURES_LINE``. A value that is not a number is left out."""
+    text = line.strip()
+    if len(text) > MAX_FIGURES_LINE or not (text.startswith("{") and text.endswith("}")):
+        return {}
+    figures: dict[str, int | float] = {}
+    for name, value in _FIGURE.findall(text):
+        number = _number(value)
+        if number is not None:
+            figures[name] = number
+    return figures
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def parse_timezone(value: Any) -> tzinfo:

@@ -21,9 +21,10 @@ from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.decoding import error_object
 from airflow_provider_ft.vendors.readers import (
     code_and_message,
+    first_loss,
     in_time_order,
     optional_count,
-    optional_number,
+    optional_step,
     optional_str,
     shown,
 )
@@ -48,6 +49,11 @@ MAX_EVENT_ID_LENGTH = 200
 #: the words its message starts with. docs/operators/create.md gives the sources.
 JOB_LIMIT_CODES = frozenset({"daily_rate_limit_exceeded"})
 JOB_LIMIT_WORDING = "This fine-tune request has been rate-limited"
+#: Where a ``metrics`` event's ``data`` (and a checkpoint's ``metrics``) gives the training and the validation loss,
+#: in order of preference: the names of the spec's ``FineTuningJobCheckpoint.metrics`` (docs/wire/openai.md). The
+#: batch ``valid_loss`` comes every few steps; ``full_valid_loss``, over the whole validation file, less often.
+TRAIN_LOSS_FIELDS = ("train_loss",)
+VALID_LOSS_FIELDS = ("valid_loss", "full_valid_loss")
 
 
 class OpenAIDialect(Dialect):
@@ -214,9 +220,10 @@ class OpenAIDialect(Dialect):
             message=self.message_in(event, where),
             created_at=self.unix_time(event, "created_at", where),
             level=optional_str(event.get("level")),
-            step=optional_count(figures.get("step")),
-            total_steps=optional_count(figures.get("total_steps")),
-            train_loss=optional_number(figures.get("train_loss")),
+            step=optional_step(figures.get("step")),
+            total_steps=optional_step(figures.get("total_steps")),
+            train_loss=first_loss(figures, TRAIN_LOSS_FIELDS),
+            valid_loss=first_loss(figures, VALID_LOSS_FIELDS),
         )
 
     def _metadata(self, value: object, job_id: str) -> dict[str, str]:

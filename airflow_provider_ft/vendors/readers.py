@@ -40,6 +40,10 @@ LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
 TIME_RANGE = f"a time from {EARLIEST_TIME.year} to {LATEST_TIME.year}"
 #: The largest count (tokens, jobs) believed; larger or negative ones are read as absent.
 MAX_COUNT = 2**63 - 1
+#: The largest training step (and step count) believed; a job of more steps is a server's mistake.
+MAX_STEP = 10**9
+#: The largest loss, in size, believed (cross-entropy losses are a few units; 1e6 is a broken figure).
+MAX_LOSS = 1e6
 
 _VALUE_LENGTH = 60
 _EARLIEST_SECONDS = EARLIEST_TIME.timestamp()
@@ -289,6 +293,40 @@ def optional_number(value: object) -> float | None:
     except OverflowError:  # an int too large for a float
         return None
     return number if math.isfinite(number) else None
+
+
+def optional_step(value: object) -> int | None:
+    """A training step (or number of steps) from 0 to ``MAX_STEP``; ``None`` for anything else (a string, a bool,
+    a float, a negative or huge number). Informational: never an error."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the spec types a checkpoint's ``metrics.step`` as a number: 10.0 is step 10
+    count = optional_count(value)
+    return count if count is not None and count <= MAX_STEP else None
+
+
+def optional_loss(value: object) -> float | None:
+    """A loss: a finite number of at most ``MAX_LOSS`` in size, else ``None`` (a string, a bool, NaN, a huge
+    number). Informational: never an error."""
+    number = optional_number(value)
+    return number if number is not None and abs(number) <= MAX_LOSS else None
+
+
+def first_step(figures: Mapping[str, Any], names: Sequence[str]) -> int | None:
+    """The first usable step among the fields ``names`` of ``figures`` (in that order), or ``None``."""
+    for name in names:
+        step = optional_step(figures.get(name))
+        if step is not None:
+            return step
+    return None
+
+
+def first_loss(figures: Mapping[str, Any], names: Sequence[str]) -> float | None:
+    """The first usable loss among the fields ``names`` of ``figures`` (in that order), or ``None``."""
+    for name in names:
+        loss = optional_loss(figures.get(name))
+        if loss is not None:
+            return loss
+    return None
 
 
 def code_and_message(record: object) -> str | None:

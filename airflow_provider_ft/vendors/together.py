@@ -17,10 +17,19 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
+from airflow_provider_ft.loss import LossPoint
 from airflow_provider_ft.vendors import checks, training, wire
 from airflow_provider_ft.vendors.base import Dialect, status_table
 from airflow_provider_ft.vendors.decoding import error_object
-from airflow_provider_ft.vendors.readers import in_time_order, optional_count, optional_str
+from airflow_provider_ft.vendors.readers import (
+    first_loss,
+    first_step,
+    in_time_order,
+    optional_count,
+    optional_step,
+    optional_str,
+    shown,
+)
 from airflow_provider_ft.vendors.training import RecordCheck
 
 if TYPE_CHECKING:
@@ -56,6 +65,11 @@ ERROR_EVENT_TYPES = frozenset({"job_error", "job_user_error", "JOB_ERROR", "JOB_
 #: The error code of a rate limit answered with HTTP 400 (the v1 SDK: "Rate limits were previously coded as 400's
 #: with code 'rate_limit'").
 RATE_LIMIT_CODE = "rate_limit"
+#: The fields of a ``GET /fine-tunes/{id}/metrics`` row that give its step, its training and its validation loss
+#: (docs/wire/together.md: training rows carry ``train/*`` keys, evaluation rows ``eval/*``).
+METRICS_STEP_FIELDS = ("train/global_step", "eval/global_step")
+METRICS_TRAIN_LOSS_FIELDS = ("train/loss",)
+METRICS_VALID_LOSS_FIELDS = ("eval/loss",)
 
 
 class TogetherDialect(Dialect):
@@ -182,9 +196,25 @@ class TogetherDialect(Dialect):
             message=self.message_in(event, where),
             created_at=self.text_time(event, "created_at", where),
             level=optional_str(event.get("level")),
-            step=optional_count(event.get("step")),
-            total_steps=optional_count(event.get("total_steps")),
+            step=optional_step(event.get("step")),
+            total_steps=optional_step(event.get("total_steps")),
         )
+
+    def metrics_request(self, job_id: object) -> wire.ApiRequest:
+        """``GET /fine-tunes/{id}/metrics``: every recorded metrics row of the job (no filter sent)."""
+        return self.job_request("metrics", "GET", job_id, "/metrics")
+
+    def parse_metrics(self, payload: object) -> list[LossPoint]:
+        """``{"metrics": [row, ...]}``, each row a flat object of numbers, oldest first: the rows that give a step
+        and a loss, as points (``loss.loss_curve`` orders and merges them). No ``metrics`` is no row; a row that is
+        not an object, or whose figures are unusable, is skipped (the figures are informational)."""
+        rows = self.job_object(payload, "the metrics answer").get("metrics")
+        if rows is None:
+            return []
+        if not isinstance(rows, list):
+            raise self.malformed(f"the metrics answer's 'metrics' is {shown(rows)}, not an array of rows")
+        points = (_metrics_point(row) for row in rows if isinstance(row, Mapping))
+        return [point for point in points if point is not None]
 
     def vendor_error(self, response: wire.ApiResponse, payload: Mapping[str, Any] | None) -> wire.ErrorDetails | None:
         if response.status < 400:
@@ -194,6 +224,16 @@ class TogetherDialect(Dialect):
             return error_object(error, self.request_id(response, payload))
         message = error if isinstance(error, str) else payload.get("message") if payload else None
         return wire.ErrorDetails(message=optional_str(message), request_id=self.request_id(response, payload))
+
+
+def _metrics_point(row: Mapping[str, Any]) -> LossPoint | None:
+    """The step and losses of one metrics row, or ``None`` if it lacks a usable step or any usable loss."""
+    step = first_step(row, METRICS_STEP_FIELDS)
+    train_loss = first_loss(row, METRICS_TRAIN_LOSS_FIELDS)
+    valid_loss = first_loss(row, METRICS_VALID_LOSS_FIELDS)
+    if step is None or (train_loss is None and valid_loss is None):
+        return None
+    return LossPoint(step, train_loss, valid_loss)
 
 
 def together_record(record: object) -> str | None:

@@ -122,14 +122,27 @@ def seed(
 
 
 def log_lines(job: Job, now: float, zone: str) -> list[str]:
-    """The job's log by ``now``, oldest first: its status transitions and a ``step`` line per tenth of its run.
+    """The job's log by ``now``, oldest first: its status transitions (with their time) and, per tenth of its run,
+    a line of figures in the form of the reference's example, a Python dict (``{'loss': 1.2, ..., 'step': 10}``;
+    an ``eval_loss`` line after it where the job has a validation loss there).
 
-    At the same instant a step line comes before a status line, so the log only ever grows at its end.
+    At the same instant figure lines come before a status line, so the log only ever grows at its end.
     """
-    keyed = [((at, 1, index), f"job {job.id} status {status}") for index, (at, status) in enumerate(job.history)]
+    keyed = [
+        ((at, 2, index), f"{format_time(at, zone)} job {job.id} status {status}")
+        for index, (at, status) in enumerate(job.history)
+    ]
     for m in milestones(job, now):
-        keyed.append(((m.at, 0, m.index), f"step {m.step}/{TOTAL_STEPS} loss {m.train_loss}"))
-    return [f"{format_time(key[0], zone)} {text}" for key, text in sorted(keyed, key=lambda pair: pair[0])]
+        epoch = round(m.step / TOTAL_STEPS, 4)
+        keyed.append(
+            (
+                (m.at, 0, m.index),
+                f"{{'loss': {m.train_loss}, 'learning_rate': 1.6e-05, 'epoch': {epoch}, 'step': {m.step}}}",
+            )
+        )
+        if m.valid_loss is not None:
+            keyed.append(((m.at, 1, m.index), f"{{'eval_loss': {m.valid_loss}, 'epoch': {epoch}, 'step': {m.step}}}"))
+    return [text for _, text in sorted(keyed, key=lambda pair: pair[0])]
 
 
 def _check_files(state: EmulatorState, spec: dict[str, Any]) -> None:

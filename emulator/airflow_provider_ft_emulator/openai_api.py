@@ -214,19 +214,25 @@ def _event(job: Job, index: int, at: float, level: str, message: str) -> dict[st
 
 
 def _metrics_event(job: Job, milestone: Milestone) -> dict[str, Any]:
-    loss = milestone.train_loss
+    """A ``metrics`` event: its ``data`` uses the names of the spec's checkpoint ``metrics`` (docs/emulator.md)."""
+    loss, valid_loss = milestone.train_loss, milestone.valid_loss
+    data: dict[str, Any] = {
+        "step": milestone.step,
+        "total_steps": TOTAL_STEPS,
+        "train_loss": loss,
+        "train_mean_token_accuracy": milestone.train_mean_token_accuracy,
+    }
+    message = f"Step {milestone.step}/{TOTAL_STEPS}: training loss={loss}"
+    if valid_loss is not None:
+        data["valid_loss"] = valid_loss
+        message += f", validation loss={valid_loss}"
     return {
         "object": "fine_tuning.job.event",
         "id": f"ftevent-{_stable_token(job.id, 'metrics', str(milestone.step))}",
         "created_at": int(milestone.at),
         "level": "info",
-        "message": f"Step {milestone.step}/{TOTAL_STEPS}: training loss={loss}",
-        "data": {
-            "step": milestone.step,
-            "total_steps": TOTAL_STEPS,
-            "train_loss": loss,
-            "train_mean_token_accuracy": milestone.train_mean_token_accuracy,
-        },
+        "message": message,
+        "data": data,
         "type": "metrics",
     }
 

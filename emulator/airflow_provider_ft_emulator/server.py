@@ -190,6 +190,7 @@ class FineTuningEmulator:
         runs_for: timedelta | float | None = timedelta(minutes=10),
         outcome: str = "succeeded",
         error: str | None = None,
+        validation_file: str | None = None,
     ) -> str:
         """Create a job as if it had been submitted ``age`` ago and is in ``status`` now; returns its id.
 
@@ -198,7 +199,8 @@ class FineTuningEmulator:
         end as ``outcome`` after ``runs_for`` (never if ``None``). DashScope: ``name`` is ``job_name``,
         ``metadata`` is kept off the wire. OpenAI: ``name`` is the model suffix and ``metadata["name"]``. Azure
         OpenAI: as OpenAI (its jobs carry the suffix as ``suffix``); its words are Microsoft's (``pending``, ...).
-        Together AI: ``name`` is the ``suffix``, ``metadata`` is kept off the wire.
+        Together AI: ``name`` is the ``suffix``, ``metadata`` is kept off the wire. ``validation_file``: the id of
+        the job's validation file (none by default); a job with one reports a validation loss as it trains.
         """
         kind = vendor_named(vendor)
         options: dict[str, Any] = {
@@ -213,6 +215,11 @@ class FineTuningEmulator:
             "error": error,
         }
         job: Job = _SEEDERS[kind](self._state, **options)
+        if validation_file is not None:
+            with self._state.store.lock:
+                job.spec["validation_file_ids" if kind == "dashscope" else "validation_file"] = (
+                    [validation_file] if kind == "dashscope" else validation_file
+                )
         return job.id
 
     def seed_jobs(self, vendor: str, n: int, **kwargs: Any) -> list[str]:

@@ -185,10 +185,24 @@ def events(job: Job, now: float) -> list[dict[str, Any]]:
     for index, (at, status) in enumerate(job.history or [(job.status_since, job.status)]):
         keyed.append(((at, 1, index), _status_event(job, index, at, status)))
     for milestone in milestones(job, now):
-        message = f"Training progress: step {milestone.step}/{TOTAL_STEPS}, loss {milestone.train_loss}"
+        message = f"Training progress: step {milestone.step}/{TOTAL_STEPS}"
         event = _event(job, "training", milestone.index, milestone.at, "checkpoint_save", message)
-        keyed.append(((milestone.at, 0, milestone.index), {**event, "step": milestone.step, "total_steps": 100}))
+        step_fields = {"step": milestone.step, "total_steps": TOTAL_STEPS}
+        keyed.append(((milestone.at, 0, milestone.index), {**event, **step_fields}))
     return [event for _, event in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def metrics(job: Job, now: float) -> list[dict[str, float]]:
+    """``GET /fine-tunes/{id}/metrics`` rows by ``now``, oldest first: a training row (``train/*``) per tenth of the
+    run, and an evaluation row (``eval/*``) after it where the job has a validation loss there."""
+    rows: list[dict[str, float]] = []
+    for milestone in milestones(job, now):
+        rows.append(
+            {"train/loss": milestone.train_loss, "train/learning_rate": 0.00001, "train/global_step": milestone.step}
+        )
+        if milestone.valid_loss is not None:
+            rows.append({"eval/loss": milestone.valid_loss, "train/global_step": milestone.step})
+    return rows
 
 
 def _status_event(job: Job, index: int, at: float, status: str) -> dict[str, Any]:
@@ -333,6 +347,14 @@ async def list_events(request: Request, job_id: str) -> JSONResponse:
     state = state_of(request)
     job = _job_or_404(state, job_id)
     return JSONResponse({"data": events(job, state.store.clock.now())})
+
+
+@router.get("/fine-tunes/{job_id}/metrics")
+async def list_metrics(request: Request, job_id: str) -> JSONResponse:
+    """``GET /fine-tunes/{id}/metrics``: every recorded metrics row, oldest first (filters are not applied)."""
+    state = state_of(request)
+    job = _job_or_404(state, job_id)
+    return JSONResponse({"metrics": metrics(job, state.store.clock.now())})
 
 
 # -- files ------------------------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def check_events(item: Documented, dialect: Dialect) -> None:
         assert dict(request.params) == expect["request"]
     if "cursors" in expect:
         assert [event.cursor for event in page.events] == expect["cursors"]
-    for field in ("step", "total_steps", "train_loss"):
+    for field in ("step", "total_steps", "train_loss", "valid_loss"):
         if field in expect:
             assert [getattr(event, field) for event in page.events] == expect[field]
 

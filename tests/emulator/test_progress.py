@@ -1,4 +1,4 @@
-"""Training progress: OpenAI ``metrics`` events and DashScope ``step`` log lines, one per tenth of the run, that
+"""Training progress: OpenAI ``metrics`` events and DashScope figure log lines, one per tenth of the run, that
 appear as the emulated clock advances, keep their ids and places, and pause with the job."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_seeded_jobs_show_the_progress_they_have_made(
     forever = emulator.seed_job("openai", status="running", age=500, runs_for=None)
     assert metrics(events(http, oa, forever)) == [], "a job with no run length reports no steps"
     done = emulator.seed_job("dashscope", status="SUCCEEDED", age=3600, runs_for=600)
-    assert len([line for line in logs(http, ds, done) if " step " in line]) == 10
+    assert len([line for line in logs(http, ds, done) if "'step': " in line]) == 10
 
 
 def test_dashscope_log_lines_grow_with_the_clock(emulator: FineTuningEmulator, ds: str, http: requests.Session) -> None:
@@ -90,15 +90,11 @@ def test_dashscope_log_lines_grow_with_the_clock(emulator: FineTuningEmulator, d
     assert [line.split(" ", 2)[2] for line in logs(http, ds, job_id)] == [f"job {job_id} status RUNNING"]
     emulator.advance(65)
     early = logs(http, ds, job_id)
-    assert [line.split(" ", 2)[2].rsplit(" ", 2)[0] for line in early[1:]] == [
-        "step 10/100",
-        "step 20/100",
-        "step 30/100",
-    ]
-    assert all(line.split(" ", 2)[2].startswith("step ") and " loss 0." in line for line in early[1:])
+    assert [line.rsplit("'step': ", 1)[1] for line in early[1:]] == ["10}", "20}", "30}"]
+    assert all(line.startswith("{'loss': ") for line in early[1:])
     emulator.advance(200)
     late = logs(http, ds, job_id)
     assert late[: len(early)] == early, "the log only grows at its end, so offsets stay valid"
     assert len(late) == 12
-    assert late[-2].endswith("step 100/100 loss 0.2655")
+    assert late[-2].endswith("'epoch': 1.0, 'step': 100}")
     assert late[-1].endswith("status SUCCEEDED")
