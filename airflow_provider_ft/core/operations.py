@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningError, JobNotFoundError
 from airflow_provider_ft.jobs import FineTuningJob, JobEvent, JobStatus
+from airflow_provider_ft.loss import LossPoint
 from airflow_provider_ft.vendors.base import Dialect
 from airflow_provider_ft.vendors.wire import ApiRequest, JobPage
 
@@ -37,7 +38,7 @@ Outcome = dict[str, Any] | FineTuningError | None
 
 def run(operation: Operation[T], send: Callable[[ApiRequest], dict[str, Any]]) -> T:
     """Drive ``operation`` to its result, sending each request it yields with ``send``."""
-    step: Step | _Done[T] = next(operation)
+    step = _start(operation)
     while not isinstance(step, _Done):
         step = _resume(operation, _attempt(_pause if isinstance(step, Pause) else send, step))
     return step.value
@@ -45,7 +46,7 @@ def run(operation: Operation[T], send: Callable[[ApiRequest], dict[str, Any]]) -
 
 async def arun(operation: Operation[T], send: Callable[[ApiRequest], Awaitable[dict[str, Any]]]) -> T:
     """``run`` for an asyncio transport."""
-    step: Step | _Done[T] = next(operation)
+    step = _start(operation)
     while not isinstance(step, _Done):
         pending = asyncio.sleep(step.seconds) if isinstance(step, Pause) else send(step)
         step = _resume(operation, await _aattempt(pending))
@@ -55,6 +56,14 @@ async def arun(operation: Operation[T], send: Callable[[ApiRequest], Awaitable[d
 @dataclass(frozen=True)
 class _Done(Generic[T]):
     value: T
+
+
+def _start(operation: Operation[T]) -> Step | _Done[T]:
+    """The operation's first step, or its result when it needs no request at all."""
+    try:
+        return next(operation)
+    except StopIteration as done:
+        return _Done(done.value)
 
 
 def _pause(step: Pause) -> None:
@@ -190,6 +199,15 @@ def _change_state(
             raise
         return job
     return dialect.parse_job(payload, job_id=job_id)
+
+
+def loss_metrics(dialect: Dialect, job_id: str) -> Operation[list[LossPoint]]:
+    """The job's training figures kept apart from its log (Together AI); none where the log carries them."""
+    request = dialect.metrics_request(job_id)
+    if request is None:
+        return []
+    payload = yield request
+    return dialect.parse_metrics(payload)
 
 
 def delete_job(dialect: Dialect, job_id: str) -> Operation[None]:

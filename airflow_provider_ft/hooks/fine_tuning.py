@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_provider_ft.core.submit import Listing, Submission
     from airflow_provider_ft.identity import TaskIdentity
     from airflow_provider_ft.jobs import FineTuningJob, JobEvent, ProgressLog
+    from airflow_provider_ft.loss import LossPoint
     from airflow_provider_ft.transport import AsyncTransport
     from airflow_provider_ft.vendors.wire import JobSpec, LocalFile, RemoteFile
 
@@ -209,6 +210,16 @@ class FineTuningHook(ConnectedHook):
         """``new_events`` over an asyncio transport from ``async_transport()``."""
         batch = await self._arun(transport, self._events_operation(job_id, after, max_pages), deadline)
         return self._got_events(job_id, batch)
+
+    def loss_metrics(self, job_id: str, *, deadline: float | None = None) -> list[LossPoint]:
+        """The job's training and validation loss kept apart from its log (Together AI's metrics); ``[]`` where the
+        log's entries carry them (read those with ``new_events``).
+
+        :param job_id: the vendor's job id
+        :param deadline: ``time.monotonic()`` by which the call must be over, retries included
+        """
+        points: list[LossPoint] = self._run(_operations().loss_metrics(self.dialect, job_id), deadline)
+        return points
 
     def log_new_events(
         self, job_id: str, after: str | None, log: ProgressLog | None = None, *, deadline: float | None = None

@@ -169,16 +169,18 @@ def job_detail(hook: FineTuningHook, job_id: str) -> JobDetail:
         pausable=settings.dialect.supports_pause,
     )
     events: Sequence[JobEvent] = ()
+    metrics: Sequence[LossPoint] = ()
     error = None
     try:
         events, _ = hook.new_events(job_id, None, max_pages=EVENT_PAGES, deadline=time.monotonic() + JOB_WAIT)
+        metrics = hook.loss_metrics(job_id, deadline=time.monotonic() + JOB_WAIT)
     except FineTuningError as failure:
         error = describe_error(failure)
     return JobDetail(
         conn=conn,
         job=job,
         events=tuple(events[-MAX_EVENTS:]),
-        curve=tuple(loss_curve(events)),
+        curve=tuple(loss_curve([*events, *metrics])),
         events_error=error,
         console_url=hook.console_url(job.id),
     )

@@ -34,7 +34,7 @@ class _Scale:
 
 def loss_chart_svg(points: Sequence[LossPoint]) -> str:
     """The chart of ``points`` as an ``<svg>`` element; ``""`` when no point has a loss."""
-    series = {name: [(p.step, _loss(p, name)) for p in points if _loss(p, name) is not None] for name, *_ in _SERIES}
+    series = {name: _values(points, name) for name, *_ in _SERIES}
     drawn = [(step, loss) for values in series.values() for step, loss in values]
     if not drawn:
         return ""
@@ -48,15 +48,20 @@ def loss_chart_svg(points: Sequence[LossPoint]) -> str:
         *_axes(x, y),
     ]
     for name, label, colour in _SERIES:
-        parts.extend(_series(name, label, colour, series[name], x, y))  # type: ignore[arg-type]
+        parts.extend(_series(name, label, colour, series[name], x, y))
     parts.append(_legend([(label, colour) for name, label, colour in _SERIES if series[name]]))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _loss(point: LossPoint, name: str) -> float | None:
-    value = point.train_loss if name == "train" else point.valid_loss
-    return value if value is not None and math.isfinite(value) else None
+def _values(points: Sequence[LossPoint], name: str) -> list[tuple[int, float]]:
+    """The (step, loss) pairs of one series: ``train`` or ``valid``."""
+    values = []
+    for point in points:
+        loss = point.train_loss if name == "train" else point.valid_loss
+        if loss is not None and math.isfinite(loss):
+            values.append((point.step, loss))
+    return values
 
 
 def _series(name: str, label: str, colour: str, values: list[tuple[int, float]], x: _Scale, y: _Scale) -> list[str]:

@@ -25,6 +25,7 @@ from airflow_provider_ft.vendors.training import RecordCheck
 
 if TYPE_CHECKING:
     from airflow_provider_ft.identity import TaskIdentity
+    from airflow_provider_ft.loss import LossPoint
 
 #: Unknown status words remembered (and warned about once each); past that, one warning says so and no more.
 MAX_WARNED_STATUSES = 64
@@ -219,6 +220,16 @@ class Dialect(AnswerReader, ABC):
     def events_page(self, job_id: object, cursor: str | None, limit: int) -> wire.ApiRequest:
         """The request for a page of the job's progress log: the entries after ``cursor`` in the vendor's paging
         order (``None``: the first page). ``InvalidJobIdError`` or ``FineTuningConfigError`` before any I/O."""
+
+    def metrics_request(self, job_id: object) -> wire.ApiRequest | None:
+        """The request for the job's training figures where the API keeps them apart from its log (``None`` here:
+        the log's entries carry them). ``InvalidJobIdError`` before any I/O."""
+        validate_job_id(job_id)
+        return None
+
+    def parse_metrics(self, payload: object) -> list[LossPoint]:
+        """The loss points of a ``metrics_request`` answer."""
+        return []
 
     def console_url(self, job_id: str, base_url: str) -> str:
         """Where a person can see the job in the vendor's web console (``console_pages``); ``""`` when ``base_url``
