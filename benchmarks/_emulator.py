@@ -19,7 +19,12 @@ from typing import IO, Any
 
 API_KEY = "sk-bench-0123456789abcdef"
 VENDORS = ("dashscope", "openai")
-CONN_TYPES = {"dashscope": "dashscope", "openai": "openaifinetuning"}
+CONN_TYPES = {
+    "dashscope": "dashscope",
+    "openai": "openaifinetuning",
+    "azure": "azureopenaifinetuning",
+    "together": "togetherfinetuning",
+}
 START_TIMEOUT = 60.0
 
 
@@ -86,8 +91,9 @@ class EmulatorProcess:
         return self._checked().pid
 
     def url(self, vendor: str) -> str:
-        prefix = "/dashscope/api/v1" if vendor == "dashscope" else "/openai/v1"
-        return f"http://127.0.0.1:{self.port}{prefix}"
+        from airflow_provider_ft_emulator.vocabulary import BASE_PATHS, vendor_named
+
+        return f"http://127.0.0.1:{self.port}{BASE_PATHS[vendor_named(vendor)]}"
 
     def connection_uri(self, vendor: str, **extra: Any) -> str:
         """The JSON an ``AIRFLOW_CONN_*`` variable holds for a connection to this emulator."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks._common import allow_bytecode_cache, machine, prepare_airflow_home
 from benchmarks._report import Section, Table, targets_table
 
-BENCHMARKS = ("import_cost", "call_overhead", "cleanup", "triggerer", "deferral", "poll_cost", "anchor")
+BENCHMARKS = ("import_cost", "call_overhead", "cleanup", "triggerer", "deferral", "poll_cost", "anchor", "page_load")
 TIME_LIMITS = {"smoke": 120.0, "full": 1800.0}
 LOG_TAIL = 40
 
