@@ -198,7 +198,7 @@ def act(hook: FineTuningHook, job_id: str, action: Action) -> FineTuningJob:
 def connection_price(hook: FineTuningHook) -> Price | None:
     """The connection's price, ``None`` where it gives none or an unusable one (the page then shows no cost)."""
     try:
-        return getattr(hook, "price", None)  # TEMP until cost-guard merges
+        return hook.price
     except FineTuningError:
         return None
 
