@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeGuard
 
-#: Amounts are shown to this many decimal places, rounded half up.
-_SHOWN = Decimal("0.01")
+#: Amounts are shown to the cent, rounded half up.
+_CENT = Decimal("0.01")
 #: The longest currency text taken (a code such as ``USD``, or a symbol).
 MAX_CURRENCY_LENGTH = 8
 _TOKENS_PER_PRICE_UNIT = 1_000_000
@@ -48,10 +48,14 @@ class Price:
         return trained_tokens * self.per_million_tokens / _TOKENS_PER_PRICE_UNIT
 
     def format(self, amount: float) -> str:
-        """``amount`` for display: two decimals, rounded half up, then the currency (``12.34 USD``); an amount
-        above 0 that would show as ``0.00`` is shown as ``< 0.01``, so a cost is never shown as none."""
-        shown = Decimal(repr(float(amount))).quantize(_SHOWN, rounding=ROUND_HALF_UP)
-        text = f"< {_SHOWN}" if amount > 0 and shown == 0 else str(shown)
+        """``amount`` for display, then the currency (``12.34 USD``): two decimals, rounded half up; an amount that
+        would show as ``0.00`` but is not 0 keeps two significant digits (``0.0042 USD``), so that a small cost or
+        limit is never shown as none."""
+        exact = Decimal(repr(float(amount)))
+        shown = exact.quantize(_CENT, rounding=ROUND_HALF_UP)
+        if shown == 0 and exact != 0:
+            shown = exact.quantize(Decimal(1).scaleb(exact.adjusted() - 1), rounding=ROUND_HALF_UP)
+        text = format(shown, "f")
         return f"{text} {self.currency}" if self.currency else text
 
     def describe(self) -> str:

@@ -42,8 +42,12 @@ def test_cost_of_trained_tokens(tokens: int | None, cost: float | None) -> None:
         (12.345, "12.35 USD"),  # half up, on the decimal the amount reads as (binary 12.345 is a little below)
         (2.675, "2.68 USD"),
         (0.0, "0.00 USD"),
-        (0.004, "< 0.01 USD"),  # a cost is never shown as none
         (0.005, "0.01 USD"),
+        (0.004, "0.0040 USD"),  # below a cent: two significant digits, never shown as none
+        (0.00123, "0.0012 USD"),
+        (0.0049999, "0.0050 USD"),
+        (1e-7, "0.00000010 USD"),
+        (-1.5, "-1.50 USD"),
         (1234567.891, "1234567.89 USD"),
     ],
 )
