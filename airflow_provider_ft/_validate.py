@@ -25,6 +25,15 @@ def optional_seconds(name: str, value: object) -> float | None:
     return None if value is None else seconds(name, value)
 
 
+def optional_amount(name: str, value: object) -> float | None:
+    """A finite number above 0 (an amount of money: ``max_cost``), or ``None`` for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise FineTuningConfigError(f"{name} must be a finite number above 0 or None, got {value!r:.80}")
+    return float(value)
+
+
 def whole_number(name: str, value: object, *, minimum: int = 1, maximum: int | None = None) -> int:
     """An ``int`` (not a ``bool``) from ``minimum`` to ``maximum``."""
     if (

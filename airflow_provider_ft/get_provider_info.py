@@ -59,6 +59,17 @@ _COMMON_FIELDS: dict[str, Any] = {
         "description": "A ceiling on the requests to this account from one process, shared by all its tasks and "
         "triggers; empty for none.",
     },
+    "price_per_million_tokens": {
+        "label": "Price per million trained tokens",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "description": "What the vendor charges for one million trained tokens: each job's estimated cost, and "
+        "what a task's max_cost is measured with; empty for none (no price is built in).",
+    },
+    "currency": {
+        "label": "Currency of the price",
+        "schema": {"type": ["string", "null"], "maxLength": 8},
+        "description": "Shown after each cost, e.g. USD; empty to show costs without a unit.",
+    },
 }
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from airflow_provider_ft._text import printable
+from airflow_provider_ft.cost import Price
 
 # The longest server text each part of a progress line shows (the rest is cut, "..." says so).
 _ID_LENGTH = 140
@@ -212,44 +213,80 @@ class JobEvent:
 
 @dataclass(frozen=True)
 class JobBudget:
-    """Cost guards of a running job: the most tokens it may train and the longest it may run.
+    """Cost guards of a running job: the most tokens it may train, the most it may cost and the longest it may run.
 
     A guard is checked against what the vendor reports on each poll. OpenAI reports ``trained_tokens`` only once a
     job has finished and DashScope its ``usage`` likewise, so ``max_trained_tokens`` mostly catches a job that ended
-    over budget (the task then fails instead of succeeding); ``max_runtime``, counted from the vendor's
-    ``created_at``, is the guard that stops a job before it costs more.
+    over budget (the task then fails instead of succeeding), and so does ``max_cost``, which is measured on the same
+    tokens; ``max_runtime``, counted from the vendor's ``created_at``, is the guard that stops a job before it costs
+    more.
 
     :param max_trained_tokens: most tokens the job may train (``None``: no limit)
     :param max_runtime: most seconds from the job's creation (``None``: no limit)
+    :param max_cost: most the job may cost, in the currency of ``price``: its trained tokens at ``price``
+        (``None``: no limit)
+    :param price: what ``max_cost`` is measured with (the connection's price); required with ``max_cost``
     """
 
     max_trained_tokens: int | None = None
     max_runtime: float | None = None
+    max_cost: float | None = None
+    price: Price | None = None
 
     def __post_init__(self) -> None:
         tokens = self.max_trained_tokens
         if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
             raise ValueError(f"max_trained_tokens must be a whole number of at least 1 or None, got {tokens!r}")
         runtime = self.max_runtime
-        if runtime is not None and (
-            isinstance(runtime, bool) or not isinstance(runtime, int | float) or not math.isfinite(runtime)
-        ):
+        if runtime is not None and not _is_finite_number(runtime):
             raise ValueError(f"max_runtime must be a finite number of seconds or None, got {runtime!r}")
         if runtime is not None and runtime <= 0:
             raise ValueError(f"max_runtime must be a positive number of seconds or None, got {runtime!r}")
+        most = self.max_cost
+        if most is not None and (not _is_finite_number(most) or most <= 0):
+            raise ValueError(f"max_cost must be a finite number above 0 or None, got {most!r}")
+        if self.price is not None and not isinstance(self.price, Price):
+            raise ValueError(f"price must be a Price or None, got {self.price!r:.80}")
+        if most is not None and self.price is None:
+            raise ValueError(
+                "max_cost needs a price to measure the cost with: set the connection extra price_per_million_tokens"
+            )
 
     @property
     def is_set(self) -> bool:
-        return self.max_trained_tokens is not None or self.max_runtime is not None
+        return self.max_trained_tokens is not None or self.max_runtime is not None or self.max_cost is not None
 
     def exceeded(self, job: FineTuningJob, now: datetime) -> str | None:
         """Which limit ``job`` has passed at ``now`` (a sentence naming it and the figures), or ``None``."""
+        return self._over_tokens(job) or self._over_cost(job) or self._over_runtime(job, now)
+
+    def _over_tokens(self, job: FineTuningJob) -> str | None:
         tokens, most = job.trained_tokens, self.max_trained_tokens
         if most is not None and tokens is not None and tokens > most:
             return f"max_trained_tokens: the job trained {tokens} tokens, more than the {most} allowed"
-        if self.max_runtime is not None and job.created_at is not None and not job.is_terminal:
-            ran = timedelta(seconds=round((now - job.created_at).total_seconds()))
-            allowed = timedelta(seconds=round(self.max_runtime))
-            if ran.total_seconds() > self.max_runtime:
-                return f"max_runtime: the job has run {ran}, longer than the {allowed} allowed"
         return None
+
+    def _over_cost(self, job: FineTuningJob) -> str | None:
+        if self.max_cost is None or self.price is None:
+            return None
+        cost = self.price.cost_of(job.trained_tokens)
+        if cost is None or cost <= self.max_cost:
+            return None
+        shown, allowed = self.price.format(cost), self.price.format(self.max_cost)
+        return (
+            f"max_cost: the job has cost about {shown} ({job.trained_tokens} trained tokens at "
+            f"{self.price.describe()}), more than the {allowed} allowed"
+        )
+
+    def _over_runtime(self, job: FineTuningJob, now: datetime) -> str | None:
+        if self.max_runtime is None or job.created_at is None or job.is_terminal:
+            return None
+        ran = timedelta(seconds=round((now - job.created_at).total_seconds()))
+        allowed = timedelta(seconds=round(self.max_runtime))
+        if ran.total_seconds() > self.max_runtime:
+            return f"max_runtime: the job has run {ran}, longer than the {allowed} allowed"
+        return None
+
+
+def _is_finite_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

@@ -9,6 +9,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32
 (_AIRFLOW_HOME / "dags").mkdir()
 
 from airflow_provider_ft.identity import TaskIdentity  # noqa: E402
-from airflow_provider_ft_emulator import FineTuningEmulator, recording  # noqa: E402
+from airflow_provider_ft_emulator import Fault, FineTuningEmulator, recording  # noqa: E402
 from airflow_provider_ft_emulator.recording import RecordedRequest  # noqa: E402
 from tests.contracts.exchanges import tally  # noqa: E402
 
@@ -66,6 +67,45 @@ def seed_job_of(emulator: FineTuningEmulator, vendor: str, identity: TaskIdentit
     if vendor == "openai":
         return emulator.seed_job(vendor, metadata={"airflow_ti": identity.key}, **kwargs)
     return emulator.seed_job(vendor, name=identity.tag, **kwargs)
+
+
+@dataclass(frozen=True)
+class PassedGuard:
+    """A cost guard set so low that any job reporting its trained tokens passes it (the emulator's jobs report
+    10,000 or more), and what the connection needs for it.
+
+    :param name: the guard, as messages name it
+    :param arguments: the task's arguments that set it
+    :param connection_extras: the connection's extras it needs (``max_cost``: a price)
+    """
+
+    name: str
+    arguments: dict[str, Any]
+    connection_extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trigger_arguments(self) -> dict[str, Any]:
+        """The guard as ``FineTuningJobTrigger`` takes it: the price travels with the trigger."""
+        return {**self.arguments, **self.connection_extras}
+
+
+PASSED_GUARDS = [
+    PassedGuard("max_trained_tokens", {"max_trained_tokens": 1_000}),
+    PassedGuard("max_cost", {"max_cost": 0.001}, {"price_per_million_tokens": 1.0, "currency": "USD"}),
+]
+#: Where each vendor reports a job's trained tokens.
+TOKENS_FIELDS = {"dashscope": "usage", "openai": "trained_tokens", "azure": "trained_tokens", "together": "token_count"}
+
+
+def report_tokens_while_running(emulator: FineTuningEmulator, vendor: str, job_id: str, tokens: int) -> None:
+    """The next read of ``job_id`` answers it as it stands with ``tokens`` trained so far: the emulator's jobs report
+    their tokens only once they have ended (as OpenAI's and DashScope's do), a guard on them then cannot cancel."""
+    job = emulator.job(vendor, job_id)
+    assert job is not None
+    job[TOKENS_FIELDS[vendor]] = tokens
+    body = {"request_id": "emulated-tokens", "output": job} if vendor == "dashscope" else job
+    job_path = rf"/{re.escape(job_id)}$"
+    emulator.inject(Fault("body", vendor=vendor, method="GET", path=job_path, body=json.dumps(body).encode()))
 
 
 def api_url(emulator: FineTuningEmulator, vendor: str) -> str:

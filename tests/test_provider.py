@@ -50,7 +50,16 @@ def test_every_connection_type_is_registered(providers_manager: object, conn_typ
 
 def test_connection_form_fields(providers_manager: object) -> None:
     widgets = providers_manager.connection_form_widgets  # type: ignore[attr-defined]
-    common = ("timeout", "max_retries", "backoff_base", "retry_after_max", "namespace")
+    common = (
+        "timeout",
+        "max_retries",
+        "backoff_base",
+        "retry_after_max",
+        "namespace",
+        "max_requests_per_second",
+        "price_per_million_tokens",
+        "currency",
+    )
     for field in ("workspace", "timezone", *common):
         assert f"extra__dashscope__{field}" in widgets
     for field in ("organization", "project", *common):

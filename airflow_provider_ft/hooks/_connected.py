@@ -12,6 +12,7 @@ from airflow_provider_ft.exceptions import FineTuningApiError
 
 if TYPE_CHECKING:
     from airflow_provider_ft.core import operations
+    from airflow_provider_ft.cost import Price
     from airflow_provider_ft.jobs import FineTuningJob
     from airflow_provider_ft.transport import AsyncTransport, ClientSettings, SyncTransport
     from airflow_provider_ft.vendors.base import Dialect
@@ -58,6 +59,13 @@ class ConnectedHook(BaseHook):
     @property
     def dialect(self) -> Dialect:
         return self.settings.dialect
+
+    @property
+    def price(self) -> Price | None:
+        """The account's price per million trained tokens, from the connection's extras ``price_per_million_tokens``
+        and ``currency``; ``None`` when it gives none. ``FineTuningConfigError`` (naming the extra) for a price that
+        is not a finite number above 0, or a currency that is not a short text."""
+        return self.settings.price
 
     @property
     def transport(self) -> SyncTransport:

@@ -326,6 +326,33 @@ class FineTuningHook(ConnectedHook):
                 raise FineTuningTimeout(f"Job {job_id} did not reach a terminal state within {timeout:g} s")
             time.sleep(poll_interval)
 
+    def budget(
+        self,
+        *,
+        max_trained_tokens: int | None = None,
+        max_runtime: float | None = None,
+        max_cost: float | None = None,
+    ) -> JobBudget:
+        """The cost guards of a job on this connection, ``max_cost`` measured with the connection's ``price``.
+
+        ``FineTuningConfigError`` for a guard that is not a valid limit, and for ``max_cost`` on a connection that
+        gives no price (or a bad one): read before anything is sent, so a task fails before it starts a job.
+
+        :param max_trained_tokens: most tokens the job may train (``None``: no limit)
+        :param max_runtime: most seconds from the job's creation (``None``: no limit)
+        :param max_cost: most the job may cost, in the connection's ``currency`` (``None``: no limit)
+        """
+        price = None if max_cost is None else self.price
+        if max_cost is not None and price is None:
+            raise FineTuningConfigError(
+                f"max_cost needs a price: connection {self.conn_id!r} gives none; set its extra "
+                "price_per_million_tokens (and currency) to what the vendor charges per million trained tokens"
+            )
+        try:
+            return JobBudget(max_trained_tokens, max_runtime, max_cost, price)
+        except ValueError as error:
+            raise FineTuningConfigError(str(error)) from None
+
     def enforce_budget(self, job: FineTuningJob, budget: JobBudget) -> None:
         """If ``job`` has passed a limit of ``budget``, cancel it (unless it has finished) and raise
         ``FineTuningBudgetExceeded`` naming the limit."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseOperator, default_deferrable
 from airflow_provider_ft._text import printable
-from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningJobFailed, FineTuningTimeout
+from airflow_provider_ft.exceptions import FineTuningJobFailed, FineTuningTimeout
 from airflow_provider_ft.jobs import FineTuningJob, JobBudget, JobStatus
 from airflow_provider_ft.links import FineTuningJobLink
 
@@ -54,8 +54,8 @@ class CreateFineTuningJobOperator(BaseOperator):
     **Stopping.** ``cancel_on_kill`` cancels the job when the task is killed (marked failed or success, or its
     ``execution_timeout`` passes), once the task instance's state confirms it has ended (``airflow_provider_ft.kill``:
     a retry, a clear, or a frozen worker or triggerer that recovers leave the job to the live try).
-    ``cancel_on_timeout`` cancels it when ``timeout`` ends the wait; the cost guards ``max_trained_tokens`` and
-    ``max_runtime`` cancel it and fail the task with ``FineTuningBudgetExceeded``.
+    ``cancel_on_timeout`` cancels it when ``timeout`` ends the wait; the cost guards ``max_trained_tokens``,
+    ``max_cost`` and ``max_runtime`` cancel it and fail the task with ``FineTuningBudgetExceeded``.
 
     :param model: the base model to fine-tune (templated)
     :param training_file: a vendor file id, or a local path / ``ObjectStoragePath`` / URL to check and upload
@@ -79,6 +79,10 @@ class CreateFineTuningJobOperator(BaseOperator):
     :param cancel_on_kill: cancel the job when the task is killed (see above)
     :param cancel_on_timeout: cancel the job when ``timeout`` ends the wait
     :param max_trained_tokens: cancel and fail once the vendor reports more trained tokens (mostly once it ended)
+    :param max_cost: cancel and fail once the job's trained tokens cost more than this at the connection's price
+        (extras ``price_per_million_tokens`` and ``currency``; a connection without one fails the task before any
+        job is created). An estimate on the tokens the vendor reports, so, like ``max_trained_tokens``, it mostly
+        fails a job that ended over budget; ``max_runtime`` is the guard that stops a job early
     :param max_runtime: cancel and fail once the job has run longer than this (seconds or a ``timedelta``)
     :param log_events: log the vendor's own progress entries as they appear, each once (worker and triggerer)
     :param fail_on_failure: a job that ends ``FAILED`` or ``CANCELLED`` fails the task with ``FineTuningJobFailed``
@@ -122,6 +126,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
         max_trained_tokens: int | None = None,
+        max_cost: float | None = None,
         max_runtime: timedelta | float | None = None,
         log_events: bool = True,
         fail_on_failure: bool = True,
@@ -147,7 +152,11 @@ class CreateFineTuningJobOperator(BaseOperator):
         self.timeout = _validate.optional_seconds("timeout", timeout)
         self.cancel_on_kill = bool(cancel_on_kill)
         self.cancel_on_timeout = bool(cancel_on_timeout)
-        self.budget = _budget(max_trained_tokens, max_runtime)
+        self.max_trained_tokens = (
+            None if max_trained_tokens is None else _validate.whole_number("max_trained_tokens", max_trained_tokens)
+        )
+        self.max_cost = _validate.optional_amount("max_cost", max_cost)
+        self.max_runtime = _validate.optional_seconds("max_runtime", max_runtime)
         self.log_events = bool(log_events)
         self.fail_on_failure = bool(fail_on_failure)
         self.settle_delays = tuple(
@@ -162,6 +171,13 @@ class CreateFineTuningJobOperator(BaseOperator):
         from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 
         return FineTuningHook(self.conn_id)
+
+    @property
+    def budget(self) -> JobBudget:
+        """The cost guards, ``max_cost`` measured with the connection's price (reads the connection)."""
+        return self.hook.budget(
+            max_trained_tokens=self.max_trained_tokens, max_runtime=self.max_runtime, max_cost=self.max_cost
+        )
 
     # -- submit ---------------------------------------------------------------------------------------------
 
@@ -195,6 +211,7 @@ class CreateFineTuningJobOperator(BaseOperator):
         from airflow_provider_ft.identity import TaskIdentity
         from airflow_provider_ft.operators._create import job_memory, job_spec, local_files, submit_waiting_for_room
 
+        self.budget  # noqa: B018 - a max_cost without a price on the connection fails here, before anything is sent
         identity = TaskIdentity.of(context["ti"], self.hook.settings.namespace)
         spec = job_spec(self)
         checked = local_files(self.hook, spec, self._file_arguments())  # a bad file sends nothing
@@ -348,13 +365,3 @@ class CreateFineTuningJobOperator(BaseOperator):
             job_id=self._job_id,
             job=self._job,
         )
-
-
-def _budget(max_trained_tokens: int | None, max_runtime: timedelta | float | None) -> JobBudget:
-    runtime = _validate.optional_seconds("max_runtime", max_runtime)
-    if max_trained_tokens is not None:
-        _validate.whole_number("max_trained_tokens", max_trained_tokens)
-    try:
-        return JobBudget(max_trained_tokens=max_trained_tokens, max_runtime=runtime)
-    except ValueError as error:
-        raise FineTuningConfigError(str(error)) from None

@@ -95,6 +95,10 @@ class FineTuningJobSensor(BaseSensorOperator):
     :param max_trained_tokens: cost guard: once the vendor reports more trained tokens than this, cancel the job
         (unless it has already ended) and fail with ``FineTuningBudgetExceeded``. Both vendors report them mostly
         once a job has ended, so this mostly fails a job that ended over budget
+    :param max_cost: cost guard: once the job's trained tokens cost more than this at the connection's price
+        (extras ``price_per_million_tokens`` and ``currency``), cancel the job (unless it has already ended) and fail
+        with ``FineTuningBudgetExceeded``. Measured on the same tokens, so it too mostly fails a job that ended over
+        budget; a connection without a price fails the first check, before the job is read
     :param max_runtime: cost guard: seconds (or a ``timedelta``) from the job's creation, as the vendor reports it,
         after which a job still running is cancelled and the task fails with ``FineTuningBudgetExceeded``
     """
@@ -117,6 +121,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         cancel_on_kill: bool = False,
         cancel_on_timeout: bool = False,
         max_trained_tokens: int | None = None,
+        max_cost: float | None = None,
         max_runtime: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -133,6 +138,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         self.max_trained_tokens = (
             None if max_trained_tokens is None else _validate.whole_number("max_trained_tokens", max_trained_tokens)
         )
+        self.max_cost = _validate.optional_amount("max_cost", max_cost)
         self.max_runtime = _validate.optional_seconds("max_runtime", max_runtime)
         self._deadline: float | None = None
         self._events_cursor: str | None = None
@@ -173,8 +179,10 @@ class FineTuningJobSensor(BaseSensorOperator):
 
     @property
     def budget(self) -> JobBudget:
-        """The cost guards (``max_trained_tokens``, ``max_runtime``)."""
-        return JobBudget(max_trained_tokens=self.max_trained_tokens, max_runtime=self.max_runtime)
+        """The cost guards (``max_trained_tokens``, ``max_cost`` at the connection's price, ``max_runtime``)."""
+        return self.hook.budget(
+            max_trained_tokens=self.max_trained_tokens, max_runtime=self.max_runtime, max_cost=self.max_cost
+        )
 
     def on_kill(self) -> None:
         """Cancel the job if ``cancel_on_kill`` and the kill is confirmed (the task was killed while it checked or
@@ -225,6 +233,7 @@ class FineTuningJobSensor(BaseSensorOperator):
         (unless it has ended) and fails with ``FineTuningBudgetExceeded``."""
         from airflow_provider_ft.core.watch import Verdict, Watch, budget_message, was_cancelled
 
+        budget = self.budget  # a max_cost without a price on the connection fails here, before the job is read
         try:
             polled = self.hook.poll_job(self.job_id, deadline=self._deadline)
         except JobNotFoundError as error:
@@ -241,7 +250,7 @@ class FineTuningJobSensor(BaseSensorOperator):
                 self.job_id, self._events_cursor, self.log, deadline=self._deadline
             )
         polled.log_progress(self.log)
-        look = Watch(self.job_id, self.budget).conclude(polled)
+        look = Watch(self.job_id, budget).conclude(polled)
         if look.verdict is Verdict.OVER_BUDGET:
             reason = look.reason or ""
             after = None if polled.is_terminal else self._cancel(f"it passed its budget, {reason}")

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_ft import __version__, _validate, defaults
+from airflow_provider_ft.cost import MAX_CURRENCY_LENGTH, Price, is_currency
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.get_provider_info import RENAMED_CONNECTION_TYPES
 from airflow_provider_ft.retry import RetryPolicy
@@ -80,6 +82,16 @@ class ClientSettings:
     @functools.cached_property
     def scrubber(self) -> Scrubber:
         return Scrubber([self.api_key])
+
+    @functools.cached_property
+    def price(self) -> Price | None:
+        """The account's price per million trained tokens (extras ``price_per_million_tokens`` and ``currency``),
+        or ``None`` when the connection gives none. Checked here, when first asked for, not with the other fields: a
+        bad price fails what needs a cost (``max_cost``), not every call on the account."""
+        try:
+            return _price(self.dialect.extras)
+        except FineTuningConfigError as error:
+            raise FineTuningConfigError(f"Connection {self.conn_id!r}: {error}") from None
 
     def url(self, request: ApiRequest) -> str:
         return self.base_url + request.path
@@ -240,3 +252,31 @@ def _rate(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 10_000:
         raise FineTuningConfigError(f"{name} must be a number of requests per second above 0 (at most 10000)")
     return float(value)
+
+
+def _price(extras: Mapping[str, Any]) -> Price | None:
+    per_million = _extra(extras, "price_per_million_tokens", _price_per_million, None)
+    if per_million is None:
+        return None
+    return Price(per_million, _currency(extras.get("currency")))
+
+
+def _price_per_million(name: str, value: object) -> float:
+    # The value is not repeated: a price field is no place for a secret, but one pasted there stays out of logs.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise FineTuningConfigError(
+            f"{name} must be a finite number above 0: what one million trained tokens cost (e.g. 8 or 0.5)"
+        )
+    return float(value)
+
+
+def _currency(value: object) -> str | None:
+    text = value.strip() if isinstance(value, str) else value
+    if text is None or text == "":
+        return None
+    if not is_currency(text):
+        raise FineTuningConfigError(
+            f"extra 'currency' must be a short text of at most {MAX_CURRENCY_LENGTH} characters without spaces, "
+            "such as USD"
+        )
+    return text

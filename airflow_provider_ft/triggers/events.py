@@ -92,6 +92,9 @@ def defer_watching(
         cancel_on_timeout=task.cancel_on_timeout,
         max_trained_tokens=budget.max_trained_tokens,
         max_runtime=budget.max_runtime,
+        max_cost=budget.max_cost,
+        price_per_million_tokens=None if budget.price is None else budget.price.per_million_tokens,
+        currency=None if budget.price is None else budget.price.currency,
     )
 
 

@@ -20,6 +20,7 @@ from airflow_provider_ft import _validate, defaults
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.core.watch import Verdict, Watch, aguard_cancel, budget_message, was_cancelled
+from airflow_provider_ft.cost import Price
 from airflow_provider_ft.exceptions import FineTuningApiError, FineTuningConfigError, describe_error
 from airflow_provider_ft.jobs import JobBudget
 from airflow_provider_ft.kill import aconfirm_kill
@@ -62,8 +63,8 @@ class FineTuningJobTrigger(BaseTrigger):
       passed first. With ``cancel_on_timeout`` the job is cancelled first and ``job`` is the job after the cancel;
       ``cancelled`` says whether the job now stands cancelled (or cancelling);
     - ``{"status": "budget", "job": <the job after the cancel>, "cancelled": <bool>, ...}`` when a poll found the
-      job past ``max_trained_tokens`` or ``max_runtime``: a running job is cancelled first, a job that has already
-      ended is not (``cancelled`` false); ``message`` names the limit and the figures;
+      job past ``max_trained_tokens``, ``max_cost`` or ``max_runtime``: a running job is cancelled first, a job that
+      has already ended is not (``cancelled`` false); ``message`` names the limit and the figures;
     - ``{"status": "error", "job": <last job seen or None>, "error": {...}, ...}`` when polling cannot go on:
       an error the vendor will not recover from (missing job, bad key, bad connection), or more than
       ``max_consecutive_errors`` polls in a row that failed with a transient error.
@@ -99,6 +100,12 @@ class FineTuningJobTrigger(BaseTrigger):
         more trained tokens than this; vendors report them mostly once a job has ended
     :param max_runtime: seconds from the job's ``created_at`` (as the vendor reports it) after which a ``budget``
         event is fired, the job cancelled first
+    :param max_cost: fire a ``budget`` event (cancelling a running job first) once the trained tokens the vendor
+        reports cost more than this at ``price_per_million_tokens``; like ``max_trained_tokens``, mostly once a job
+        has ended. The price travels with the trigger (the deferring task read it from the connection), so the
+        trigger measures with the price the task was started with
+    :param price_per_million_tokens: what ``max_cost`` is measured with; required with it
+    :param currency: the price's currency, for messages
     """
 
     #: The first poll comes at a random moment of this fraction of the first interval (0: at once).
@@ -117,6 +124,9 @@ class FineTuningJobTrigger(BaseTrigger):
         cancel_on_timeout: bool = False,
         max_trained_tokens: int | None = None,
         max_runtime: float | None = None,
+        max_cost: float | None = None,
+        price_per_million_tokens: float | None = None,
+        currency: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         poll_interval = _validate.seconds("poll_interval", poll_interval)
@@ -137,12 +147,7 @@ class FineTuningJobTrigger(BaseTrigger):
         self.events_after = events_after
         self.cancel_on_kill = _validate.flag("cancel_on_kill", cancel_on_kill)
         self.cancel_on_timeout = _validate.flag("cancel_on_timeout", cancel_on_timeout)
-        self.budget = JobBudget(
-            max_trained_tokens=(
-                None if max_trained_tokens is None else _validate.whole_number("max_trained_tokens", max_trained_tokens)
-            ),
-            max_runtime=_validate.optional_seconds("max_runtime", max_runtime),
-        )
+        self.budget = _budget(max_trained_tokens, max_runtime, max_cost, price_per_million_tokens, currency)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r}, job_id={self.job_id!r}, deadline={self.deadline!r})"
@@ -163,6 +168,7 @@ class FineTuningJobTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "max_trained_tokens": self.budget.max_trained_tokens,
                 "max_runtime": self.budget.max_runtime,
+                **_cost_arguments(self.budget),
             },
         )
 
@@ -334,6 +340,37 @@ class FineTuningJobTrigger(BaseTrigger):
         if cancelled is not None:
             payload["cancelled"] = cancelled
         return payload
+
+
+def _budget(
+    max_trained_tokens: int | None,
+    max_runtime: float | None,
+    max_cost: float | None,
+    price_per_million_tokens: float | None,
+    currency: str | None,
+) -> JobBudget:
+    if max_trained_tokens is not None:
+        _validate.whole_number("max_trained_tokens", max_trained_tokens)
+    runtime = _validate.optional_seconds("max_runtime", max_runtime)
+    most = _validate.optional_amount("max_cost", max_cost)
+    try:
+        price = None if price_per_million_tokens is None else Price(price_per_million_tokens, currency)
+        return JobBudget(max_trained_tokens, runtime, most, price)
+    except ValueError as error:
+        raise FineTuningConfigError(f"FineTuningJobTrigger: {error}") from None
+
+
+def _cost_arguments(budget: JobBudget) -> dict[str, Any]:
+    """``max_cost`` and its price as trigger arguments; none without ``max_cost``, so that a trigger without one
+    serializes as before and a triggerer of an earlier version still takes it."""
+    if budget.max_cost is None or budget.price is None:
+        return {}
+    price = budget.price
+    return {
+        "max_cost": budget.max_cost,
+        "price_per_million_tokens": price.per_million_tokens,
+        "currency": price.currency,
+    }
 
 
 async def _outlasting_cancels(work: Coroutine[Any, Any, None]) -> None:

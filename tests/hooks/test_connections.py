@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_ft.cost import Price
 from airflow_provider_ft.exceptions import FineTuningConfigError, FineTuningTransportError
 from airflow_provider_ft.hooks.fine_tuning import FineTuningHook
 from airflow_provider_ft_emulator import FineTuningEmulator
-from tests.conftest import FAST_RETRIES, ConnectionFactory, Vendor
+from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, Vendor
 
 
 @pytest.mark.parametrize(
@@ -126,3 +127,57 @@ def test_hooks_of_one_connection_share_its_settings_until_it_changes(make_connec
     assert changed is not first
     assert changed.base_url == "https://gateway.example/v2"
     assert not any("sk-one" in digest for digest in settings_module._RECENT_SETTINGS), "keyed by a digest only"
+
+
+# -- the price (extras price_per_million_tokens and currency) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extras", "price"),
+    [
+        ({}, None),
+        ({"price_per_million_tokens": 8}, Price(8.0)),
+        ({"price_per_million_tokens": "0.5", "currency": " USD "}, Price(0.5, "USD")),  # as typed into the form
+        ({"price_per_million_tokens": 25.0, "currency": ""}, Price(25.0)),
+        ({"price_per_million_tokens": "", "currency": "USD"}, None),  # a currency alone prices nothing
+        ({"extra__openaifinetuning__price_per_million_tokens": 3}, Price(3.0)),
+    ],
+    ids=lambda value: str(value)[:40],
+)
+def test_the_price_comes_from_the_connection_extras(
+    make_connection: ConnectionFactory, extras: dict[str, object], price: Price | None
+) -> None:
+    conn_id = make_connection("priced", "openaifinetuning", **extras)
+    assert FineTuningHook(conn_id).price == price
+
+
+@pytest.mark.parametrize(
+    ("extras", "named"),
+    [
+        ({"price_per_million_tokens": 0}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": -8}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": "nan"}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": "inf"}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": "sk-pasted-here-by-mistake"}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": True}, "price_per_million_tokens"),
+        ({"price_per_million_tokens": 8, "currency": "US dollars"}, "currency"),
+        ({"price_per_million_tokens": 8, "currency": 840}, "currency"),
+    ],
+    ids=lambda value: str(value)[:40],
+)
+def test_a_bad_price_fails_where_it_is_used_naming_the_extra(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    make_connection: ConnectionFactory,
+    extras: dict[str, object],
+    named: str,
+) -> None:
+    conn_id = make_connection("badly_priced", vendor.conn_type, host=emulator.url(vendor.name), **extras)
+    hook = FineTuningHook(conn_id)
+    assert hook.settings.conn_id == conn_id  # every other use of the connection still works
+    with pytest.raises(FineTuningConfigError) as raised:
+        hook.price  # noqa: B018
+    message = str(raised.value)
+    assert f"'badly_priced': extra '{named}'" in message
+    assert API_KEY not in message
+    assert "sk-pasted" not in message

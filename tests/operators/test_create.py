@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,16 @@ from airflow_provider_ft.exceptions import (
 from airflow_provider_ft.operators.create import CreateFineTuningJobOperator
 from airflow_provider_ft_emulator import FineTuningEmulator
 from airflow_provider_ft_emulator.faults import Fault
-from tests.conftest import API_KEY, FAST_RETRIES, ConnectionFactory, TaskStateAnswer, Vendor
+from tests.conftest import (
+    API_KEY,
+    FAST_RETRIES,
+    PASSED_GUARDS,
+    ConnectionFactory,
+    PassedGuard,
+    TaskStateAnswer,
+    Vendor,
+    report_tokens_while_running,
+)
 from tests.operators.conftest import CANCELLED, RUNNING, SUCCEEDED, TaskInstance
 
 MODELS = {
@@ -313,12 +323,70 @@ def test_max_runtime_cancels_the_job_and_names_the_limit(
     assert raised.value.job["id"] == ti.xcoms["job_id"]
 
 
-def test_max_trained_tokens_fails_a_job_that_ended_over_it(
-    fast: FineTuningEmulator, vendor: Vendor, fast_connection: str, training_file: Path
+@pytest.mark.parametrize("guard", PASSED_GUARDS, ids=lambda guard: guard.name)
+def test_a_token_guard_fails_a_job_that_ended_over_it(
+    fast: FineTuningEmulator,
+    vendor: Vendor,
+    make_connection: ConnectionFactory,
+    training_file: Path,
+    guard: PassedGuard,
 ) -> None:
-    with pytest.raises(FineTuningBudgetExceeded, match="max_trained_tokens: the job trained"):
-        operator(vendor, training_file, max_trained_tokens=1).execute(context(TaskInstance()))
+    make_connection(
+        vendor.conn_id, vendor.conn_type, host=fast.url(vendor.name), **FAST_RETRIES, **guard.connection_extras
+    )
+    with pytest.raises(FineTuningBudgetExceeded, match=f"{guard.name}: the job "):
+        operator(vendor, training_file, **guard.arguments).execute(context(TaskInstance()))
     assert [job["status"] for job in fast.jobs(vendor.name)] == [SUCCEEDED[vendor.name]]
+
+
+@pytest.mark.parametrize("guard", PASSED_GUARDS, ids=lambda guard: guard.name)
+def test_a_token_guard_passed_while_running_cancels_the_job_once(
+    emulator: FineTuningEmulator,
+    vendor: Vendor,
+    make_connection: ConnectionFactory,
+    training_file: Path,
+    guard: PassedGuard,
+) -> None:
+    host = emulator.url(vendor.name)
+    make_connection(vendor.conn_id, vendor.conn_type, host=host, **FAST_RETRIES, **guard.connection_extras)
+    started = operator(vendor, training_file, wait_for_completion=False).execute(context(TaskInstance()))
+    report_tokens_while_running(emulator, vendor.name, started["id"], 50_000)
+
+    with pytest.raises(FineTuningBudgetExceeded, match=f"{guard.name}: .*; it was cancelled") as raised:
+        operator(vendor, training_file, **guard.arguments).execute(context(TaskInstance()))  # re-attaches
+
+    assert raised.value.job is not None
+    assert raised.value.job["status"] == "CANCELLED"
+    cancels = [path for path in posts(emulator) if path.endswith("/cancel")]
+    assert len(cancels) == 1
+    assert cancels[0].endswith(f"/{started['id']}/cancel")
+    job = emulator.job(vendor.name, started["id"])
+    assert job is not None
+    assert job["status"] == CANCELLED[vendor.name]
+
+
+def test_max_cost_without_a_price_fails_before_any_request(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, training_file: Path
+) -> None:
+    with pytest.raises(FineTuningConfigError, match=rf"max_cost needs a price: connection '{vendor.conn_id}'"):
+        operator(vendor, training_file, max_cost=10).execute(context(TaskInstance()))
+    assert emulator.requests == []
+
+
+def test_a_bad_price_fails_a_task_with_max_cost_before_any_request(
+    emulator: FineTuningEmulator, vendor: Vendor, make_connection: ConnectionFactory, training_file: Path
+) -> None:
+    host = emulator.url(vendor.name)
+    make_connection(vendor.conn_id, vendor.conn_type, host=host, price_per_million_tokens="free")
+    with pytest.raises(FineTuningConfigError, match="extra 'price_per_million_tokens' must be"):
+        operator(vendor, training_file, max_cost=10).execute(context(TaskInstance()))
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("max_cost", [0, -5, math.nan, math.inf, True, "10"])
+def test_max_cost_is_checked_when_the_dag_is_parsed(max_cost: object) -> None:
+    with pytest.raises(FineTuningConfigError, match="max_cost must be a finite number above 0"):
+        CreateFineTuningJobOperator(task_id="train", model="m", training_file="file-1", max_cost=max_cost)
 
 
 def test_killing_the_task_cancels_the_job(
@@ -401,6 +469,7 @@ def test_deferrable_hands_the_wait_and_the_guards_to_the_trigger(
     assert kwargs["job_id"] == ti.xcoms["job_id"]
     assert (kwargs["cancel_on_kill"], kwargs["cancel_on_timeout"]) == (True, True)
     assert (kwargs["max_runtime"], kwargs["max_trained_tokens"]) == (3600.0, None)
+    assert "max_cost" not in kwargs
 
     async def fire() -> Any:
         async for event in trigger.run():
@@ -410,6 +479,17 @@ def test_deferrable_hands_the_wait_and_the_guards_to_the_trigger(
     result = task.execute_complete(context(ti), event.payload)
     assert result["status"] == "SUCCEEDED"
     assert ti.xcoms["fine_tuned_model"] == result["fine_tuned_model"]
+
+
+def test_deferrable_hands_max_cost_and_the_price_to_the_trigger(
+    emulator: FineTuningEmulator, vendor: Vendor, make_connection: ConnectionFactory, training_file: Path
+) -> None:
+    host = emulator.url(vendor.name)
+    make_connection(vendor.conn_id, vendor.conn_type, host=host, price_per_million_tokens="2.5", currency="EUR")
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(vendor, training_file, deferrable=True, max_cost=40).execute(context(TaskInstance()))
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["max_cost"], kwargs["price_per_million_tokens"], kwargs["currency"]) == (40.0, 2.5, "EUR")
 
 
 def test_a_job_already_running_from_an_earlier_try_is_waited_for_not_recreated(

@@ -114,6 +114,7 @@ def test_importing_the_sensor_stays_light() -> None:
     assert set(loaded["added"]) <= {
         "airflow_provider_ft._text",
         "airflow_provider_ft._validate",
+        "airflow_provider_ft.cost",
         "airflow_provider_ft.defaults",
         "airflow_provider_ft.exceptions",
         "airflow_provider_ft.jobs",

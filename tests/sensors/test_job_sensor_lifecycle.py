@@ -16,6 +16,7 @@ from airflow_provider_ft.exceptions import FineTuningBudgetExceeded, FineTuningC
 from airflow_provider_ft.sensors.fine_tuning import FineTuningJobSensor
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault
+from tests.conftest import FAST_RETRIES, PASSED_GUARDS, ConnectionFactory, PassedGuard
 from tests.operators.conftest import TaskInstance
 from tests.sensors.test_job_sensor import make_context, sensor
 
@@ -66,6 +67,8 @@ def test_max_runtime_takes_a_timedelta() -> None:
         ({"max_trained_tokens": 0}, "max_trained_tokens"),
         ({"max_trained_tokens": False}, "max_trained_tokens"),
         ({"max_trained_tokens": math.nan}, "max_trained_tokens"),
+        ({"max_cost": 0}, "max_cost"),
+        ({"max_cost": math.inf}, "max_cost"),
         ({"cancel_on_kill": "yes"}, "cancel_on_kill"),
         ({"cancel_on_timeout": 0}, "cancel_on_timeout"),
     ],
@@ -211,15 +214,28 @@ def test_max_runtime_passed_cancels_and_fails_the_check(
     assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
 
 
-def test_token_limit_on_a_finished_job_fails_without_a_cancel(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+@pytest.mark.parametrize("guard", PASSED_GUARDS, ids=lambda guard: guard.name)
+def test_a_token_guard_passed_by_a_finished_job_fails_without_a_cancel(
+    emulator: FineTuningEmulator, vendor: Vendor, make_connection: ConnectionFactory, guard: PassedGuard
 ) -> None:
+    connection = make_connection(
+        vendor.conn_id, vendor.conn_type, host=emulator.url(vendor.name), **FAST_RETRIES, **guard.connection_extras
+    )
     job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
-    with pytest.raises(FineTuningBudgetExceeded, match="max_trained_tokens") as raised:
-        sensor(connection, job_id, max_trained_tokens=1_000).poke({})
+    with pytest.raises(FineTuningBudgetExceeded, match=f"{guard.name}: ") as raised:
+        sensor(connection, job_id, **guard.arguments).poke({})
     assert raised.value.job is not None
     assert raised.value.job["status"] == "SUCCEEDED"
     assert cancels_of(emulator, job_id) == 0
+
+
+def test_max_cost_without_a_price_fails_the_check_before_the_job_is_read(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    with pytest.raises(FineTuningConfigError, match="max_cost needs a price"):
+        sensor(connection, job_id, max_cost=5).poke({})
+    assert emulator.requests == []
 
 
 def test_a_job_within_its_budget_is_waited_for(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:

@@ -1,5 +1,5 @@
 """FineTuningJobTrigger's guards against an orphaned job: ``on_kill``, ``cancel_on_timeout`` and the cost guards
-(``max_trained_tokens``, ``max_runtime``), against the emulator over loopback HTTP, on both vendors.
+(``max_trained_tokens``, ``max_cost``, ``max_runtime``), against the emulator over loopback HTTP, on both vendors.
 
 The triggerer's side (that Airflow 3.3 calls ``on_kill`` when a user kills the deferred task, and not when the
 triggerer restarts) is proven under real Airflow processes in ``tests/system/test_lifecycle_system.py``.
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_ft.cost import Price
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.triggers import fine_tuning as trigger_module
 from airflow_provider_ft.triggers.fine_tuning import FineTuningJobTrigger
 from airflow_provider_ft_emulator import Fault, FineTuningEmulator
 from tests.airflow_versions import import_string, serde_round_trip
-from tests.conftest import API_KEY, TaskStateAnswer
+from tests.conftest import API_KEY, PASSED_GUARDS, PassedGuard, TaskStateAnswer, report_tokens_while_running
 from tests.operators.conftest import TaskInstance
 
 if TYPE_CHECKING:
@@ -115,6 +116,36 @@ def test_lifecycle_arguments_round_trip_through_airflow_serde() -> None:
     assert again.budget.max_runtime == 3600.0
 
 
+def test_max_cost_and_its_price_round_trip_through_airflow_serde() -> None:
+    trigger = FineTuningJobTrigger("ft_conn", "ft-1", max_cost=25, price_per_million_tokens=8, currency="USD")
+    classpath, kwargs = trigger.serialize()
+    assert (kwargs["max_cost"], kwargs["price_per_million_tokens"], kwargs["currency"]) == (25.0, 8.0, "USD")
+    again = import_string(classpath)(**serde_round_trip(kwargs))
+    assert again.serialize() == (classpath, kwargs)
+    assert (again.budget.max_cost, again.budget.price) == (25.0, Price(8.0, "USD"))
+
+
+def test_a_trigger_without_max_cost_serializes_as_before() -> None:
+    # A trigger stored by an earlier version has no cost arguments: it is re-created with no cost guard; one without
+    # max_cost stores none, so that a triggerer of an earlier version still takes it.
+    earlier = {
+        "conn_id": "ft_conn",
+        "job_id": "ft-1",
+        "poll_interval": 60.0,
+        "deadline": None,
+        "max_consecutive_errors": None,
+        "log_events": True,
+        "events_after": None,
+        "cancel_on_kill": True,
+        "cancel_on_timeout": False,
+        "max_trained_tokens": 5_000,
+        "max_runtime": None,
+    }
+    again = FineTuningJobTrigger(**serde_round_trip(earlier))
+    assert (again.budget.max_cost, again.budget.price, again.budget.max_trained_tokens) == (None, None, 5_000)
+    assert again.serialize()[1] == earlier
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
@@ -129,6 +160,12 @@ def test_lifecycle_arguments_round_trip_through_airflow_serde() -> None:
         ({"max_trained_tokens": True}, "max_trained_tokens"),
         ({"max_trained_tokens": 1.5}, "max_trained_tokens"),
         ({"max_trained_tokens": math.nan}, "max_trained_tokens"),
+        ({"max_cost": 0, "price_per_million_tokens": 8}, "max_cost"),
+        ({"max_cost": math.nan, "price_per_million_tokens": 8}, "max_cost"),
+        ({"max_cost": "10", "price_per_million_tokens": 8}, "max_cost"),
+        ({"max_cost": 10}, "price_per_million_tokens"),
+        ({"max_cost": 10, "price_per_million_tokens": -8}, "per_million_tokens"),
+        ({"max_cost": 10, "price_per_million_tokens": 8, "currency": "US dollars"}, "currency"),
         ({"cancel_on_kill": "false"}, "cancel_on_kill"),
         ({"cancel_on_kill": 1}, "cancel_on_kill"),
         ({"cancel_on_timeout": None}, "cancel_on_timeout"),
@@ -318,18 +355,35 @@ async def test_max_runtime_passed_while_polling(emulator: FineTuningEmulator, ve
     assert gets >= 2, "within its runtime at first: the trigger polled again"
 
 
-async def test_token_limit_on_a_finished_job_fires_budget_without_a_cancel(
-    emulator: FineTuningEmulator, vendor: Vendor, connection: str
+@pytest.mark.parametrize("guard", PASSED_GUARDS, ids=lambda guard: guard.name)
+async def test_a_token_guard_passed_by_a_finished_job_fires_budget_without_a_cancel(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, guard: PassedGuard
 ) -> None:
     job_id = emulator.seed_job(vendor.name, status=SUCCEEDED[vendor.name])
-    event = await only_event(FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), max_trained_tokens=1_000))
+    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), **guard.trigger_arguments)
+    event = await only_event(trigger)
     assert event["status"] == "budget"
     assert event["cancelled"] is False
     assert event["job"]["status"] == "SUCCEEDED"
     assert event["job"]["trained_tokens"] > 1_000
-    assert "max_trained_tokens" in event["message"]
+    assert f"{guard.name}: " in event["message"]
     assert "already ended SUCCEEDED" in event["message"]
     assert cancels_of(emulator, job_id) == 0
+
+
+@pytest.mark.parametrize("guard", PASSED_GUARDS, ids=lambda guard: guard.name)
+async def test_a_token_guard_passed_while_running_cancels_the_job_once(
+    emulator: FineTuningEmulator, vendor: Vendor, connection: str, guard: PassedGuard
+) -> None:
+    job_id = emulator.seed_job(vendor.name, status=RUNNING[vendor.name], runs_for=None)
+    report_tokens_while_running(emulator, vendor.name, job_id, 50_000)
+    trigger = FineTuningJobTrigger(connection, job_id, FAST_POLL, soon(), **guard.trigger_arguments)
+    event = await only_event(trigger)
+    assert event["status"] == "budget"
+    assert event["cancelled"] is True
+    assert f"{guard.name}: " in event["message"]
+    assert vendor_status(emulator, vendor, job_id) == CANCELLED_WORD[vendor.name]
+    assert cancels_of(emulator, job_id) == 1
 
 
 async def test_a_job_within_its_budget_succeeds(emulator: FineTuningEmulator, vendor: Vendor, connection: str) -> None:
