@@ -114,7 +114,7 @@ lock-system: $(BIN)/uv
 # -- older Airflow lanes: each in its own env, pinned by requirements/compat-<version>.lock ----------------------
 # The unit suite (hooks, vendors, operators, sensors, triggers, provider registration) and the example DAGs end to
 # end with dag.test(). The emulator's own tests (which need the vendors' SDKs) run on the primary lane only.
-COMPAT_TESTS := tests/test_provider.py tests/hooks tests/vendors tests/triggers tests/operators tests/sensors
+COMPAT_TESTS := tests/test_provider.py tests/hooks tests/vendors tests/triggers tests/operators tests/sensors tests/plugin
 
 # Set up (or refresh) an older Airflow lane's env: $(call compat-env,<env dir>,<lock file>)
 define compat-env

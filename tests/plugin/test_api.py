@@ -11,18 +11,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import airflow
 import pytest
 
 from airflow_provider_ft.identity import TaskIdentity
+from airflow_provider_ft.ui.plugin import _supports_external_views
 from airflow_provider_ft_emulator import FineTuningEmulator
 from tests.conftest import API_KEY, CONN_TYPES, FAST_RETRIES, seed_job_of
 from tests.operators.test_create import MODELS
 
 pytestmark = pytest.mark.skipif(
-    not __import__("airflow_provider_ft.ui.plugin", fromlist=["x"])._supports_external_views(
-        __import__("airflow").__version__
-    ),
-    reason="external views arrived in Airflow 3.1",
+    not _supports_external_views(airflow.__version__), reason="external views arrived in Airflow 3.1"
 )
 
 DAG_FILE = Path(__file__).resolve().parent / "dags" / "ft_plugin_create.py"
