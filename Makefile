@@ -11,7 +11,8 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 	deployment-report lock-system
 
 help:
-	@echo "make demo      run the cleanup example DAG against a seeded emulator and print the summary"
+	@echo "make demo      the lifecycle example DAG against a sped-up emulator (jobs, progress, loss, models, asset events),"
+	@echo "               then the cleanup example DAG against a seeded one; prints what each did (about 35 s)"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the four APIs on http://127.0.0.1:8089 (key emulator-key) with demo jobs; prints each URL"
 	@echo "make reliability  run tests/reliability alone and rewrite the table of docs/reliability.md"
@@ -67,7 +68,7 @@ test: $(STAMP) lint typecheck
 	&& exit $$status
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 # The documentation site: docs/ and the API reference from the docstrings, warnings as errors (mkdocs.yml: strict).
 docs: $(STAMP)
