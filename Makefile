@@ -77,6 +77,13 @@ PORT ?= 0
 demo-ui: $(STAMP)
 	$(BIN)/python -m scripts.ui_stack --port $(PORT)
 
+# The browser tests drive Debian's Chromium (installed here when missing: CI runs as root on a fresh Debian machine);
+# Playwright never downloads a browser. FT_UI_SCREENSHOTS=1 also writes docs/screenshots/.
+CHROMIUM := /usr/bin/chromium
+ui-test: $(STAMP)
+	test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	FT_UI_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/ui
+
 # The documentation site: docs/ and the API reference from the docstrings, warnings as errors (mkdocs.yml: strict).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
