@@ -44,6 +44,7 @@ def screenshot(page: Page, name: str) -> Path | None:
     """Save the page as ``docs/screenshots/<name>.png`` when ``FT_UI_SCREENSHOTS=1``; returns the file, or None."""
     if os.environ.get(SCREENSHOTS_VAR) != "1":
         return None
+    page.wait_for_load_state("networkidle")  # the page's own requests answered: no loading placeholders left
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
