@@ -274,3 +274,43 @@ def test_train_and_publish_example_dag_tears_down_after_a_failed_evaluation(
     assert states["evaluate_dashscope"] == states["evaluate_openai"] == "failed"
     assert states["teardown_dashscope"] == states["teardown_openai"] == "success"
     assert emulator.jobs("dashscope") == []
+
+
+#: The connections of ``ft_leave_running_on_timeout``: conn id, connection type and the emulator's vendor.
+LEAVE_RUNNING_CONNECTIONS = {
+    "dashscope": ("dashscope_default", "dashscope"),
+    "openai": ("openai_default", "openaifinetuning"),
+    "azure": ("azure_openai_default", "azureopenaifinetuning"),
+    "together": ("together_default", "togetherfinetuning"),
+}
+
+
+def test_leave_running_on_timeout_example_dag_fails_its_tasks_and_keeps_the_jobs(
+    emulator: FineTuningEmulator, make_connection: ConnectionFactory, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The example DAG as shipped but for its wait (an hour) and poll interval: every task gives up on its job while
+    the job is still queued (5 s in the emulator), fails, and leaves the job to go on: one job per vendor, none
+    cancelled."""
+    for vendor, (conn_id, conn_type) in LEAVE_RUNNING_CONNECTIONS.items():
+        make_connection(conn_id, conn_type, host=emulator.url(vendor), **FAST_RETRIES)
+    source = (EXAMPLES / "ft_leave_running_on_timeout.py").read_text()
+    shipped = ("WAIT = timedelta(hours=1)", "POLL_INTERVAL = 60.0")
+    assert all(line in source for line in shipped)
+    dag_file = tmp_path / "ft_leave_running_on_timeout.py"
+    dag_file.write_text(
+        source.replace(shipped[0], "WAIT = timedelta(seconds=1)").replace(shipped[1], "POLL_INTERVAL = 0.2")
+    )
+
+    dag_run = run_dag(dag_file, "ft_leave_running_on_timeout")
+
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "failed", states
+    assert states == {
+        "prepare_training_data": "success",
+        **{f"start_{vendor}": "failed" for vendor in LEAVE_RUNNING_CONNECTIONS},
+    }
+    for vendor in LEAVE_RUNNING_CONNECTIONS:
+        jobs = emulator.jobs(vendor)
+        assert len(jobs) == 1, vendor
+        assert jobs[0]["status"] != CANCELLED[vendor], vendor
+        assert not any(request.path.endswith("/cancel") for request in emulator.requests if request.vendor == vendor)
