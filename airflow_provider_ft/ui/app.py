@@ -68,12 +68,12 @@ def create_app() -> FastAPI:
 
     @app.get("/ui/task-instance/{dag_id}/{run_id}/{task_id}/{map_index}", response_class=HTMLResponse)
     def task_instance_tab(
-        request: Request, user: GetUserDep, dag_id: str, run_id: str, task_id: str, map_index: int
+        request: Request, user: GetUserDep, dag_id: str, run_id: str, task_id: str, map_index: str
     ) -> Any:
         permissions = _permissions(user)
         if dag_id not in permissions.readable_dags:
             raise HTTPException(403, "You may not read this DAG")
-        ref = records.task_job_ref(dag_id, run_id, task_id, map_index)
+        ref = records.task_job_ref(dag_id, run_id, task_id, _map_index(map_index))
         if ref is None:
             message = "This task instance has not started or watched a fine-tuning job."
             return site.render(request, "none.html", message=message)
@@ -183,6 +183,14 @@ def _filters(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> views.Filters:
     return views.Filters.parse(conn_id, status, age, page)
+
+
+def _map_index(text: str) -> int:
+    """The tab's map index: Airflow's UI leaves ``{MAP_INDEX}`` as it is for a task that is not mapped."""
+    try:
+        return int(text)
+    except ValueError:
+        return -1
 
 
 def _permissions(user: Any) -> views.Permissions:

@@ -88,7 +88,7 @@ def _axes(x: _Scale, y: _Scale) -> list[str]:
         f'<line x1="{left}" y1="{bottom}" x2="{WIDTH - _RIGHT}" y2="{bottom}" stroke="#888"/>',
         f'<text x="{WIDTH / 2}" y="{HEIGHT - 4}" text-anchor="middle" font-size="12">step</text>',
     ]
-    for tick in _ticks(x.low, x.high):
+    for tick in _ticks(x.low, x.high, whole=True):
         parts.append(f'<text x="{x(tick)}" y="{bottom + 16}" text-anchor="middle" font-size="11">{tick:g}</text>')
     for tick in _ticks(y.low, y.high):
         parts.append(f'<text x="{left - 6}" y="{y(tick) + 4}" text-anchor="end" font-size="11">{tick:.3g}</text>')
@@ -96,17 +96,23 @@ def _axes(x: _Scale, y: _Scale) -> list[str]:
     return parts
 
 
-def _ticks(low: float, high: float) -> list[float]:
+def _ticks(low: float, high: float, *, whole: bool = False) -> list[float]:
+    """About ``_TICKS`` round values (1, 2, 2.5 or 5 times a power of ten apart) between ``low`` and ``high``."""
     if high <= low:
         return [low]
-    step = (high - low) / (_TICKS - 1)
-    return [low + index * step for index in range(_TICKS)]
+    rough = (high - low) / (_TICKS - 1)
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(power * factor for factor in (1, 2, 2.5, 5, 10) if power * factor >= rough)
+    if whole:
+        step = max(1.0, round(step))
+    first = math.ceil(low / step) * step
+    return [first + index * step for index in range(int((high - first) / step + 1e-9) + 1)]
 
 
 def _legend(entries: list[tuple[str, str]]) -> str:
     items = []
     for index, (label, colour) in enumerate(entries):
-        left = _LEFT + 10 + index * 140
+        left = WIDTH - _RIGHT - (len(entries) - index) * 130
         items.append(
             f'<rect x="{left}" y="{_TOP}" width="12" height="3" fill="{colour}"/>'
             f'<text x="{left + 16}" y="{_TOP + 5}" font-size="11">{label}</text>'

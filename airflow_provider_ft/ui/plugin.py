@@ -55,7 +55,7 @@ def _external_views() -> list[dict[str, Any]]:
             "url_route": "fine-tuning",
         },
         {
-            "name": "Fine-tuning job",
+            "name": "Fine-tuning",
             "href": f"{MOUNT}/ui/task-instance/{{DAG_ID}}/{{RUN_ID}}/{{TASK_ID}}/{{MAP_INDEX}}",
             "destination": "task_instance",
             "url_route": "fine-tuning-job",
@@ -64,7 +64,7 @@ def _external_views() -> list[dict[str, Any]]:
 
 
 class FineTuningPlugin(AirflowPlugin):
-    """The Fine-tuning page (under Browse) and a "Fine-tuning job" tab on task instances."""
+    """The Fine-tuning page (under Browse) and a "Fine-tuning" tab on task instances."""
 
     name = "fine_tuning"
     if _supports_external_views(airflow.__version__):

@@ -211,7 +211,16 @@ async def create_job(request: Request) -> JSONResponse:
     now = state.store.clock.now()
     job_id = new_job_id(now, state.settings.dashscope_timezone, _taken(state))
     name = body.get("job_name") or None
-    job = new_job(state.store, "dashscope", job_id, status="PENDING", model=spec["base_model"], name=name, spec=spec)
+    job = new_job(
+        state.store,
+        "dashscope",
+        job_id,
+        status="PENDING",
+        model=spec["base_model"],
+        name=name,
+        spec=spec,
+        runs_for=state.api_run_seconds,
+    )
     return _ok(request, serialize(job, state))
 
 

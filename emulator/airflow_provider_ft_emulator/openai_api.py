@@ -413,7 +413,14 @@ async def create_job(request: Request) -> JSONResponse:
     with state.store.lock:
         refuse_past_limit(state, vendor, model)
         job = new_job(
-            state.store, vendor, job_id, status=FIRST_STATUS[vendor], model=model, metadata=metadata, spec=spec
+            state.store,
+            vendor,
+            job_id,
+            status=FIRST_STATUS[vendor],
+            model=model,
+            metadata=metadata,
+            spec=spec,
+            runs_for=state.api_run_seconds,
         )
     return JSONResponse(serialize(job, state), status_code=201 if vendor == "azure" else 200)
 

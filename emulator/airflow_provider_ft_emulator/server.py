@@ -19,6 +19,7 @@ from airflow_provider_ft_emulator import dashscope_api, dashscope_files, openai_
 from airflow_provider_ft_emulator.app import build_app
 from airflow_provider_ft_emulator.clock import Clock, as_seconds
 from airflow_provider_ft_emulator.connections import SocketRegistry, protocol_class
+from airflow_provider_ft_emulator.factory import DEFAULT_RUN_SECONDS
 from airflow_provider_ft_emulator.faults import Fault, FaultBook
 from airflow_provider_ft_emulator.files import FINE_TUNE, StoredFile, digest_bytes
 from airflow_provider_ft_emulator.limits import JobLimit
@@ -323,10 +324,23 @@ class FineTuningEmulator:
         """TCP connections accepted since start."""
         return self._sockets.opened
 
+    @property
+    def api_run_seconds(self) -> float | None:
+        """Emulated seconds a job created through the API trains before it succeeds (600 unless set; ``None``:
+        it trains until cancelled). Applies to the jobs created after it is set."""
+        return self._state.api_run_seconds
+
+    @api_run_seconds.setter
+    def api_run_seconds(self, seconds: float | None) -> None:
+        if seconds is not None and not seconds > 0:
+            raise ValueError("api_run_seconds must be a positive number of seconds or None")
+        self._state.api_run_seconds = seconds
+
     def reset(self) -> None:
-        """Drop all jobs, files, faults, job limits and recorded requests, and undo ``advance`` (nothing dated is
-        left that the clock could contradict; it keeps running at its scale)."""
+        """Drop all jobs, files, faults, job limits, ``api_run_seconds`` and recorded requests, and undo ``advance``
+        (nothing dated is left that the clock could contradict; it keeps running at its scale)."""
         self._clock.forget_advances()
+        self._state.api_run_seconds = DEFAULT_RUN_SECONDS
         self._state.limits.clear()
         self._state.store.reset()
         self._state.files.reset()

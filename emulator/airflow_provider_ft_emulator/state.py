@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from airflow_provider_ft_emulator.factory import DEFAULT_RUN_SECONDS
 from airflow_provider_ft_emulator.files import FileStore
 from airflow_provider_ft_emulator.store import JobStore
 from airflow_provider_ft_emulator.vocabulary import DASHSCOPE_TIMEZONE, Vendor
@@ -44,9 +45,12 @@ class EmulatorState:
     """Everything the route handlers share.
 
     :param limits: each vendor's job limit (``limits.JobLimit``), for an account that is at it
+    :param api_run_seconds: emulated seconds a job created through the API trains before it succeeds (``None``:
+        forever)
     """
 
     store: JobStore
     settings: Settings
     files: FileStore = field(default_factory=FileStore)
     limits: dict[Vendor, JobLimit] = field(default_factory=dict)
+    api_run_seconds: float | None = DEFAULT_RUN_SECONDS

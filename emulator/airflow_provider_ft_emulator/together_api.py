@@ -293,7 +293,16 @@ async def create_job(request: Request) -> JSONResponse:
     if suffix is not None and len(suffix) > MAX_SUFFIX_LENGTH:
         raise _invalid(f"suffix must be at most {MAX_SUFFIX_LENGTH} characters", "suffix")
     spec = _create_spec(state, body)
-    job = new_job(state.store, "together", new_job_id(), status="pending", model=model, name=suffix, spec=spec)
+    job = new_job(
+        state.store,
+        "together",
+        new_job_id(),
+        status="pending",
+        model=model,
+        name=suffix,
+        spec=spec,
+        runs_for=state.api_run_seconds,
+    )
     return JSONResponse(serialize(job, state, with_events=False))
 
 

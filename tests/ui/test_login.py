@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from scripts.ui_stack import UiStack
-from tests.ui.browser import UI_TIMEOUT_MS, login, screenshot
+from tests.ui.browser import UI_TIMEOUT_MS, login
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -20,7 +20,6 @@ def test_admin_logs_in_and_sees_airflows_home(stack: UiStack, page: Page) -> Non
     expect(page).to_have_title(re.compile(r"^Home - Airflow$"), timeout=UI_TIMEOUT_MS)
     expect(page.get_by_text("Welcome")).to_be_visible()
     assert "_token" in {cookie["name"] for cookie in page.context.cookies()}
-    screenshot(page, "airflow-home")
 
 
 def test_a_wrong_password_is_refused(stack: UiStack, page: Page) -> None:
