@@ -113,9 +113,11 @@ def test_uploads_the_file_creates_one_job_and_waits_for_its_model(
 
     assert result["status"] == "SUCCEEDED"
     assert result["fine_tuned_model"]
-    assert ti.xcoms == {"job_id": result["id"], "fine_tuned_model": result["fine_tuned_model"]} | {
-        key: value for key, value in ti.xcoms.items() if key == "fine_tuning_job_url"
-    }
+    assert ti.xcoms == {
+        "job_id": result["id"],
+        "fine_tuned_model": result["fine_tuned_model"],
+        "fine_tuning_job_ref": {"conn_id": fast_connection, "job_id": result["id"]},
+    } | {key: value for key, value in ti.xcoms.items() if key == "fine_tuning_job_url"}
     jobs, files = fast.jobs(vendor.name), fast.files(vendor.name)
     assert [job["job_id"] if vendor.name == "dashscope" else job["id"] for job in jobs] == [result["id"]]
     assert len(files) == 1
