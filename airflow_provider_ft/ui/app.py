@@ -24,7 +24,7 @@ from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.ui import catalog, records, views
 from airflow_provider_ft.ui.chart import loss_chart_svg
 from airflow_provider_ft.ui.plugin import MOUNT
-from airflow_provider_ft.ui.provenance import Provenance, is_orphan, provenance, tasks_by_identity
+from airflow_provider_ft.ui.provenance import Provenance, is_orphan, named_creator, provenance, tasks_by_identity
 
 #: Seconds between reloads of a job page while its job runs.
 REFRESH = 15
@@ -235,7 +235,7 @@ def _creators(jobs: list[FineTuningJob], namespaces: set[str]) -> dict[str, Any]
     """The task instances that may have created ``jobs``, by the key and the tag of their identity."""
     created = [job.created_at for job in jobs if job.created_at is not None]
     since = min(created) - timedelta(days=1) if created else None
-    named = [creator for job in jobs if (creator := provenance(job, "", {}).creator) is not None]
+    named = [creator for job in jobs if (creator := named_creator(job)) is not None]
     return tasks_by_identity(records.creating_task_instances(since, named), namespaces or {""})
 
 

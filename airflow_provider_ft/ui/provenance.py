@@ -103,7 +103,7 @@ def provenance(
     for mark in (key, tag):
         if mark is not None and mark in tasks:
             return Provenance(Origin.TASK, tasks[mark], watched)
-    named = _named_creator(job.metadata)
+    named = named_creator(job)
     if named is not None and key == named.identity(namespace).key:
         return Provenance(Origin.GONE, named, watched)
     if tag is not None or (key is not None and _KEY_FORM.fullmatch(key)):
@@ -122,8 +122,9 @@ def is_orphan(job: FineTuningJob, origin: Provenance) -> bool:
     return origin.origin is Origin.TASK and origin.creator is not None and not origin.creator.is_live
 
 
-def _named_creator(metadata: Mapping[str, str]) -> TaskRecord | None:
-    """The task instance OpenAI metadata names in readable ids (no state: it was not looked up)."""
+def named_creator(job: FineTuningJob) -> TaskRecord | None:
+    """The task instance the job's OpenAI metadata names in readable ids (no state: it was not looked up)."""
+    metadata = job.metadata
     dag_id, task_id, run_id = metadata.get(_DAG), metadata.get(_TASK), metadata.get(_RUN)
     if not (dag_id and task_id and run_id):
         return None

@@ -7,6 +7,7 @@ Real task instances come from a DAG run (``dag.test()``) whose create task start
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,32 @@ def test_lists_are_paged_and_bounded(
     assert first["total"] == 60 == len(first["jobs"]) + len(second["jobs"]), "the newest 60 of 70"
     assert first["connections"][0]["more"] is True
     assert not {j["job"]["id"] for j in first["jobs"]} & {j["job"]["id"] for j in second["jobs"]}
+
+
+def test_server_text_is_escaped_on_the_page(
+    client: Any, emulator: FineTuningEmulator, stored_connections: dict[str, str]
+) -> None:
+    hostile = emulator.seed_job("openai", status="failed", error='<script>alert("x")</script>', name="<b>n</b>")
+    page = client.get("/fine-tuning/ui/jobs", headers=token("admin")).text
+    job_page = client.get(f"/fine-tuning/ui/jobs/page_openai/{hostile}", headers=token("admin")).text
+
+    assert "<script>alert" not in job_page
+    assert "&lt;script&gt;alert" in job_page
+    assert "<b>n</b>" not in page
+
+
+def test_a_slow_vendor_shows_as_not_answering_on_its_row(
+    client: Any, emulator: FineTuningEmulator, stored_connections: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_ft.ui import catalog
+    from airflow_provider_ft_emulator.faults import Fault
+
+    monkeypatch.setattr(catalog, "LISTING_WAIT", 0.3)
+    emulator.inject(Fault("latency", vendor="together", delay=1.5, times=1))
+    listing = client.get("/fine-tuning/api/jobs", headers=token("admin"))
+
+    errors = {c["conn_id"]: c["error"] for c in listing.json()["connections"]}
+    assert listing.status_code == 200
+    assert errors["page_together"] == "no answer within 0.3 s; still asking"
+    assert errors["page_openai"] is None
+    time.sleep(1.5)  # the slow listing ends before the next test's emulator is emptied
