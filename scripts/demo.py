@@ -56,6 +56,8 @@ def main() -> int:
     _print_changes(before, after, acted)
     _print_summaries(home / "airflow.db")
     print(f"\nThe DAG run {'succeeded' if result.returncode == 0 else 'FAILED'}; full log in {home / 'dags-test.log'}")
+    print("\nTo see these jobs in Airflow's UI (the Fine-tuning page: where each came from, orphans, loss, cost):")
+    print("  make demo-ui    (prints the URL and the admin and viewer logins; Ctrl-C stops it)")
     return 0 if lifecycle_ok and result.returncode == 0 else 1
 
 
