@@ -181,7 +181,7 @@ def _targets(section: Section, timings: dict[str, float], total: int) -> None:
     fresh = timings["fresh_page"] / timings["airflow_connections"]
     section.targets.append(
         Target(
-            f"Page with stale listings vs the 4 listings one after the other, {total} jobs",
+            f"8. Page with stale listings vs the 4 listings one after the other, {total} jobs",
             f"{ratio(stale)} ({_ms(timings['stale_page'])} vs {_ms(timings['sequential'])})",
             f"<= {TARGET_STALE_VS_SEQUENTIAL:.1f}x",
             stale <= TARGET_STALE_VS_SEQUENTIAL,
@@ -189,7 +189,7 @@ def _targets(section: Section, timings: dict[str, float], total: int) -> None:
     )
     section.targets.append(
         Target(
-            "Page with fresh listings vs Airflow's own connection list",
+            "8. Page with fresh listings vs Airflow's own connection list",
             f"{ratio(fresh)} ({_ms(timings['fresh_page'])} vs {_ms(timings['airflow_connections'])})",
             f"<= {TARGET_FRESH_VS_AIRFLOW:.0f}x",
             fresh <= TARGET_FRESH_VS_AIRFLOW,
