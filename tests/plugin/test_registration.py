@@ -40,7 +40,9 @@ def test_loading_the_plugin_stays_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     added = set(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert added <= {"airflow_provider_ft.ui", "airflow_provider_ft.ui.plugin"}, added
+    # The package itself may come in here (on Airflow 3 it is already loaded by provider discovery): it holds the
+    # version and nothing else.
+    assert added <= {"airflow_provider_ft", "airflow_provider_ft.ui", "airflow_provider_ft.ui.plugin"}, added
 
 
 def test_airflow_loads_the_views_of_the_plugin() -> None:
