@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
+from airflow_provider_ft._numbers import is_finite_number
 from airflow_provider_ft.exceptions import FineTuningConfigError
 
 
@@ -12,7 +12,7 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """A finite number of seconds, positive (or 0 with ``allow_zero``); a ``timedelta`` is taken too."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise FineTuningConfigError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         least = "0 or a positive number" if allow_zero else "a positive number"
@@ -29,7 +29,7 @@ def optional_amount(name: str, value: object) -> float | None:
     """A finite number above 0 (an amount of money: ``max_cost``), or ``None`` for no limit."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if not is_finite_number(value) or value <= 0:
         raise FineTuningConfigError(f"{name} must be a finite number above 0 or None, got {value!r:.80}")
     return float(value)
 

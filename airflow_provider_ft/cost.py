@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeGuard
 
+from airflow_provider_ft._numbers import is_finite_number
+
 #: Amounts are shown to the cent, rounded half up.
 _CENT = Decimal("0.01")
 #: The longest currency text taken (a code such as ``USD``, or a symbol).
@@ -33,7 +35,7 @@ class Price:
 
     def __post_init__(self) -> None:
         price = self.per_million_tokens
-        if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+        if not is_finite_number(price) or price <= 0:
             raise ValueError("per_million_tokens must be a finite number above 0")
         currency = self.currency
         if currency is not None and not is_currency(currency):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from airflow_provider_ft._numbers import is_finite_number
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.cost import Price
 
@@ -238,12 +238,12 @@ class JobBudget:
         if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
             raise ValueError(f"max_trained_tokens must be a whole number of at least 1 or None, got {tokens!r}")
         runtime = self.max_runtime
-        if runtime is not None and not _is_finite_number(runtime):
+        if runtime is not None and not is_finite_number(runtime):
             raise ValueError(f"max_runtime must be a finite number of seconds or None, got {runtime!r}")
         if runtime is not None and runtime <= 0:
             raise ValueError(f"max_runtime must be a positive number of seconds or None, got {runtime!r}")
         most = self.max_cost
-        if most is not None and (not _is_finite_number(most) or most <= 0):
+        if most is not None and (not is_finite_number(most) or most <= 0):
             raise ValueError(f"max_cost must be a finite number above 0 or None, got {most!r}")
         if self.price is not None and not isinstance(self.price, Price):
             raise ValueError(f"price must be a Price or None, got {self.price!r:.80}")
@@ -286,7 +286,3 @@ class JobBudget:
         if ran.total_seconds() > self.max_runtime:
             return f"max_runtime: the job has run {ran}, longer than the {allowed} allowed"
         return None
-
-
-def _is_finite_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

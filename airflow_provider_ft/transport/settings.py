@@ -6,7 +6,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_ft import __version__, _validate, defaults
+from airflow_provider_ft._numbers import is_finite_number
 from airflow_provider_ft.cost import MAX_CURRENCY_LENGTH, Price, is_currency
 from airflow_provider_ft.exceptions import FineTuningConfigError
 from airflow_provider_ft.get_provider_info import RENAMED_CONNECTION_TYPES
@@ -263,7 +263,7 @@ def _price(extras: Mapping[str, Any]) -> Price | None:
 
 def _price_per_million(name: str, value: object) -> float:
     # The value is not repeated: a price field is no place for a secret, but one pasted there stays out of logs.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if not is_finite_number(value) or value <= 0:
         raise FineTuningConfigError(
             f"{name} must be a finite number above 0: what one million trained tokens cost (e.g. 8 or 0.5)"
         )

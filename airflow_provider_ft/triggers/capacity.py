@@ -8,12 +8,12 @@ when the task resumes. Waiting is all it does, so it is as cheap as a trigger ca
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow_provider_ft._compat import BaseTrigger, TriggerEvent
+from airflow_provider_ft._numbers import is_finite_number
 from airflow_provider_ft._text import printable
 from airflow_provider_ft.capacity import CapacityWait, event_payload
 from airflow_provider_ft.exceptions import FineTuningConfigError
@@ -37,7 +37,7 @@ class CapacityWaitTrigger(BaseTrigger):
 
     def __init__(self, conn_id: str, wake_at: float, wait: dict[str, float], reason: str = "") -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if isinstance(wake_at, bool) or not isinstance(wake_at, int | float) or not math.isfinite(wake_at):
+        if not is_finite_number(wake_at):
             raise FineTuningConfigError(f"wake_at must be Unix epoch seconds, got {wake_at!r:.80}")
         self.conn_id = conn_id
         self.wake_at = float(wake_at)

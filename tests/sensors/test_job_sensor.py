@@ -112,6 +112,7 @@ def test_importing_the_sensor_stays_light() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(loaded["added"]) <= {
+        "airflow_provider_ft._numbers",
         "airflow_provider_ft._text",
         "airflow_provider_ft._validate",
         "airflow_provider_ft.cost",
