@@ -24,7 +24,7 @@ from airflow_provider_ft.jobs import FineTuningJob, JobStatus
 from airflow_provider_ft.ui import catalog, records, views
 from airflow_provider_ft.ui.chart import loss_chart_svg
 from airflow_provider_ft.ui.plugin import MOUNT
-from airflow_provider_ft.ui.provenance import Provenance, is_orphan, named_creator, provenance, tasks_by_identity
+from airflow_provider_ft.ui.provenance import Provenance, named_creator, provenance, tasks_by_identity
 
 #: Seconds between reloads of a job page while its job runs.
 REFRESH = 15
@@ -63,8 +63,8 @@ def create_app() -> FastAPI:
 
     @app.get("/api/jobs/{connection_id}/{job_id}")
     def job_api(user: GetUserDep, connection_id: str, job_id: str) -> dict[str, Any]:
-        detail, origin = site.job(_permissions(user), connection_id, job_id)
-        return _detail_json(detail, origin)
+        detail, row = site.job(_permissions(user), connection_id, job_id)
+        return _detail_json(detail, row)
 
     @app.get("/ui/task-instance/{dag_id}/{run_id}/{task_id}/{map_index}", response_class=HTMLResponse)
     def task_instance_tab(
@@ -123,9 +123,10 @@ class _Site:
         rows, summaries = views.job_rows(listings, tasks, records.watched_jobs(), permissions)
         return views.page_of(rows, summaries, filters, datetime.now(UTC))
 
-    def job(self, permissions: views.Permissions, conn_id: str, job_id: str) -> tuple[catalog.JobDetail, Provenance]:
-        """The job and where it came from; 403 unless ``permissions`` read the connection or the DAG that created
-        the job, 404 for no such job or connection, 400 for a malformed id, 502 for a vendor that failed."""
+    def job(self, permissions: views.Permissions, conn_id: str, job_id: str) -> tuple[catalog.JobDetail, views.JobRow]:
+        """The job with its log, and what the page shows of it; 403 unless ``permissions`` read the connection or
+        the DAG that created the job, 404 for no such job or connection, 400 for a malformed id, 502 for a vendor
+        that failed."""
         hook = _known_hook(conn_id)
         try:
             detail = catalog.job_detail(hook, job_id)
@@ -137,21 +138,20 @@ class _Site:
         origin = provenance(detail.job, detail.conn.namespace, _creators([detail.job], {detail.conn.namespace}), refs)
         if not permissions.sees(conn_id, origin.creator):
             raise HTTPException(403, "You may not read this connection nor the DAG that created this job")
-        return detail, origin
+        return detail, views.job_row(detail.conn, detail.job, origin, permissions)
 
     def render_job(
         self, request: Request, permissions: views.Permissions, conn_id: str, job_id: str, *, embedded: bool
     ) -> HTMLResponse:
-        detail, origin = self.job(permissions, conn_id, job_id)
-        price = detail.conn.price
+        detail, row = self.job(permissions, conn_id, job_id)
         return self.render(
             request,
             "job.html",
             detail=detail,
-            origin_of=origin,
-            orphan=is_orphan(detail.job, origin),
-            cost=price.cost_of(detail.job.trained_tokens) if price is not None else None,
-            can_act=conn_id in permissions.editable_connections,
+            origin_of=row.origin,
+            orphan=row.orphan,
+            cost=row.cost,
+            can_act=row.can_act,
             chart=Markup(loss_chart_svg(detail.curve)),  # numbers only: chart.py formats each one
             embedded=embedded,
             refresh=None if detail.job.is_terminal else REFRESH,
@@ -299,15 +299,9 @@ def _row_json(row: views.JobRow) -> dict[str, Any]:
     }
 
 
-def _detail_json(detail: catalog.JobDetail, origin: Provenance) -> dict[str, Any]:
-    price = detail.conn.price
+def _detail_json(detail: catalog.JobDetail, row: views.JobRow) -> dict[str, Any]:
     return {
-        "conn_id": detail.conn.conn_id,
-        "vendor": detail.conn.vendor,
-        "job": detail.job.to_dict(),
-        **_origin_json(origin),
-        "orphan": is_orphan(detail.job, origin),
-        "cost": price.cost_of(detail.job.trained_tokens) if price is not None else None,
+        **_row_json(row),
         "loss": [
             {"step": point.step, "train_loss": point.train_loss, "valid_loss": point.valid_loss}
             for point in detail.curve

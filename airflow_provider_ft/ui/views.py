@@ -186,7 +186,11 @@ def _row(
     watched_ids: Collection[str],
     permissions: Permissions,
 ) -> JobRow:
-    origin = provenance(job, listing.namespace, tasks, watched_ids)
+    return job_row(listing, job, provenance(job, listing.namespace, tasks, watched_ids), permissions)
+
+
+def job_row(listing: ConnectionJobs, job: FineTuningJob, origin: Provenance, permissions: Permissions) -> JobRow:
+    """What the page shows of ``job`` of the connection ``listing`` reads, given where it came from."""
     return JobRow(
         conn_id=listing.conn_id,
         vendor=listing.vendor,
